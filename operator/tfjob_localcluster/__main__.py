@@ -1,0 +1,93 @@
+"""`tfjob-local`: build what is missing, start or stop the local cluster, show where it is."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import binaries
+from .cluster import LocalCluster, default_state_dir
+from .nodepools import load as load_node_pools
+
+
+def _up(args: argparse.Namespace) -> int:
+    state_dir: Path = args.state_dir
+    existing = LocalCluster.attach(state_dir)
+    if existing is not None:
+        if existing.alive():
+            print(f"A local cluster is already running from {state_dir}.")
+            _print_usage(state_dir / "kubeconfig")
+            return 0
+        existing.stop()  # leftovers of a cluster that half-died: clear them first
+    binaries.ensure_built()
+    cluster = LocalCluster(
+        state_dir=state_dir, node_pools=load_node_pools(args.node_pools), detach=True
+    )
+    cluster.start(timeout=args.timeout)
+    pools = ", ".join(
+        f"{p.name} ({p.count} x {p.gpus} GPU)" if p.gpus else f"{p.name} ({p.count} x CPU)"
+        for p in cluster.node_pools.pools
+    )
+    print(f"Local cluster ready in {cluster.startup_seconds['total']:.1f} s at {cluster.server}")
+    print(f"Node pools: {pools}")
+    print(f"Logs: {cluster.log_dir}")
+    _print_usage(cluster.kubeconfig)
+    return 0
+
+
+def _print_usage(kubeconfig: Path) -> None:
+    print("Point kubectl at it with:")
+    print(f"  export KUBECONFIG={kubeconfig}")
+    print("  kubectl get nodes -L tfjob.dev/node-pool,nvidia.com/gpu.product")
+    print("Stop it with: tfjob-local down")
+
+
+def _down(args: argparse.Namespace) -> int:
+    cluster = LocalCluster.attach(args.state_dir)
+    if cluster is None:
+        print(f"No local cluster recorded in {args.state_dir}.")
+        return 0
+    cluster.stop()
+    print("Local cluster stopped.")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    cluster = LocalCluster.attach(args.state_dir)
+    if cluster is None:
+        print("stopped")
+        return 1
+    for process in cluster.running:
+        print(f"{process.name:<24} pid {process.pid:<8} {'running' if process.alive() else 'DEAD'}")
+    return 0 if cluster.alive() else 1
+
+
+def _build(args: argparse.Namespace) -> int:
+    return binaries.main(args.components)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tfjob-local", description=__doc__)
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=default_state_dir(),
+        help="where the cluster keeps its certificates, data and logs (default: %(default)s)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="build missing binaries, start the cluster")
+    up.add_argument("--node-pools", type=Path, default=None, help="node-pool YAML file")
+    up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness")
+    up.set_defaults(run=_up)
+    commands.add_parser("down", help="stop the cluster").set_defaults(run=_down)
+    commands.add_parser("status", help="show its processes").set_defaults(run=_status)
+    build = commands.add_parser("build", help="only build the binaries")
+    build.add_argument("components", nargs="*")
+    build.set_defaults(run=_build)
+    args = parser.parse_args(argv)
+    return int(args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,424 @@
+"""A real Kubernetes control plane on loopback: etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler and kwok's simulated nodes, started from cached binaries and stopped cleanly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import ssl
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.rest import ApiException
+
+from . import binaries, processes
+from .nodepools import NodePools
+from .nodepools import load as load_node_pools
+from .pki import CertificateAuthority, KeyPair, service_account_signing_key
+
+SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
+POD_CIDR = "10.244.0.0/16"  # kwok hands simulated pods addresses from here; nothing routes them
+SIMULATED_NODE_IP = "10.243.0.1"
+STATE_FILE = "cluster.json"
+
+
+@dataclass
+class Endpoints:
+    etcd_client: int
+    etcd_peer: int
+    apiserver: int
+    controller_manager: int
+    scheduler: int
+
+    @classmethod
+    def allocate(cls) -> Endpoints:
+        return cls(*(processes.free_port() for _ in range(5)))
+
+
+@dataclass
+class LocalCluster:
+    """One control plane whose files live in ``state_dir``.
+
+    ``detach=False`` (tests): processes die with this Python process at the latest.
+    ``detach=True`` (a person's cluster): processes outlive it; ``stop`` finds them by state file.
+    """
+
+    state_dir: Path
+    node_pools: NodePools = field(default_factory=load_node_pools)
+    detach: bool = False
+    running: list[processes.RunningProcess] = field(default_factory=list)
+    ports: Endpoints | None = None
+    startup_seconds: dict[str, float] = field(default_factory=dict)
+    _ca: CertificateAuthority | None = None
+
+    # ----- paths ---------------------------------------------------------------------------
+    @property
+    def pki_dir(self) -> Path:
+        return self.state_dir / "pki"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def kubeconfig(self) -> Path:
+        """Admin kubeconfig (group system:masters)."""
+        return self.state_dir / "kubeconfig"
+
+    @property
+    def server(self) -> str:
+        assert self.ports is not None
+        return f"https://127.0.0.1:{self.ports.apiserver}"
+
+    # ----- lifecycle -----------------------------------------------------------------------
+    def start(self, timeout: float = 60.0) -> None:
+        """Start every component and wait until nodes are Ready; stop everything on failure."""
+        started = time.monotonic()
+        for directory in (self.state_dir, self.pki_dir, self.log_dir):
+            directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self._start(started, timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds["total"] = time.monotonic() - started
+        self._write_state()
+
+    def _mark(self, what: str, since: float) -> None:
+        self.startup_seconds[what] = time.monotonic() - since
+
+    def _start(self, started: float, timeout: float) -> None:
+        deadline = started + timeout
+
+        def remaining() -> float:
+            return max(1.0, deadline - time.monotonic())
+
+        self.ports = Endpoints.allocate()
+        self._ca = CertificateAuthority(self.pki_dir)
+        serving = self._ca.issue(
+            "apiserver",
+            "kube-apiserver",
+            server_hosts=(
+                "127.0.0.1",
+                "localhost",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "10.96.0.1",
+            ),
+        )
+        sa_key = service_account_signing_key(self.pki_dir)
+        self._write_kubeconfig(self.kubeconfig, "admin", ("system:masters",))
+        kcm_kubeconfig = self._write_kubeconfig(
+            self.state_dir / "kube-controller-manager.kubeconfig",
+            "system:kube-controller-manager",
+        )
+        scheduler_kubeconfig = self._write_kubeconfig(
+            self.state_dir / "kube-scheduler.kubeconfig", "system:kube-scheduler"
+        )
+
+        etcd = self._run("etcd", self._etcd_args())
+        processes.wait_until(
+            self._etcd_healthy, timeout=remaining(), what="etcd /health", process=etcd
+        )
+        self._mark("etcd", started)
+
+        apiserver = self._run("kube-apiserver", self._apiserver_args(serving, sa_key))
+        processes.wait_until(
+            lambda: self._get(self.ports.apiserver, "/readyz") == "ok",  # type: ignore[union-attr]
+            timeout=remaining(),
+            what="kube-apiserver /readyz",
+            process=apiserver,
+        )
+        self._mark("kube-apiserver", started)
+
+        kcm = self._run("kube-controller-manager", self._controller_manager_args(kcm_kubeconfig))
+        scheduler = self._run("kube-scheduler", self._scheduler_args(scheduler_kubeconfig))
+        kwok = self._run("kwok", self._kwok_args())
+        self.create_nodes()
+        processes.wait_until(
+            lambda: (
+                self._get(self.ports.controller_manager, "/healthz", client_cert=False)  # type: ignore[union-attr]
+                == "ok"
+            ),
+            timeout=remaining(),
+            what="kube-controller-manager /healthz",
+            process=kcm,
+        )
+        processes.wait_until(
+            lambda: self._get(self.ports.scheduler, "/readyz", client_cert=False) == "ok",  # type: ignore[union-attr]
+            timeout=remaining(),
+            what="kube-scheduler /readyz",
+            process=scheduler,
+        )
+        processes.wait_until(
+            self._all_nodes_ready, timeout=remaining(), what="simulated nodes Ready", process=kwok
+        )
+        self._mark("nodes-ready", started)
+        processes.wait_until(
+            lambda: self._service_account_exists("default"),
+            timeout=remaining(),
+            what="the default ServiceAccount",
+            process=kcm,
+        )
+
+    def stop(self) -> None:
+        """Stop exactly the processes this cluster started, newest first."""
+        for process in reversed(self.running):
+            process.stop()
+        self.running.clear()
+        state = self.state_dir / STATE_FILE
+        if state.exists():
+            state.unlink()
+
+    def __enter__(self) -> LocalCluster:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ----- state for a detached cluster ----------------------------------------------------
+    def _write_state(self) -> None:
+        state = {
+            "server": self.server,
+            "kubeconfig": str(self.kubeconfig),
+            "ports": dataclasses.asdict(self.ports) if self.ports else {},
+            "processes": [p.to_dict() for p in self.running],
+            "startup_seconds": self.startup_seconds,
+        }
+        (self.state_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+    @classmethod
+    def attach(cls, state_dir: Path) -> LocalCluster | None:
+        """The cluster recorded in ``state_dir``, or None if none is recorded."""
+        path = state_dir / STATE_FILE
+        if not path.exists():
+            return None
+        state = json.loads(path.read_text())
+        cluster = cls(state_dir=state_dir, detach=True)
+        cluster.running = [processes.RunningProcess.from_dict(p) for p in state["processes"]]
+        return cluster
+
+    def alive(self) -> bool:
+        return bool(self.running) and all(p.alive() for p in self.running)
+
+    # ----- identities ----------------------------------------------------------------------
+    def kubeconfig_for(self, user: str, groups: tuple[str, ...] = ()) -> Path:
+        """A kubeconfig authenticating as ``user`` in ``groups`` by client certificate."""
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in user)
+        return self._write_kubeconfig(self.state_dir / f"user-{safe}.kubeconfig", user, groups)
+
+    def _write_kubeconfig(self, path: Path, user: str, groups: tuple[str, ...] = ()) -> Path:
+        assert self._ca is not None
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in user)
+        pair = self._ca.issue(f"client-{safe}", user, groups)
+        document = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "tfjob-local",
+                    "cluster": {
+                        "server": self.server,
+                        "certificate-authority": str(self._ca.cert_path),
+                    },
+                }
+            ],
+            "users": [
+                {
+                    "name": user,
+                    "user": {"client-certificate": str(pair.cert), "client-key": str(pair.key)},
+                }
+            ],
+            "contexts": [
+                {"name": "tfjob-local", "context": {"cluster": "tfjob-local", "user": user}}
+            ],
+            "current-context": "tfjob-local",
+        }
+        path.write_text(yaml.safe_dump(document))
+        path.chmod(0o600)
+        return path
+
+    def api_client(self, kubeconfig: Path | None = None) -> k8s.ApiClient:
+        return k8s_config.new_client_from_config(config_file=str(kubeconfig or self.kubeconfig))
+
+    # ----- components ----------------------------------------------------------------------
+    def _run(self, name: str, args: list[str]) -> processes.RunningProcess:
+        process = processes.start(
+            name, [str(binaries.binary(name)), *args], self.log_dir, detach=self.detach
+        )
+        self.running.append(process)
+        return process
+
+    def _etcd_args(self) -> list[str]:
+        assert self.ports is not None
+        client_url = f"http://127.0.0.1:{self.ports.etcd_client}"
+        peer_url = f"http://127.0.0.1:{self.ports.etcd_peer}"
+        return [
+            "--name=local",
+            f"--data-dir={self.state_dir / 'etcd'}",
+            f"--listen-client-urls={client_url}",
+            f"--advertise-client-urls={client_url}",
+            f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=local={peer_url}",
+            "--initial-cluster-state=new",
+            # A throwaway test store: durability across power loss buys nothing here.
+            "--unsafe-no-fsync=true",
+            "--quota-backend-bytes=4294967296",
+            "--auto-compaction-mode=periodic",
+            "--auto-compaction-retention=5m",
+            "--log-level=warn",
+        ]
+
+    def _apiserver_args(self, serving: KeyPair, sa_key: KeyPair) -> list[str]:
+        assert self.ports is not None
+        assert self._ca is not None
+        return [
+            f"--etcd-servers=http://127.0.0.1:{self.ports.etcd_client}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={self.ports.apiserver}",
+            f"--cert-dir={self.pki_dir}",
+            f"--tls-cert-file={serving.cert}",
+            f"--tls-private-key-file={serving.key}",
+            f"--client-ca-file={self._ca.cert_path}",
+            "--authorization-mode=Node,RBAC",
+            f"--service-account-issuer=https://127.0.0.1:{self.ports.apiserver}",
+            f"--service-account-key-file={sa_key.cert}",
+            f"--service-account-signing-key-file={sa_key.key}",
+            f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+            "--allow-privileged=true",
+            # The `kubernetes` Service would point at a loopback address, which endpoints refuse.
+            "--endpoint-reconciler-type=none",
+            "--profiling=false",
+            "--v=1",
+        ]
+
+    def _component_common(self, kubeconfig: Path, port: int) -> list[str]:
+        return [
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={port}",
+            "--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics",
+            "--leader-elect=false",
+            "--v=1",
+        ]
+
+    def _controller_manager_args(self, kubeconfig: Path) -> list[str]:
+        assert self.ports is not None
+        assert self._ca is not None
+        return [
+            *self._component_common(kubeconfig, self.ports.controller_manager),
+            f"--cert-dir={self.state_dir / 'kcm-certs'}",
+            # Each controller acts as its own ServiceAccount, as in a production cluster, so
+            # RBAC is exercised for the controllers too.
+            "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={self.pki_dir / 'sa.key'}",
+            f"--root-ca-file={self._ca.cert_path}",
+            f"--cluster-signing-cert-file={self._ca.cert_path}",
+            f"--cluster-signing-key-file={self.pki_dir / 'ca.key'}",
+            "--controllers=*",
+        ]
+
+    def _scheduler_args(self, kubeconfig: Path) -> list[str]:
+        assert self.ports is not None
+        return [
+            *self._component_common(kubeconfig, self.ports.scheduler),
+            f"--cert-dir={self.state_dir / 'scheduler-certs'}",
+        ]
+
+    def _kwok_args(self) -> list[str]:
+        stages = resources.files(__package__).joinpath("stages.yaml").read_text()
+        stages_path = self.state_dir / "kwok-stages.yaml"
+        stages_path.write_text(stages)
+        return [
+            f"--kubeconfig={self.kubeconfig}",
+            f"--config={stages_path}",
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            "--node-lease-duration-seconds=40",
+            f"--cidr={POD_CIDR}",
+            f"--node-ip={SIMULATED_NODE_IP}",
+        ]
+
+    # ----- readiness ------------------------------------------------------------------------
+    def _ssl_context(self, client_cert: bool) -> ssl.SSLContext:
+        if not client_cert:
+            # Controller-manager and scheduler serve with self-signed certs on loopback.
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            return context
+        assert self._ca is not None
+        context = ssl.create_default_context(cafile=str(self._ca.cert_path))
+        context.load_cert_chain(
+            self.pki_dir / "client-admin.crt", self.pki_dir / "client-admin.key"
+        )
+        return context
+
+    def _get(self, port: int, path: str, *, client_cert: bool = True) -> str:
+        with urllib.request.urlopen(
+            f"https://127.0.0.1:{port}{path}",
+            context=self._ssl_context(client_cert),
+            timeout=2,
+        ) as response:
+            return response.read().decode()
+
+    def _etcd_healthy(self) -> bool:
+        assert self.ports is not None
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.ports.etcd_client}/health", timeout=2
+        ) as response:
+            return json.loads(response.read()).get("health") == "true"
+
+    def create_nodes(self, pools: NodePools | None = None) -> None:
+        """Create the Nodes of every pool (status included); existing ones are left as they are."""
+        with self.api_client() as api:
+            core = k8s.CoreV1Api(api)
+            for node in (pools or self.node_pools).nodes():
+                try:
+                    core.create_node(node)
+                except ApiException as error:
+                    if error.status != 409:
+                        raise
+
+    def _all_nodes_ready(self) -> bool:
+        expected = {n["metadata"]["name"] for n in self.node_pools.nodes()}
+        with self.api_client() as api:
+            nodes = k8s.CoreV1Api(api).list_node().items
+        ready = {
+            n.metadata.name
+            for n in nodes
+            if any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])
+        }
+        return expected <= ready
+
+    def _service_account_exists(self, namespace: str) -> bool:
+        with self.api_client() as api:
+            try:
+                k8s.CoreV1Api(api).read_namespaced_service_account("default", namespace)
+            except ApiException as error:
+                if error.status == 404:
+                    return False
+                raise
+        return True
+
+
+def default_state_dir() -> Path:
+    configured = os.environ.get("TFJOB_LOCAL_CLUSTER_DIR")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "tfjob-operator" / "local-cluster"

@@ -1,0 +1,115 @@
+"""Fixtures shared by every test layer: one real control plane per session, started on demand."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kubernetes import client as k8s
+from kubernetes.client.rest import ApiException
+
+from tfjob_localcluster import binaries
+from tfjob_localcluster.cluster import LocalCluster
+from tfjob_localcluster.control import wait_for
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """The session's control plane with the default GPU and CPU node pools."""
+    binaries.ensure_built(log=lambda message: None)
+    local = LocalCluster(state_dir=tmp_path_factory.mktemp("cluster"))
+    local.start()
+    timings = ", ".join(f"{k} {v:.1f}s" for k, v in local.startup_seconds.items())
+    print(f"\nlocal control plane ready ({timings})")
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture(scope="session")
+def api_client(cluster: LocalCluster) -> Iterator[k8s.ApiClient]:
+    with cluster.api_client() as api:
+        yield api
+
+
+@pytest.fixture(scope="session")
+def core(api_client: k8s.ApiClient) -> k8s.CoreV1Api:
+    return k8s.CoreV1Api(api_client)
+
+
+@pytest.fixture
+def namespace(request: pytest.FixtureRequest, core: k8s.CoreV1Api) -> Iterator[str]:
+    """A fresh namespace per test, ready for pods (its default ServiceAccount exists)."""
+    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    name = f"{stem}-{secrets.token_hex(3)}"
+    core.create_namespace({"metadata": {"name": name, "labels": {"tfjob.dev/test": "true"}}})
+    wait_for(
+        core.list_namespaced_service_account,
+        lambda accounts: any(a.metadata.name == "default" for a in accounts),
+        timeout=30,
+        what=f"the default ServiceAccount of {name}",
+        namespace=name,
+    )
+    yield name
+    try:
+        core.delete_namespace(name)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+
+
+@dataclass
+class Tool:
+    """A command-line tool pointed at the local cluster."""
+
+    executable: str
+    kubeconfig: Path
+    flag: str = "--kubeconfig"
+
+    def __call__(
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        kubeconfig: Path | None = None,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [self.executable, f"{self.flag}={kubeconfig or self.kubeconfig}", *args]
+        result = subprocess.run(
+            argv,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env={**os.environ, "HOME": str(self.kubeconfig.parent)},
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(argv)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+
+@pytest.fixture(scope="session")
+def kubectl(cluster: LocalCluster) -> Tool:
+    return Tool(binaries.kubectl(), cluster.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def helm(cluster: LocalCluster) -> Tool:
+    return Tool(str(binaries.binary("helm")), cluster.kubeconfig)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests under tests/integration need the control plane: mark them so `-m` can pick."""
+    for item in items:
+        if "integration" in Path(str(item.fspath)).parts:
+            item.add_marker(pytest.mark.integration)
