@@ -1,0 +1,37 @@
+# Entry points a person and CI share. Everything slow is cached outside the repository:
+# Python packages in .venv (ignored by git), Go binaries in ~/.cache/tfjob-operator/bin.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: up down status test unit lint binaries
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+binaries: $(VENV)/.installed
+	$(BIN)/tfjob-local build
+
+## up: build what is missing and start the local cluster with its simulated GPU node pools
+up: binaries
+	$(BIN)/tfjob-local up
+
+## down: stop the local cluster
+down: $(VENV)/.installed
+	$(BIN)/tfjob-local down
+
+status: $(VENV)/.installed
+	$(BIN)/tfjob-local status
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check operator tests
+	$(BIN)/ruff format --check operator tests
+
+unit: $(VENV)/.installed
+	$(BIN)/pytest tests/unit
+
+## test: lint, then every test layer against a real control plane started by the tests
+test: lint binaries
+	$(BIN)/pytest
