@@ -1,0 +1,1 @@
+"""The TensorFlowJob API models; the CRD is generated from them."""

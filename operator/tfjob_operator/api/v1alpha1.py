@@ -1,0 +1,535 @@
+"""The TensorFlowJob API, tfjob.dev/v1alpha1: the only source of the CRD (see ``crd.py``).
+
+A job is written one of two ways, never both:
+
+- the Kubeflow way, ``tfReplicaSpecs`` with a pod template per replica type, so a Kubeflow
+  ``kubeflow.org/v1`` TFJob runs after changing only ``apiVersion`` and ``kind``;
+- the estimator way, ``entryScript`` + ``scriptParams`` + ``distribution``, which
+  ``estimator.compile_replica_specs`` turns into the same replica specs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+GROUP = "tfjob.dev"
+VERSION = "v1alpha1"
+KIND = "TensorFlowJob"
+PLURAL = "tensorflowjobs"
+SINGULAR = "tensorflowjob"
+SHORT_NAMES = ("tfj",)
+API_VERSION = f"{GROUP}/{VERSION}"
+
+MAX_DNS_LABEL = 63
+
+
+class Model(BaseModel):
+    """Frozen, camelCase on the wire; unknown fields were already pruned by the API server."""
+
+    model_config = ConfigDict(
+        frozen=True, alias_generator=to_camel, populate_by_name=True, extra="ignore"
+    )
+
+
+class OpenModel(Model):
+    """A Kubernetes object fragment: the fields we read are declared, the rest is kept as is."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+def _cel(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
+    validation = {"rule": rule, "message": message}
+    if field_path:
+        validation["fieldPath"] = field_path
+    return validation
+
+
+# ----- pod templates (declared where the operator reads them, open elsewhere) --------------
+
+
+class ContainerPort(OpenModel):
+    """A port the container listens on."""
+
+    name: str | None = Field(None, description="Port name; `tfjob-port` sets TF_CONFIG's port.")
+    container_port: int = Field(ge=1, le=65535, description="Port number in the container.")
+
+
+class EnvVar(OpenModel):
+    """An environment variable (`value` or `valueFrom`, as in a Pod)."""
+
+    name: str = Field(min_length=1, description="Variable name.")
+    value: str | None = Field(None, description="Literal value.")
+
+
+Quantity = Annotated[
+    str,
+    BeforeValidator(lambda value: str(value) if isinstance(value, int | float) else value),
+    Field(json_schema_extra={"x-kubernetes-int-or-string": True}),
+]
+"""A resource quantity: `8`, `"500m"`, `"16Gi"` (kept as the string Kubernetes prints)."""
+
+
+class ResourceRequirements(OpenModel):
+    """Compute resources, as in a Pod: `nvidia.com/gpu` in limits requests GPUs."""
+
+    limits: dict[str, Quantity] | None = Field(
+        None, description="Maximum resources, for example `nvidia.com/gpu: 8`."
+    )
+    requests: dict[str, Quantity] | None = Field(
+        None, description="Minimum resources the scheduler reserves."
+    )
+
+
+class Container(OpenModel):
+    """A container of the pod template; any other Container field is accepted as in a Pod."""
+
+    name: str = Field(min_length=1, description="Container name; TF_CONFIG goes to `tensorflow`.")
+    image: str | None = Field(None, description="Container image.")
+    command: list[str] | None = Field(None, description="Entrypoint array.")
+    args: list[str] | None = Field(None, description="Arguments to the entrypoint.")
+    env: list[EnvVar] | None = Field(None, description="Environment variables.")
+    ports: list[ContainerPort] | None = Field(None, description="Ports to expose.")
+    resources: ResourceRequirements | None = Field(None, description="Compute resources.")
+
+
+class Toleration(OpenModel):
+    """A toleration, as in a Pod."""
+
+    key: str | None = Field(None, description="Taint key the toleration applies to.")
+
+
+class PodSpec(OpenModel):
+    """A Pod spec; any other PodSpec field is accepted and passed to the pods."""
+
+    containers: list[Container] = Field(
+        min_length=1, description="Containers; the one named `tensorflow` (or the first) trains."
+    )
+    restart_policy: str | None = Field(
+        None,
+        description="Ignored: the replica's restartPolicy decides (as in Kubeflow's TFJob).",
+    )
+    node_selector: dict[str, str] | None = Field(None, description="Node labels to match.")
+    tolerations: list[Toleration] | None = Field(None, description="Taints to tolerate.")
+
+
+class ObjectMeta(OpenModel):
+    """Labels and annotations copied onto every pod of the replica."""
+
+    labels: dict[str, str] | None = Field(None, description="Labels added to the pods.")
+    annotations: dict[str, str] | None = Field(None, description="Annotations added to the pods.")
+
+
+class PodTemplateSpec(OpenModel):
+    """The pod template of a replica type (same shape as a Deployment's template)."""
+
+    metadata: ObjectMeta | None = Field(None, description="Pod labels and annotations.")
+    spec: PodSpec = Field(description="Pod spec.")
+
+
+class PartialPodSpec(PodSpec):
+    """A pod spec fragment merged into every replica of an estimator-style job."""
+
+    containers: list[Container] | None = Field(  # type: ignore[assignment]
+        None,
+        description=(
+            "Merged by name into the generated containers (the trainer container is named "
+            "`tensorflow`): add env, volumeMounts, resources..."
+        ),
+    )
+
+
+class PartialPodTemplateSpec(OpenModel):
+    """Pod details for an estimator-style job: volumes, env, resources, node selection..."""
+
+    metadata: ObjectMeta | None = Field(None, description="Pod labels and annotations.")
+    spec: PartialPodSpec | None = Field(None, description="Pod spec fragment.")
+
+
+# ----- Kubeflow-style replica specs ---------------------------------------------------------
+
+
+class ReplicaType(StrEnum):
+    CHIEF = "Chief"
+    MASTER = "Master"
+    WORKER = "Worker"
+    PS = "PS"
+    EVALUATOR = "Evaluator"
+
+
+class RestartPolicy(StrEnum):
+    ALWAYS = "Always"
+    ON_FAILURE = "OnFailure"
+    NEVER = "Never"
+    EXIT_CODE = "ExitCode"
+
+
+class ReplicaSpec(Model):
+    """How many pods of one replica type to run, and how."""
+
+    replicas: int = Field(1, ge=0, le=10000, description="Number of pods of this type (default 1).")
+    restart_policy: RestartPolicy = Field(
+        RestartPolicy.NEVER,
+        description=(
+            "Restart policy of the pods: Always, OnFailure, Never (default) or ExitCode "
+            "(pods run with Never)."
+        ),
+    )
+    template: PodTemplateSpec = Field(description="Pod template of this replica type.")
+
+
+def _single(replica_type: str) -> dict[str, Any]:
+    return {
+        "x-kubernetes-validations": [
+            _cel(
+                "!has(self.replicas) || self.replicas <= 1",
+                f"{replica_type} must have at most 1 replica",
+                ".replicas",
+            )
+        ]
+    }
+
+
+class ReplicaSpecs(Model):
+    """Replica specs keyed by replica type, as in Kubeflow's TFJob."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "minProperties": 1,
+            "x-kubernetes-validations": [
+                _cel(
+                    "!(has(self.Chief) && has(self.Master))",
+                    "set Chief or Master, not both: a job has one chief",
+                ),
+                _cel(
+                    "!has(self.PS) || (has(self.Worker) && "
+                    "(!has(self.Worker.replicas) || self.Worker.replicas > 0))",
+                    "a job with PS replicas needs at least one Worker",
+                    ".PS",
+                ),
+            ],
+        }
+    )
+
+    chief: ReplicaSpec | None = Field(
+        None,
+        alias="Chief",
+        description="The chief: coordinates training and decides success (at most 1).",
+        json_schema_extra=_single("Chief"),
+    )
+    master: ReplicaSpec | None = Field(
+        None,
+        alias="Master",
+        description="Legacy name of the chief (at most 1); TF_CONFIG calls it `master`.",
+        json_schema_extra=_single("Master"),
+    )
+    worker: ReplicaSpec | None = Field(None, alias="Worker", description="Training workers.")
+    ps: ReplicaSpec | None = Field(None, alias="PS", description="Parameter servers.")
+    evaluator: ReplicaSpec | None = Field(
+        None,
+        alias="Evaluator",
+        description=(
+            "A side-car evaluator (at most 1). It is kept out of the training tasks' "
+            "TF_CONFIG cluster, since a parameter-server chief waits forever for it."
+        ),
+        json_schema_extra=_single("Evaluator"),
+    )
+
+    def items(self) -> list[tuple[ReplicaType, ReplicaSpec]]:
+        """Present replica types in a stable order."""
+        found = []
+        for replica_type in ReplicaType:
+            spec = getattr(self, replica_type.name.lower())
+            if spec is not None:
+                found.append((replica_type, spec))
+        return found
+
+
+# ----- run policy -----------------------------------------------------------------------------
+
+
+class CleanPodPolicy(StrEnum):
+    ALL = "All"
+    RUNNING = "Running"
+    NONE = "None"
+
+
+class SchedulingPolicy(OpenModel):
+    """Gang-scheduling hints (accepted for Kubeflow compatibility; used by a later release)."""
+
+    min_available: int | None = Field(None, ge=1, description="Pods that must start together.")
+    queue: str | None = Field(None, description="Queue name for a batch scheduler.")
+    priority_class: str | None = Field(None, description="PriorityClass of the pods.")
+
+
+class RunPolicy(Model):
+    """What happens around the training: cleanup, limits, suspension."""
+
+    clean_pod_policy: CleanPodPolicy = Field(
+        CleanPodPolicy.RUNNING,
+        description=(
+            "Pods deleted once the job finished: Running (default; stops parameter servers and "
+            "workers still running), All, or None (keep every pod)."
+        ),
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        None, ge=0, description="Delete the job this long after it finished."
+    )
+    active_deadline_seconds: int | None = Field(
+        None, ge=1, description="Fail the job when it has been active this long."
+    )
+    backoff_limit: int | None = Field(
+        None, ge=0, description="Retries before the job is marked Failed."
+    )
+    suspend: bool = Field(False, description="Suspend the job: its pods are deleted.")
+    scheduling_policy: SchedulingPolicy | None = Field(None, description="Gang-scheduling hints.")
+
+
+class SuccessPolicy(StrEnum):
+    DEFAULT = ""
+    ALL_WORKERS = "AllWorkers"
+
+
+# ----- estimator-style fields -----------------------------------------------------------------
+
+
+class Backend(StrEnum):
+    MULTI_WORKER_MIRRORED = "multiWorkerMirrored"
+    PARAMETER_SERVER = "parameterServer"
+
+
+class Distribution(Model):
+    """How an estimator-style job is spread over pods (absent: a single pod)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "self.backend == 'parameterServer' || !has(self.parameterServerCount)",
+                    "parameterServerCount applies only to backend parameterServer",
+                    ".parameterServerCount",
+                ),
+            ]
+        }
+    )
+
+    backend: Backend = Field(
+        description=(
+            "multiWorkerMirrored (tf.distribute.MultiWorkerMirroredStrategy: workerCount "
+            "workers) or parameterServer (ParameterServerStrategy: a chief, workerCount "
+            "workers and parameterServerCount parameter servers)."
+        )
+    )
+    worker_count: int = Field(1, ge=1, le=10000, description="Number of workers (default 1).")
+    parameter_server_count: int | None = Field(
+        None, ge=1, le=1000, description="Number of parameter servers (default 1)."
+    )
+
+
+ScriptParamValue = str | int | float | bool
+
+
+def _open_scalar_map(schema: dict[str, Any]) -> None:
+    """A map of scalars of any JSON type, which a structural schema cannot say: leave it open."""
+    schema.pop("anyOf", None)
+    schema.update(
+        {"type": "object", "maxProperties": 128, "x-kubernetes-preserve-unknown-fields": True}
+    )
+
+
+class TensorFlowJobSpec(Model):
+    """The desired training job, in the Kubeflow form or in the estimator form."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "has(self.tfReplicaSpecs) != has(self.entryScript)",
+                    "set exactly one of spec.tfReplicaSpecs (Kubeflow form) or "
+                    "spec.entryScript (estimator form)",
+                ),
+                _cel(
+                    "!has(self.tfReplicaSpecs) || !(has(self.image) || has(self.scriptParams) "
+                    "|| has(self.useGpu) || has(self.gpuCount) || has(self.distribution) "
+                    "|| has(self.pipPackages) || has(self.environmentVariables) "
+                    "|| has(self.template))",
+                    "spec.tfReplicaSpecs cannot be combined with the estimator fields image, "
+                    "scriptParams, useGpu, gpuCount, distribution, pipPackages, "
+                    "environmentVariables, template: put them in the replica templates",
+                ),
+                _cel(
+                    "!has(self.gpuCount) || (has(self.useGpu) && self.useGpu)",
+                    "spec.gpuCount needs spec.useGpu: true",
+                    ".gpuCount",
+                ),
+            ]
+        }
+    )
+
+    # Kubeflow form
+    tf_replica_specs: ReplicaSpecs | None = Field(
+        None, description="Kubeflow form: a pod template per replica type."
+    )
+    run_policy: RunPolicy | None = Field(None, description="Cleanup, limits and suspension.")
+    success_policy: SuccessPolicy = Field(
+        SuccessPolicy.DEFAULT,
+        description=(
+            'When the job succeeds without a chief: "" (default) when worker 0 succeeds, '
+            "AllWorkers when every worker succeeds. With a chief, the chief decides."
+        ),
+    )
+    node_pool: str | None = Field(
+        None,
+        max_length=63,
+        description=(
+            "Node pool for the GPU pods (and for every pod of an estimator-style job), by name; "
+            "the operator's settings map it to a node selector. Default: the operator's."
+        ),
+    )
+
+    # Estimator form
+    entry_script: str | None = Field(
+        None, min_length=1, description="Estimator form: the script every replica runs."
+    )
+    script_params: dict[str, ScriptParamValue] | None = Field(
+        None,
+        description=(
+            "Command-line parameters of the entry script, for example `--batch-size: 50`; "
+            "a `true` value passes the flag alone, `false` leaves it out."
+        ),
+        # Values are scalars of any JSON type, which a structural schema cannot say; the
+        # operator checks them (see TensorFlowJobSpec) and reports a bad one on the status.
+        json_schema_extra=_open_scalar_map,
+    )
+    image: str | None = Field(
+        None, description="Trainer image (default: the operator's, by useGpu)."
+    )
+    use_gpu: bool | None = Field(
+        None, description="Give each worker GPUs (gpuCount, default 1) on a GPU node pool."
+    )
+    gpu_count: int | None = Field(
+        None, ge=1, le=64, description="GPUs per worker pod when useGpu is true (default 1)."
+    )
+    pip_packages: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        None, max_length=64, description="pip packages installed before the script starts."
+    )
+    environment_variables: dict[str, str] | None = Field(
+        None, description="Environment variables of the trainer container."
+    )
+    distribution: Distribution | None = Field(
+        None, description="How the training is distributed; absent for a single-node job."
+    )
+    template: PartialPodTemplateSpec | None = Field(
+        None, description="Pod details merged into every replica: volumes, env, resources..."
+    )
+
+
+class ConditionType(StrEnum):
+    CREATED = "Created"
+    RUNNING = "Running"
+    RESTARTING = "Restarting"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SUSPENDED = "Suspended"
+
+
+class Condition(Model):
+    """One observation of the job's state, in Kubeflow's vocabulary."""
+
+    type: ConditionType = Field(description="Created, Running, Restarting, Succeeded, Failed...")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(description="Machine-readable reason, for example TFJobSucceeded.")
+    message: str = Field(description="Human-readable explanation.")
+    last_update_time: dt.datetime | None = Field(None, description="Last time it was set.")
+    last_transition_time: dt.datetime | None = Field(
+        None, description="Last time its status changed."
+    )
+
+
+class ReplicaStatus(Model):
+    """Pods of one replica type, by phase."""
+
+    active: int = Field(0, description="Pods Pending or Running.")
+    succeeded: int = Field(0, description="Pods that succeeded.")
+    failed: int = Field(0, description="Pods that failed.")
+
+
+class TensorFlowJobStatus(Model):
+    """What the operator observed, written by it alone."""
+
+    state: str | None = Field(
+        None, description="Current state: the latest true condition (Created, Running...)."
+    )
+    ready: str | None = Field(None, description="Ready pods / desired pods, for display.")
+    conditions: list[Condition] | None = Field(
+        None,
+        description="Conditions, one per type.",
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+    )
+    replica_statuses: dict[str, ReplicaStatus] | None = Field(
+        None, description="Pods by replica type (Chief, Worker, PS...)."
+    )
+    start_time: dt.datetime | None = Field(None, description="When the operator started it.")
+    completion_time: dt.datetime | None = Field(None, description="When it finished.")
+    observed_generation: int | None = Field(
+        None, description="The metadata.generation this status describes."
+    )
+
+
+def _replica_name_rule(path: str, replicas: str, suffix: str) -> str:
+    """CEL: the longest pod name of a replica type, <job>-<suffix>-<replicas-1>, fits a label."""
+    parent, _, child = path.rpartition(".")
+    return (
+        f"!has(self.spec.{parent}) || !has(self.spec.{parent}.{child}) || "
+        f"size(self.metadata.name) + {len(suffix) + 2} + "
+        f"size(string(({replicas}) - 1)) <= {MAX_DNS_LABEL}"
+    )
+
+
+def _name_rules() -> list[dict[str, str]]:
+    rules = [
+        _cel(
+            "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+            "metadata.name must be a DNS-1035 label (lower-case letters, digits and '-', "
+            "starting with a letter): it names the job's service and pods",
+        )
+    ]
+    for replica_type in ReplicaType:
+        path = f"tfReplicaSpecs.{replica_type.value}"
+        count = f"has(self.spec.{path}.replicas) ? self.spec.{path}.replicas : 1"
+        rules.append(
+            _cel(
+                _replica_name_rule(path, count, replica_type.value.lower()),
+                f"metadata.name is too long: pod names <name>-{replica_type.value.lower()}-<index> "
+                f"must fit in {MAX_DNS_LABEL} characters",
+            )
+        )
+    rules.append(
+        _cel(
+            "!has(self.spec.entryScript) || size(self.metadata.name) + 2 + size('worker') + "
+            "size(string((has(self.spec.distribution) && has(self.spec.distribution.workerCount) "
+            f"? self.spec.distribution.workerCount : 1) - 1)) <= {MAX_DNS_LABEL}",
+            f"metadata.name is too long: pod names <name>-worker-<index> must fit in "
+            f"{MAX_DNS_LABEL} characters",
+        )
+    )
+    return rules
+
+
+class TensorFlowJob(Model):
+    """A distributed TensorFlow training job: its pods, TF_CONFIG and status, from one resource."""
+
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": _name_rules()})
+
+    api_version: str = Field(API_VERSION, description="tfjob.dev/v1alpha1")
+    kind: str = Field(KIND, description="TensorFlowJob")
+    metadata: dict[str, Any] = Field(description="Standard object metadata.")
+    spec: TensorFlowJobSpec = Field(description="The desired training job.")
+    status: TensorFlowJobStatus | None = Field(None, description="Observed state.")
