@@ -1,0 +1,1 @@
+"""The TensorFlowJob operator: distributed TensorFlow training from one Kubernetes resource."""

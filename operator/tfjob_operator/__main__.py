@@ -1,0 +1,110 @@
+"""`tfjob-operator`: run the operator, or show what an estimator-style job compiles to."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.kubeconfig:
+        # Before any import of the kubernetes client, which reads it once, at import time.
+        os.environ["KUBECONFIG"] = args.kubeconfig
+    import kopf
+
+    from . import handlers
+    from .settings import OperatorSettings
+
+    handlers.OPERATOR_SETTINGS["settings"] = OperatorSettings.from_environment(
+        {
+            "cluster_domain": args.cluster_domain,
+            "default_gpu_node_pool": args.default_gpu_node_pool,
+            "node_pool_label": args.node_pool_label,
+        }
+    )
+    handlers.OPERATOR_SETTINGS["kubeconfig"] = args.kubeconfig
+    kopf.configure(
+        verbose=args.verbose,
+        log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL,
+    )
+    if not args.verbose:
+        # kopf reports every handled watch event at INFO; ours are the interesting lines.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    kopf.run(
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+        standalone=not args.peering,
+        peering_name=args.peering,
+        priority=args.priority,
+        liveness_endpoint=args.liveness,
+    )
+    return 0
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from .builders import JobRef, desired_children
+    from .estimator import compile_replica_specs, compiled_job
+    from .settings import OperatorSettings
+
+    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+    settings = OperatorSettings.from_environment()
+    documents = [d for d in yaml.safe_load_all(text) if d]
+    out = []
+    for job in documents:
+        out.append(compiled_job(job, settings))
+        if args.pods:
+            from .api.v1alpha1 import TensorFlowJobSpec
+
+            spec = TensorFlowJobSpec.model_validate(job["spec"])
+            metadata = job.get("metadata", {})
+            ref = JobRef(metadata.get("name", "job"), metadata.get("namespace", "default"), "<uid>")
+            children = desired_children(
+                ref,
+                compile_replica_specs(spec, settings),
+                node_pool=spec.node_pool,
+                settings=settings,
+            )
+            out.append(children.service)
+            out.extend(children.pods.values())
+    yaml.safe_dump_all(out, sys.stdout, sort_keys=False)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tfjob-operator", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the operator")
+    run.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch this namespace (repeat; globs allowed); default: all",
+    )
+    run.add_argument("--kubeconfig", default=None, help="kubeconfig (default: in-cluster, then ~)")
+    run.add_argument("--cluster-domain", default=None, help="DNS domain (cluster.local)")
+    run.add_argument("--default-gpu-node-pool", default=None, help="pool for GPU pods")
+    run.add_argument("--node-pool-label", default=None, help="node label naming the pool")
+    run.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument("--peering", default=None, help="kopf peering name (for several replicas)")
+    run.add_argument("--priority", type=int, default=0, help="peering priority")
+    run.add_argument("--log-format", choices=["text", "json"], default="text")
+    run.add_argument("-v", "--verbose", action="store_true")
+    run.set_defaults(handler=_run)
+    compile_ = commands.add_parser(
+        "compile", help="print the Kubeflow-form job (and with --pods, its pods) a file becomes"
+    )
+    compile_.add_argument("-f", "--file", required=True, help="TensorFlowJob YAML, or -")
+    compile_.add_argument("--pods", action="store_true", help="also print service and pods")
+    compile_.set_defaults(handler=_compile)
+    args = parser.parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Compile the estimator form ("run train.py on 2 workers with GPUs") into replica specs.
+
+One pure function, so a user can see exactly what a short spec becomes
+(`tfjob-operator compile -f job.yaml`), and the rest of the operator only ever deals with the
+Kubeflow form.
+"""
+
+from __future__ import annotations
+
+import copy
+import shlex
+from typing import Any
+
+from .api.v1alpha1 import (
+    Backend,
+    ReplicaSpecs,
+    ReplicaType,
+    ScriptParamValue,
+    TensorFlowJobSpec,
+)
+from .settings import GPU_RESOURCE, OperatorSettings
+from .topology import TRAINER_CONTAINER
+
+
+def script_arguments(params: dict[str, ScriptParamValue] | None) -> list[str]:
+    """`{--epochs: 5, --verbose: true, --dry-run: false}` -> `--epochs 5 --verbose`."""
+    arguments: list[str] = []
+    for flag, value in (params or {}).items():
+        if value is True:
+            arguments.append(flag)
+        elif value is False:
+            continue
+        else:
+            arguments += [flag, str(value)]
+    return arguments
+
+
+def trainer_command(spec: TensorFlowJobSpec) -> list[str]:
+    assert spec.entry_script is not None
+    run = ["python", spec.entry_script, *script_arguments(spec.script_params)]
+    if not spec.pip_packages:
+        return run
+    install = ["python", "-m", "pip", "install", "--no-cache-dir", *spec.pip_packages]
+    return ["sh", "-c", f"{shlex.join(install)} && exec {shlex.join(run)}"]
+
+
+def _merge_named(base: list[dict[str, Any]], extra: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Lists of named items (env, volumeMounts, containers): extra replaces same-named items."""
+    merged = {item["name"]: item for item in base}
+    for item in extra:
+        merged[item["name"]] = item
+    return list(merged.values())
+
+
+def _merge_container(generated: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
+    merged = {**generated, **{k: v for k, v in user.items() if k not in ("env", "resources")}}
+    if user.get("env"):
+        merged["env"] = _merge_named(generated.get("env", []), user["env"])
+    if user.get("resources"):
+        resources = copy.deepcopy(generated.get("resources", {}))
+        for kind, amounts in user["resources"].items():
+            resources[kind] = {**resources.get(kind, {}), **amounts}
+        merged["resources"] = resources
+    return merged
+
+
+def _pod_template(
+    spec: TensorFlowJobSpec, settings: OperatorSettings, *, gpus: int
+) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": TRAINER_CONTAINER,
+        "image": spec.image
+        or (settings.default_gpu_image if spec.use_gpu else settings.default_image),
+        "command": trainer_command(spec),
+    }
+    if spec.environment_variables:
+        container["env"] = [
+            {"name": name, "value": value} for name, value in spec.environment_variables.items()
+        ]
+    if gpus:
+        container["resources"] = {"limits": {GPU_RESOURCE: str(gpus)}}
+    template: dict[str, Any] = {"spec": {"containers": [container]}}
+    if spec.template is None:
+        return template
+    user = spec.template.model_dump(by_alias=True, exclude_none=True)
+    if "metadata" in user:
+        template["metadata"] = user["metadata"]
+    user_spec = user.get("spec", {})
+    for key, value in user_spec.items():
+        if key != "containers":
+            template["spec"][key] = value
+    by_name = {c["name"]: c for c in user_spec.get("containers", [])}
+    merged_trainer = _merge_container(container, by_name.pop(TRAINER_CONTAINER, {}))
+    template["spec"]["containers"] = [merged_trainer, *by_name.values()]
+    return template
+
+
+def compile_replica_specs(spec: TensorFlowJobSpec, settings: OperatorSettings) -> ReplicaSpecs:
+    """The replica specs a job runs: its own (Kubeflow form) or compiled (estimator form).
+
+    - no distribution: one Worker;
+    - multiWorkerMirrored: workerCount Workers;
+    - parameterServer: one Chief (the coordinator), workerCount Workers and
+      parameterServerCount PS. Every replica runs the entry script, which picks its role from
+      TF_CONFIG. With useGpu, Workers (who compute) get the GPUs; chief and PS do not.
+    """
+    if spec.tf_replica_specs is not None:
+        return spec.tf_replica_specs
+    gpus = (spec.gpu_count or 1) if spec.use_gpu else 0
+    distribution = spec.distribution
+
+    def replica(count: int, *, with_gpus: bool) -> dict[str, Any]:
+        return {
+            "replicas": count,
+            "restartPolicy": "Never",
+            "template": _pod_template(spec, settings, gpus=gpus if with_gpus else 0),
+        }
+
+    replicas: dict[str, Any] = {}
+    if distribution is None:
+        replicas[ReplicaType.WORKER.value] = replica(1, with_gpus=True)
+    elif distribution.backend is Backend.MULTI_WORKER_MIRRORED:
+        replicas[ReplicaType.WORKER.value] = replica(distribution.worker_count, with_gpus=True)
+    else:
+        replicas[ReplicaType.CHIEF.value] = replica(1, with_gpus=False)
+        replicas[ReplicaType.WORKER.value] = replica(distribution.worker_count, with_gpus=True)
+        replicas[ReplicaType.PS.value] = replica(
+            distribution.parameter_server_count or 1, with_gpus=False
+        )
+    return ReplicaSpecs.model_validate(replicas)
+
+
+def compiled_job(job: dict[str, Any], settings: OperatorSettings) -> dict[str, Any]:
+    """A whole TensorFlowJob manifest, rewritten in the Kubeflow form."""
+    spec = TensorFlowJobSpec.model_validate(job.get("spec", {}))
+    replica_specs = compile_replica_specs(spec, settings)
+    compiled_spec: dict[str, Any] = {
+        "tfReplicaSpecs": replica_specs.model_dump(by_alias=True, exclude_none=True, mode="json")
+    }
+    for key in ("runPolicy", "successPolicy", "nodePool"):
+        if key in job.get("spec", {}):
+            compiled_spec[key] = job["spec"][key]
+    return {
+        "apiVersion": job.get("apiVersion"),
+        "kind": job.get("kind"),
+        "metadata": job.get("metadata", {}),
+        "spec": compiled_spec,
+    }

@@ -1,0 +1,72 @@
+"""Operator settings: everything an installation can tune, in one place.
+
+Each setting has a flag of `tfjob-operator run` and an environment variable `TFJOB_<NAME>`
+(the flag wins), so a Helm chart and a person at a terminal configure it the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+GPU_RESOURCE = "nvidia.com/gpu"
+JOB_NAME_LABEL = "tfjob.dev/job-name"
+REPLICA_TYPE_LABEL = "tfjob.dev/replica-type"
+REPLICA_INDEX_LABEL = "tfjob.dev/replica-index"
+JOB_ROLE_LABEL = "tfjob.dev/job-role"
+SPEC_HASH_ANNOTATION = "tfjob.dev/spec-hash"
+OPERATOR_PREFIX = "tfjob.dev"
+
+
+class NodePoolSetting(BaseModel):
+    """What the operator knows of one node pool."""
+
+    model_config = ConfigDict(frozen=True)
+
+    gpu: bool = Field(True, description="Whether its nodes have GPUs.")
+
+
+class OperatorSettings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    cluster_domain: str = Field("cluster.local", description="DNS domain of the cluster.")
+    node_pool_label: str = Field(
+        "tfjob.dev/node-pool",
+        description=(
+            "Node label that names a node's pool, e.g. cloud.google.com/gke-nodepool, "
+            "eks.amazonaws.com/nodegroup or kubernetes.azure.com/agentpool."
+        ),
+    )
+    default_gpu_node_pool: str | None = Field(
+        None, description="Pool for GPU pods of jobs that name none (None: any GPU node)."
+    )
+    node_pools: dict[str, NodePoolSetting] = Field(
+        default_factory=dict,
+        description="Known pools; a job asking for GPUs on a pool known to have none fails.",
+    )
+    gpu_toleration: dict[str, str] = Field(
+        default_factory=lambda: {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"},
+        description="Toleration added to pods that request GPUs.",
+    )
+    default_image: str = Field(
+        "tensorflow/tensorflow:2.21.0", description="Trainer image of estimator-style CPU jobs."
+    )
+    default_gpu_image: str = Field(
+        "tensorflow/tensorflow:2.21.0-gpu", description="Trainer image of estimator-style GPU jobs."
+    )
+
+    @classmethod
+    def from_environment(cls, overrides: dict[str, Any] | None = None) -> OperatorSettings:
+        """Read `TFJOB_<FIELD>` variables (JSON for mappings), then apply ``overrides``."""
+        values: dict[str, Any] = {}
+        for name, field in cls.model_fields.items():
+            raw = os.environ.get(f"TFJOB_{name.upper()}")
+            if raw is None:
+                continue
+            annotation = str(field.annotation)
+            values[name] = json.loads(raw) if annotation.startswith("dict") else raw
+        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        return cls.model_validate(values)

@@ -1,0 +1,279 @@
+"""A job's status, computed from the pods it has. Pure: same inputs, same status.
+
+Conditions use Kubeflow's vocabulary (Created, Running, Restarting, Succeeded, Failed,
+Suspended) and reasons (TFJobCreated...). A condition changes only when its status, reason or
+message does, so an unchanged world produces an identical status and no write.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from .api.v1alpha1 import (
+    Condition,
+    ConditionType,
+    ReplicaSpecs,
+    ReplicaStatus,
+    ReplicaType,
+    SuccessPolicy,
+    TensorFlowJobStatus,
+)
+from .builders import chief_type
+from .settings import REPLICA_INDEX_LABEL, REPLICA_TYPE_LABEL
+from .topology import TRAINER_CONTAINER
+
+_TYPE_BY_LABEL = {t.value.lower(): t for t in ReplicaType}
+TERMINAL = (ConditionType.SUCCEEDED, ConditionType.FAILED)
+
+
+@dataclass(frozen=True)
+class PodObservation:
+    """What status needs to know of one pod."""
+
+    name: str
+    replica_type: ReplicaType | None
+    index: int | None
+    phase: str
+    ready: bool = False
+    deleting: bool = False
+    exit_code: int | None = None
+    reason: str | None = None
+    message: str | None = None
+
+    @classmethod
+    def from_pod(cls, pod: dict[str, Any]) -> PodObservation:
+        metadata = pod.get("metadata", {})
+        labels = metadata.get("labels") or {}
+        status = pod.get("status") or {}
+        try:
+            index: int | None = int(labels.get(REPLICA_INDEX_LABEL, ""))
+        except ValueError:
+            index = None
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in status.get("conditions") or []
+        )
+        exit_code, reason, message = _termination(status)
+        return cls(
+            name=metadata.get("name", ""),
+            replica_type=_TYPE_BY_LABEL.get(labels.get(REPLICA_TYPE_LABEL, "")),
+            index=index,
+            phase=status.get("phase") or "Pending",
+            ready=ready,
+            deleting=metadata.get("deletionTimestamp") is not None,
+            exit_code=exit_code,
+            reason=reason,
+            message=message,
+        )
+
+
+def _termination(status: dict[str, Any]) -> tuple[int | None, str | None, str | None]:
+    """The trainer container's exit (else the first failed container's), or the pod's reason."""
+    statuses = status.get("containerStatuses") or []
+    ordered = sorted(statuses, key=lambda s: s.get("name") != TRAINER_CONTAINER)
+    for container in ordered:
+        terminated = (container.get("state") or {}).get("terminated")
+        if terminated and (
+            terminated.get("exitCode") or container.get("name") == TRAINER_CONTAINER
+        ):
+            return (
+                terminated.get("exitCode"),
+                terminated.get("reason") or status.get("reason"),
+                terminated.get("message") or status.get("message"),
+            )
+    return None, status.get("reason"), status.get("message")
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something that stops the job for good before or outside its pods (reason, message)."""
+
+    reason: str
+    message: str
+
+
+def _describe_failure(pod: PodObservation) -> str:
+    what = f"{pod.replica_type.value if pod.replica_type else 'pod'} {pod.index} (pod {pod.name})"
+    if pod.exit_code is not None:
+        text = f"{what} exited with code {pod.exit_code}"
+    else:
+        text = f"{what} failed"
+    if pod.reason:
+        text += f" ({pod.reason})"
+    if pod.message:
+        text += f": {pod.message.strip()}"
+    return text
+
+
+def _set(
+    conditions: dict[ConditionType, Condition],
+    kind: ConditionType,
+    status: str,
+    reason: str,
+    message: str,
+    now: dt.datetime,
+) -> None:
+    current = conditions.get(kind)
+    if current and (current.status, current.reason, current.message) == (status, reason, message):
+        return
+    transition = current.last_transition_time if current and current.status == status else now
+    conditions[kind] = Condition(
+        type=kind,
+        status=status,  # type: ignore[arg-type]
+        reason=reason,
+        message=message,
+        last_update_time=now,
+        last_transition_time=transition,
+    )
+
+
+def is_true(status: TensorFlowJobStatus | None, kind: ConditionType) -> bool:
+    return any(c.type is kind and c.status == "True" for c in (status and status.conditions) or [])
+
+
+def is_finished(status: TensorFlowJobStatus | None) -> bool:
+    return any(is_true(status, kind) for kind in TERMINAL)
+
+
+def state_of(conditions: dict[ConditionType, Condition]) -> str | None:
+    for kind in (
+        *TERMINAL,
+        ConditionType.SUSPENDED,
+        ConditionType.RESTARTING,
+        ConditionType.RUNNING,
+        ConditionType.CREATED,
+    ):
+        condition = conditions.get(kind)
+        if condition and condition.status == "True":
+            return kind.value
+    return None
+
+
+def compute_status(
+    *,
+    job_name: str,
+    namespace: str,
+    replica_specs: ReplicaSpecs | None,
+    pods: list[PodObservation],
+    previous: TensorFlowJobStatus | None,
+    generation: int | None,
+    success_policy: SuccessPolicy,
+    now: dt.datetime,
+    problem: Problem | None = None,
+) -> tuple[TensorFlowJobStatus, list[JobEvent]]:
+    """The whole status after this pass, and the events its changes deserve."""
+    previous = previous or TensorFlowJobStatus()
+    conditions = {c.type: c for c in previous.conditions or []}
+    before = {kind: c.status for kind, c in conditions.items()}
+    job = f"TFJob {namespace}/{job_name}"
+    finished = is_finished(previous)
+
+    _set(conditions, ConditionType.CREATED, "True", "TFJobCreated", f"{job} is created.", now)
+
+    replica_statuses = dict(previous.replica_statuses or {})
+    ready_text = previous.ready
+    completion_time = previous.completion_time
+    live = [p for p in pods if p.replica_type is not None]
+
+    if replica_specs is not None:
+        desired = sum(spec.replicas for _, spec in replica_specs.items())
+        ready_text = f"{sum(1 for p in live if p.ready and not p.deleting)}/{desired}"
+    if not finished and replica_specs is not None:
+        # Counts stop at the moment the job finishes: cleanup deleting pods changes nothing.
+        replica_statuses = {}
+        for replica_type, _spec in replica_specs.items():
+            mine = [p for p in live if p.replica_type is replica_type]
+            replica_statuses[replica_type.value] = ReplicaStatus(
+                active=sum(1 for p in mine if p.phase in ("Pending", "Running") and not p.deleting),
+                succeeded=sum(1 for p in mine if p.phase == "Succeeded"),
+                failed=sum(1 for p in mine if p.phase == "Failed"),
+            )
+
+    if not finished:
+        outcome = problem and (ConditionType.FAILED, problem.reason, problem.message)
+        if outcome is None and replica_specs is not None:
+            outcome = _outcome(job, replica_specs, live, success_policy)
+        if outcome is not None:
+            kind, reason, message = outcome
+            _set(conditions, kind, "True", reason, message, now)
+            if ConditionType.RUNNING in conditions:
+                _set(conditions, ConditionType.RUNNING, "False", reason, message, now)
+            completion_time = now
+        elif replica_specs is not None and _running(replica_specs, live):
+            _set(
+                conditions, ConditionType.RUNNING, "True", "TFJobRunning", f"{job} is running.", now
+            )
+
+    ordered = [conditions[k] for k in ConditionType if k in conditions]
+    status = TensorFlowJobStatus(
+        state=state_of(conditions),
+        ready=ready_text,
+        conditions=ordered,
+        replica_statuses=replica_statuses or None,
+        start_time=previous.start_time or now,
+        completion_time=completion_time,
+        observed_generation=generation,
+    )
+    events = [
+        JobEvent(
+            "Warning" if kind is ConditionType.FAILED else "Normal",
+            condition.reason,
+            condition.message,
+        )
+        for kind, condition in conditions.items()
+        if condition.status == "True" and before.get(kind) != "True"
+    ]
+    return status, events
+
+
+def _outcome(
+    job: str,
+    replica_specs: ReplicaSpecs,
+    pods: list[PodObservation],
+    success_policy: SuccessPolicy,
+) -> tuple[ConditionType, str, str] | None:
+    """Succeeded or Failed, if the pods say so. Success is checked first: once the chief has
+    succeeded, workers failing on their way out do not fail the job."""
+    chief = chief_type(replica_specs)
+    by_key = {(p.replica_type, p.index): p for p in pods}
+    if chief in (ReplicaType.CHIEF, ReplicaType.MASTER):
+        pod = by_key.get((chief, 0))
+        if pod and pod.phase == "Succeeded":
+            return ConditionType.SUCCEEDED, "TFJobSucceeded", f"{job} successfully completed."
+    elif chief is ReplicaType.WORKER:
+        workers = dict(replica_specs.items())[ReplicaType.WORKER].replicas
+        done = [p for p in pods if p.replica_type is ReplicaType.WORKER and p.phase == "Succeeded"]
+        if success_policy is SuccessPolicy.ALL_WORKERS:
+            if workers and len({p.index for p in done}) >= workers:
+                return ConditionType.SUCCEEDED, "TFJobSucceeded", f"{job} successfully completed."
+        else:
+            worker0 = by_key.get((ReplicaType.WORKER, 0))
+            if worker0 and worker0.phase == "Succeeded":
+                return ConditionType.SUCCEEDED, "TFJobSucceeded", f"{job} successfully completed."
+    failed = sorted(
+        (p for p in pods if p.phase == "Failed"),
+        key=lambda p: (list(ReplicaType).index(p.replica_type), p.index or 0),  # type: ignore[arg-type]
+    )
+    if failed:
+        first = failed[0]
+        others = f" ({len(failed) - 1} more pod(s) failed)" if len(failed) > 1 else ""
+        return (
+            ConditionType.FAILED,
+            "TFJobFailed",
+            f"{job} has failed: {_describe_failure(first)}{others}",
+        )
+    return None
+
+
+def _running(replica_specs: ReplicaSpecs, pods: list[PodObservation]) -> bool:
+    chief = chief_type(replica_specs)
+    return any(p.replica_type is chief and p.phase == "Running" for p in pods)
