@@ -17,6 +17,10 @@ from kubernetes.client.rest import ApiException
 from tfjob_localcluster import binaries
 from tfjob_localcluster.cluster import LocalCluster
 from tfjob_localcluster.control import wait_for
+from tfjob_localcluster.operator_process import OperatorProcess
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+CRD_FILE = REPOSITORY / "crds" / "tensorflowjobs.tfjob.dev.yaml"
 
 
 @pytest.fixture(scope="session")
@@ -113,3 +117,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in Path(str(item.fspath)).parts:
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def crd(kubectl: Tool) -> str:
+    """The committed TensorFlowJob CRD, applied the way users apply it (client-side)."""
+    kubectl("apply", "-f", str(CRD_FILE))
+    kubectl("wait", "--for=condition=Established", "crd/tensorflowjobs.tfjob.dev", "--timeout=60s")
+    return "tensorflowjobs.tfjob.dev"
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: LocalCluster, crd: str) -> Iterator[OperatorProcess]:
+    """The operator as its own process, watching every namespace of the session's cluster."""
+    process = OperatorProcess(kubeconfig=cluster.kubeconfig, log_dir=cluster.log_dir)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()

@@ -48,8 +48,12 @@ def wait_for(
             raise WaitTimeout(f"timed out after {timeout:.0f} s waiting for {what}")
         if resource_version is None:
             listed = list_fn(**list_kwargs)
-            items = {_key(obj): obj for obj in listed.items}
-            resource_version = listed.metadata.resource_version
+            if isinstance(listed, dict):  # custom objects come as plain dicts
+                items = {_key(obj): obj for obj in listed["items"]}
+                resource_version = listed["metadata"]["resourceVersion"]
+            else:
+                items = {_key(obj): obj for obj in listed.items}
+                resource_version = listed.metadata.resource_version
             result = predicate(list(items.values()))
             if result:
                 return result
@@ -79,6 +83,8 @@ def wait_for(
 
 
 def _key(obj: Any) -> str:
+    if isinstance(obj, dict):
+        return f"{obj['metadata'].get('namespace')}/{obj['metadata']['name']}"
     return f"{obj.metadata.namespace}/{obj.metadata.name}"
 
 
@@ -125,7 +131,7 @@ def wait_for_deletion(
     """Wait until no object named ``name`` is listed by ``list_fn``."""
     wait_for(
         list_fn,
-        lambda items: True if not any(i.metadata.name == name for i in items) else None,
+        lambda items: None if any(_key(i).endswith(f"/{name}") for i in items) else True,
         timeout=timeout,
         what=f"{name} to be deleted",
         field_selector=f"metadata.name={name}",

@@ -1,0 +1,93 @@
+"""Helpers for tests that run TensorFlowJobs on the local cluster through the operator."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+import yaml
+from kubernetes import client as k8s
+
+from tfjob_localcluster.control import wait_for
+from tfjob_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
+
+JOB_LABEL = "tfjob.dev/job-name"
+
+
+def apply(kubectl: Any, namespace: str, manifest: dict[str, Any] | str) -> None:
+    text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
+    kubectl("apply", "-n", namespace, "-f", "-", input=text)
+
+
+def get_job(api: k8s.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    return k8s.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, name
+    )
+
+
+def condition(job: dict[str, Any], kind: str) -> dict[str, Any] | None:
+    for item in (job.get("status") or {}).get("conditions") or []:
+        if item["type"] == kind and item["status"] == "True":
+            return item
+    return None
+
+
+def wait_for_condition(
+    api: k8s.ApiClient, namespace: str, name: str, kind: str, timeout: float = 60
+) -> dict[str, Any]:
+    """Wait until the job has condition ``kind`` True; return the job."""
+    custom = k8s.CustomObjectsApi(api)
+    list_jobs = functools.partial(
+        custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL
+    )
+
+    def matching(jobs: list[dict[str, Any]]) -> dict[str, Any] | None:
+        return next((j for j in jobs if condition(j, kind)), None)
+
+    return wait_for(
+        list_jobs,
+        matching,
+        timeout=timeout,
+        what=f"job {name} {kind}",
+        field_selector=f"metadata.name={name}",
+    )
+
+
+def job_pods(core: k8s.CoreV1Api, namespace: str, name: str) -> dict[str, k8s.V1Pod]:
+    pods = core.list_namespaced_pod(namespace, label_selector=f"{JOB_LABEL}={name}").items
+    return {p.metadata.name: p for p in pods}
+
+
+def wait_for_pods(
+    core: k8s.CoreV1Api,
+    namespace: str,
+    name: str,
+    names: set[str],
+    phase: str = "Running",
+    timeout: float = 60,
+) -> dict[str, k8s.V1Pod]:
+    """Wait until exactly the pods ``names`` of a job exist, all in ``phase``."""
+
+    def all_there(pods: list[k8s.V1Pod]) -> dict[str, k8s.V1Pod] | None:
+        current = {p.metadata.name: p for p in pods if not p.metadata.deletion_timestamp}
+        if set(current) == names and all(p.status.phase == phase for p in current.values()):
+            return current
+        return None
+
+    return wait_for(
+        core.list_namespaced_pod,
+        all_there,
+        timeout=timeout,
+        what=f"pods {sorted(names)} {phase}",
+        namespace=namespace,
+        label_selector=f"{JOB_LABEL}={name}",
+    )
+
+
+def tf_config(pod: k8s.V1Pod) -> dict[str, Any] | None:
+    container = next(c for c in pod.spec.containers if c.name == "tensorflow")
+    for env in container.env or []:
+        if env.name == "TF_CONFIG":
+            return json.loads(env.value)
+    return None
