@@ -1,0 +1,77 @@
+"""The operator is stateless between passes: stopping and restarting it mid-job loses nothing
+and duplicates nothing, because everything it decides comes from the API server."""
+
+from __future__ import annotations
+
+import pytest
+from kubernetes import client as k8s
+
+from tfjob_localcluster import control
+from tfjob_localcluster.operator_process import OperatorProcess
+
+from .jobs import apply, condition, get_job, job_pods, wait_for_condition, wait_for_pods
+from .test_operator_lifecycle import kubeflow_job, replica
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def test_restart_mid_job_creates_no_duplicate_and_finishes_right(
+    kubectl,
+    core: k8s.CoreV1Api,
+    api_client: k8s.ApiClient,
+    namespace: str,
+    operator: OperatorProcess,
+) -> None:
+    apply(
+        kubectl,
+        namespace,
+        kubeflow_job("resilient", {"Chief": replica(1), "Worker": replica(2), "PS": replica(1)}),
+    )
+    names = {"resilient-chief-0", "resilient-worker-0", "resilient-worker-1", "resilient-ps-0"}
+    before = wait_for_pods(core, namespace, "resilient", names)
+    wait_for_condition(api_client, namespace, "resilient", "Running")
+    uids = {name: pod.metadata.uid for name, pod in before.items()}
+
+    operator.stop()
+    try:
+        # While nobody watches: the chief finishes and a worker pod is lost.
+        control.end_pod(core, namespace, "resilient-chief-0", exit_code=0)
+        control.wait_for_pod_phase(core, namespace, "resilient-chief-0", "Succeeded")
+        assert condition(get_job(api_client, namespace, "resilient"), "Succeeded") is None
+    finally:
+        operator.start()
+
+    job = wait_for_condition(api_client, namespace, "resilient", "Succeeded")
+    assert job["status"]["replicaStatuses"]["Chief"]["succeeded"] == 1
+    for name in names - {"resilient-chief-0"}:
+        control.wait_for_deletion(core.list_namespaced_pod, name, namespace=namespace)
+    remaining = job_pods(core, namespace, "resilient")
+    assert {n: p.metadata.uid for n, p in remaining.items()} == {
+        "resilient-chief-0": uids["resilient-chief-0"]
+    }
+
+
+def test_job_created_while_the_operator_is_down_starts_once_it_is_back(
+    kubectl,
+    core: k8s.CoreV1Api,
+    api_client: k8s.ApiClient,
+    namespace: str,
+    operator: OperatorProcess,
+) -> None:
+    operator.stop()
+    try:
+        apply(kubectl, namespace, kubeflow_job("late", {"Worker": replica(2)}))
+    finally:
+        operator.start()
+    pods = wait_for_pods(core, namespace, "late", {"late-worker-0", "late-worker-1"})
+    uids = {name: pod.metadata.uid for name, pod in pods.items()}
+    # A second restart while pods run: same pods afterwards, none recreated or added.
+    operator.restart()
+    wait_for_condition(api_client, namespace, "late", "Running")
+    control.end_pod(core, namespace, "late-worker-0", exit_code=0)
+    wait_for_condition(api_client, namespace, "late", "Succeeded")
+    events = core.list_namespaced_event(
+        namespace, field_selector="involvedObject.kind=Pod,reason=Scheduled"
+    ).items
+    scheduled = sorted(e.involved_object.uid for e in events)
+    assert scheduled == sorted(uids.values())
