@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib import resources
 from pathlib import Path
+
+import yaml
 
 from . import binaries
 from .cluster import LocalCluster, default_state_dir
 from .nodepools import load as load_node_pools
+from .operator_process import OperatorProcess
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -25,6 +29,8 @@ def _up(args: argparse.Namespace) -> int:
         state_dir=state_dir, node_pools=load_node_pools(args.node_pools), detach=True
     )
     cluster.start(timeout=args.timeout)
+    if not args.no_operator:
+        _start_operator(cluster, sample_job=not args.no_sample_job)
     pools = ", ".join(
         f"{p.name} ({p.count} x {p.gpus} GPU)" if p.gpus else f"{p.name} ({p.count} x CPU)"
         for p in cluster.node_pools.pools
@@ -34,6 +40,23 @@ def _up(args: argparse.Namespace) -> int:
     print(f"Logs: {cluster.log_dir}")
     _print_usage(cluster.kubeconfig)
     return 0
+
+
+def _start_operator(cluster: LocalCluster, *, sample_job: bool) -> None:
+    """Install the CRD, run the operator beside the cluster and submit the sample job."""
+    from tfjob_operator.api.crd import custom_resource_definition
+
+    cluster.install_crd(custom_resource_definition())
+    operator = OperatorProcess(kubeconfig=cluster.kubeconfig, log_dir=cluster.log_dir, detach=True)
+    cluster.adopt(operator.start())
+    print(f"Operator running (log: {cluster.log_dir / 'tfjob-operator.log'})")
+    if sample_job:
+        job = yaml.safe_load(resources.files(__package__).joinpath("sample-job.yaml").read_text())
+        cluster.create_custom_object(job)
+        print(
+            f"Sample job submitted: kubectl get tfj {job['metadata']['name']} (its pods run on "
+            "simulated nodes; end one with `kubectl annotate pod <pod> sim.tfjob.dev/exit-code=0`)"
+        )
 
 
 def _print_usage(kubeconfig: Path) -> None:
@@ -79,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     up = commands.add_parser("up", help="build missing binaries, start the cluster")
     up.add_argument("--node-pools", type=Path, default=None, help="node-pool YAML file")
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness")
+    up.add_argument("--no-operator", action="store_true", help="only the cluster, no operator")
+    up.add_argument("--no-sample-job", action="store_true", help="do not submit the sample job")
     up.set_defaults(run=_up)
     commands.add_parser("down", help="stop the cluster").set_defaults(run=_down)
     commands.add_parser("status", help="show its processes").set_defaults(run=_status)

@@ -13,6 +13,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import yaml
 from kubernetes import client as k8s
@@ -207,6 +208,53 @@ class LocalCluster:
         cluster = cls(state_dir=state_dir, detach=True)
         cluster.running = [processes.RunningProcess.from_dict(p) for p in state["processes"]]
         return cluster
+
+    def adopt(self, process: processes.RunningProcess) -> None:
+        """Count a process started beside the cluster (the operator) as part of it."""
+        self.running.append(process)
+        self._write_state()
+
+    def create_custom_object(self, document: dict[str, Any], namespace: str = "default") -> bool:
+        """Create a namespaced custom object; False if one of that name exists already."""
+        group, version = document["apiVersion"].split("/")
+        plural = document["kind"].lower() + "s"
+        with self.api_client() as api:
+            try:
+                k8s.CustomObjectsApi(api).create_namespaced_custom_object(
+                    group, version, namespace, plural, document
+                )
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+                return False
+        return True
+
+    def install_crd(self, crd: dict[str, Any], timeout: float = 30) -> None:
+        with self.api_client() as api:
+            extensions = k8s.ApiextensionsV1Api(api)
+            try:
+                extensions.create_custom_resource_definition(crd)
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+                current = extensions.read_custom_resource_definition(crd["metadata"]["name"])
+                crd = {
+                    **crd,
+                    "metadata": {
+                        **crd["metadata"],
+                        "resourceVersion": current.metadata.resource_version,
+                    },
+                }
+                extensions.replace_custom_resource_definition(crd["metadata"]["name"], crd)
+
+            def established() -> bool:
+                current = extensions.read_custom_resource_definition(crd["metadata"]["name"])
+                return any(
+                    c.type == "Established" and c.status == "True"
+                    for c in current.status.conditions or []
+                )
+
+            processes.wait_until(established, timeout=timeout, what="the CRD to be established")
 
     def alive(self) -> bool:
         return bool(self.running) and all(p.alive() for p in self.running)

@@ -57,6 +57,7 @@ def test_up_then_down_leaves_no_process_or_port(tmp_path: Path) -> None:
         "kube-controller-manager",
         "kube-scheduler",
         "kwok",
+        "tfjob-operator",
     }
     try:
         # The cluster outlives the command that started it, and kubectl reaches it.
@@ -76,6 +77,44 @@ def test_up_then_down_leaves_no_process_or_port(tmp_path: Path) -> None:
             check=True,
         )
         assert sorted(nodes.stdout.split()) == ["tiny-cpu-0", "tiny-gpu-0"]
+        # The operator runs the embedded sample job: its two workers get scheduled and run.
+        wait = subprocess.run(
+            [
+                binaries.kubectl(),
+                "--kubeconfig",
+                str(state_dir / "kubeconfig"),
+                "wait",
+                "--for=jsonpath={.status.state}=Running",
+                "tensorflowjob/keras-multi-worker",
+                "--timeout=60s",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+        assert wait.returncode == 0, wait.stderr
+        pods = subprocess.run(
+            [
+                binaries.kubectl(),
+                "--kubeconfig",
+                str(state_dir / "kubeconfig"),
+                "get",
+                "pods",
+                "-l",
+                "tfjob.dev/job-name=keras-multi-worker",
+                "-o",
+                "name",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        assert sorted(pods.stdout.split()) == [
+            "pod/keras-multi-worker-worker-0",
+            "pod/keras-multi-worker-worker-1",
+        ]
         again = tfjob_local(state_dir, "up", "--node-pools", str(pools))
         assert "already running" in again.stdout
         status = tfjob_local(state_dir, "status")

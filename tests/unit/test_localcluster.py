@@ -125,3 +125,9 @@ def test_cache_lives_outside_the_repository(monkeypatch: pytest.MonkeyPatch) -> 
     assert repository not in binaries.cache_root().resolve().parents
     component = binaries.COMPONENTS["kubernetes"]
     assert binaries.KUBERNETES_VERSION in component.directory.name
+
+
+def test_sample_job_of_the_local_cluster_is_the_multi_worker_example() -> None:
+    sample = resources.files("tfjob_localcluster").joinpath("sample-job.yaml").read_text()
+    example = Path(__file__).resolve().parents[2] / "examples" / "multi-worker-mirrored.yaml"
+    assert sample == example.read_text()
