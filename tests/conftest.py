@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -130,7 +131,12 @@ def crd(kubectl: Tool) -> str:
 @pytest.fixture(scope="session")
 def operator(cluster: LocalCluster, crd: str) -> Iterator[OperatorProcess]:
     """The operator as its own process, watching every namespace of the session's cluster."""
-    process = OperatorProcess(kubeconfig=cluster.kubeconfig, log_dir=cluster.log_dir)
+    pools = {p.name: {"gpu": p.gpus > 0} for p in cluster.node_pools.pools}
+    process = OperatorProcess(
+        kubeconfig=cluster.kubeconfig,
+        log_dir=cluster.log_dir,
+        env={"TFJOB_NODE_POOLS": json.dumps(pools)},
+    )
     process.start()
     try:
         yield process

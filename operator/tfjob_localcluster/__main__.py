@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from importlib import resources
 from pathlib import Path
@@ -47,7 +48,13 @@ def _start_operator(cluster: LocalCluster, *, sample_job: bool) -> None:
     from tfjob_operator.api.crd import custom_resource_definition
 
     cluster.install_crd(custom_resource_definition())
-    operator = OperatorProcess(kubeconfig=cluster.kubeconfig, log_dir=cluster.log_dir, detach=True)
+    pools = {pool.name: {"gpu": pool.gpus > 0} for pool in cluster.node_pools.pools}
+    operator = OperatorProcess(
+        kubeconfig=cluster.kubeconfig,
+        log_dir=cluster.log_dir,
+        detach=True,
+        env={"TFJOB_NODE_POOLS": json.dumps(pools)},
+    )
     cluster.adopt(operator.start())
     print(f"Operator running (log: {cluster.log_dir / 'tfjob-operator.log'})")
     if sample_job:

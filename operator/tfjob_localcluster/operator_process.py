@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import urllib.request
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ class OperatorProcess:
     kubeconfig: Path
     log_dir: Path
     extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
     detach: bool = False
     process: processes.RunningProcess | None = None
     port: int = 0
@@ -42,6 +44,7 @@ class OperatorProcess:
             argv,
             self.log_dir,
             detach=self.detach,
+            env={**os.environ, **self.env},
         )
         self.log_paths.append(self.process.log_path)
         processes.wait_until(

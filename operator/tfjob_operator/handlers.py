@@ -10,9 +10,11 @@ import logging
 from typing import Any
 
 import kopf
+from kubernetes.client.rest import ApiException
 
+from .admission import node_pool_policy
 from .api.v1alpha1 import GROUP, PLURAL, VERSION
-from .kube import Kube, load_client
+from .kube import Kube, api_message, load_client
 from .reconcile import reconcile
 from .settings import JOB_NAME_LABEL, OPERATOR_PREFIX, OperatorSettings
 from .workqueue import WorkQueue
@@ -46,6 +48,14 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
 
     memo.queue = WorkQueue(work)
     memo.kube = kube
+    policy = node_pool_policy(operator_settings)
+    if policy is not None:
+        try:
+            await kube.ensure_admission_policy(policy)
+        except ApiException as error:
+            # Without the permission (or when the installer ships the policy) jobs that ask for
+            # GPUs on a CPU-only pool are still failed by reconcile, just later.
+            log.warning("could not install the node-pool admission policy: %s", api_message(error))
     log.info("tfjob-operator ready (cluster domain %s)", operator_settings.cluster_domain)
 
 

@@ -128,6 +128,39 @@ class Kube:
             body,
         )
 
+    async def ensure_admission_policy(self, documents: list[dict[str, Any]]) -> None:
+        """Create or update a ValidatingAdmissionPolicy and its binding."""
+        admission = k8s.AdmissionregistrationV1Api(self.api)
+        calls = {
+            "ValidatingAdmissionPolicy": (
+                admission.create_validating_admission_policy,
+                admission.read_validating_admission_policy,
+                admission.replace_validating_admission_policy,
+            ),
+            "ValidatingAdmissionPolicyBinding": (
+                admission.create_validating_admission_policy_binding,
+                admission.read_validating_admission_policy_binding,
+                admission.replace_validating_admission_policy_binding,
+            ),
+        }
+        for document in documents:
+            create, read, replace = calls[document["kind"]]
+            name = document["metadata"]["name"]
+            try:
+                await asyncio.to_thread(create, document)
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+                current = await asyncio.to_thread(read, name)
+                body = {
+                    **document,
+                    "metadata": {
+                        **document["metadata"],
+                        "resourceVersion": current.metadata.resource_version,
+                    },
+                }
+                await asyncio.to_thread(replace, name, body)
+
     async def post_event(self, job: dict[str, Any], event: JobEvent) -> None:
         metadata = job["metadata"]
         now = dt.datetime.now(dt.UTC)
