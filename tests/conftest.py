@@ -15,7 +15,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
-from tfjob_localcluster import binaries
+from tfjob_localcluster import binaries, processes
 from tfjob_localcluster.cluster import LocalCluster
 from tfjob_localcluster.control import wait_for
 from tfjob_localcluster.operator_process import OperatorProcess
@@ -125,6 +125,13 @@ def crd(kubectl: Tool) -> str:
     """The committed TensorFlowJob CRD, applied the way users apply it (client-side)."""
     kubectl("apply", "-f", str(CRD_FILE))
     kubectl("wait", "--for=condition=Established", "crd/tensorflowjobs.tfjob.dev", "--timeout=60s")
+    # Discovery and the published OpenAPI (what kubectl explain reads) follow a moment later.
+    processes.wait_until(
+        lambda: kubectl("explain", "tensorflowjob.spec", check=False).returncode == 0,
+        timeout=60,
+        what="the TensorFlowJob schema in the API server's OpenAPI",
+        interval=0.5,
+    )
     return "tensorflowjobs.tfjob.dev"
 
 
