@@ -78,10 +78,11 @@ def _termination(status: dict[str, Any]) -> tuple[int | None, str | None, str | 
         if terminated and (
             terminated.get("exitCode") or container.get("name") == TRAINER_CONTAINER
         ):
+            # A pod-level reason (Evicted, DeadlineExceeded...) says why the container died.
             return (
                 terminated.get("exitCode"),
-                terminated.get("reason") or status.get("reason"),
-                terminated.get("message") or status.get("message"),
+                status.get("reason") or terminated.get("reason"),
+                status.get("message") or terminated.get("message"),
             )
     return None, status.get("reason"), status.get("message")
 
