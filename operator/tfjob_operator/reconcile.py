@@ -38,11 +38,14 @@ log = logging.getLogger(__name__)
 
 
 def describe_validation_error(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors()[:5]:
-        where = "spec." + ".".join(str(part) for part in item["loc"])
-        parts.append(f"{where}: {item['msg']}")
-    return "; ".join(parts)
+    """`spec.<field path>: <what is wrong>` for each problem, as kubectl would word it."""
+    parts: list[str] = []
+    for item in error.errors(include_url=False):
+        where = ".".join(["spec", *(str(part) for part in item["loc"])])
+        text = f"{where}: {item['msg'].removeprefix('Value error, ')}"
+        if text not in parts:
+            parts.append(text)
+    return "; ".join(parts[:5])
 
 
 def check_node_pools(

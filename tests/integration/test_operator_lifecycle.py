@@ -388,3 +388,17 @@ def test_pod_template_refused_by_the_api_server_fails_the_job_once(
         namespace, field_selector="involvedObject.name=refused,reason=TFJobFailed"
     ).items
     assert len(failures) == 1
+
+
+def test_spec_the_schema_cannot_check_is_reported_on_the_status(
+    kubectl, core: k8s.CoreV1Api, api_client: k8s.ApiClient, namespace: str
+) -> None:
+    # The schema leaves script parameter values open; the operator refuses a nested one.
+    apply(kubectl, namespace, estimator_job("nested", scriptParams={"--config": {"lr": 0.1}}))
+    job = wait_for_condition(api_client, namespace, "nested", "Failed")
+    failed = condition(job, "Failed")
+    assert failed["reason"] == "InvalidSpec"
+    assert failed["message"] == (
+        "spec.scriptParams: the value of '--config' must be a string, number or boolean, not dict"
+    )
+    assert job_pods(core, namespace, "nested") == {}

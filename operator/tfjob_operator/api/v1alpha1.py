@@ -14,7 +14,7 @@ import datetime as dt
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "tfjob.dev"
@@ -386,8 +386,8 @@ class TensorFlowJobSpec(Model):
         None,
         max_length=63,
         description=(
-            "Node pool for the GPU pods (and for every pod of an estimator-style job), by name; "
-            "the operator's settings map it to a node selector. Default: the operator's."
+            "Node pool of the pods that request GPUs, by name; the operator's settings map it "
+            "to a node selector. Default: the operator's. Pods without GPUs go anywhere."
         ),
     )
 
@@ -408,6 +408,19 @@ class TensorFlowJobSpec(Model):
     image: str | None = Field(
         None, description="Trainer image (default: the operator's, by useGpu)."
     )
+
+    @field_validator("script_params", mode="before")
+    @classmethod
+    def _scalar_script_params(cls, value: Any) -> Any:
+        """The schema leaves values open (no structural type says "any scalar"): check here."""
+        for flag, item in (value or {}).items():
+            if not isinstance(item, str | int | float | bool):
+                raise ValueError(
+                    f"the value of {flag!r} must be a string, number or boolean, "
+                    f"not {type(item).__name__}"
+                )
+        return value
+
     use_gpu: bool | None = Field(
         None, description="Give each worker GPUs (gpuCount, default 1) on a GPU node pool."
     )
