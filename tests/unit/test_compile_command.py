@@ -1,0 +1,48 @@
+"""`tfjob-operator compile` shows a user what a short, estimator-style job becomes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tfjob_operator.__main__ import main
+
+pytestmark = pytest.mark.timeout(10)
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "parameter-server.yaml"
+
+
+def test_compile_prints_the_kubeflow_form(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compile", "-f", str(EXAMPLE)]) == 0
+    (job,) = list(yaml.safe_load_all(capsys.readouterr().out))
+    assert job["apiVersion"] == "tfjob.dev/v1alpha1"
+    assert job["metadata"]["name"] == "keras-parameter-server"
+    replicas = job["spec"]["tfReplicaSpecs"]
+    assert {k: v["replicas"] for k, v in replicas.items()} == {"Chief": 1, "Worker": 2, "PS": 1}
+    worker = replicas["Worker"]["template"]["spec"]["containers"][0]
+    assert worker["resources"] == {"limits": {"nvidia.com/gpu": "1"}}
+    assert "resources" not in replicas["PS"]["template"]["spec"]["containers"][0]
+    assert "entryScript" not in job["spec"]
+
+
+def test_compile_with_pods_prints_each_pod_and_its_tf_config(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["compile", "-f", str(EXAMPLE), "--pods"]) == 0
+    documents = list(yaml.safe_load_all(capsys.readouterr().out))
+    kinds = [d["kind"] for d in documents]
+    assert kinds == ["TensorFlowJob", "Service", "Pod", "Pod", "Pod", "Pod"]
+    pods = {d["metadata"]["name"]: d for d in documents if d["kind"] == "Pod"}
+    assert set(pods) == {
+        "keras-parameter-server-chief-0",
+        "keras-parameter-server-worker-0",
+        "keras-parameter-server-worker-1",
+        "keras-parameter-server-ps-0",
+    }
+    env = pods["keras-parameter-server-ps-0"]["spec"]["containers"][0]["env"]
+    config = json.loads(next(e["value"] for e in env if e["name"] == "TF_CONFIG"))
+    assert config["task"] == {"type": "ps", "index": 0}
+    assert sorted(config["cluster"]) == ["chief", "ps", "worker"]
