@@ -206,6 +206,14 @@ class ReplicaSpecs(Model):
                     "set Chief or Master, not both: a job has one chief",
                 ),
                 _cel(
+                    " || ".join(
+                        f"(has(self.{t}) && (!has(self.{t}.replicas) || self.{t}.replicas > 0))"
+                        for t in ("Chief", "Master", "Worker")
+                    ),
+                    "a job needs a Chief, Master or Worker with at least one replica: "
+                    "one of them decides when the job succeeds",
+                ),
+                _cel(
                     "!has(self.PS) || (has(self.Worker) && "
                     "(!has(self.Worker.replicas) || self.Worker.replicas > 0))",
                     "a job with PS replicas needs at least one Worker",
