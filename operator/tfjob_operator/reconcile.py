@@ -19,6 +19,7 @@ from .api.v1alpha1 import (
     CleanPodPolicy,
     ReplicaSpecs,
     RunPolicy,
+    SuccessPolicy,
     TensorFlowJobSpec,
     TensorFlowJobStatus,
 )
@@ -203,9 +204,7 @@ async def reconcile(
         pods=[PodObservation.from_pod(p) for p in pods],
         previous=previous,
         generation=metadata.get("generation"),
-        success_policy=spec.success_policy
-        if spec
-        else TensorFlowJobSpec.model_fields["success_policy"].default,
+        success_policy=spec.success_policy if spec else SuccessPolicy.DEFAULT,
         now=now or dt.datetime.now(dt.UTC),
         problem=problem,
     )
