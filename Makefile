@@ -6,9 +6,9 @@ BIN    := $(VENV)/bin
 
 .PHONY: up down status test unit lint binaries
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml operator/localcluster/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]' -e operator/localcluster
 	touch $@
 
 binaries: $(VENV)/.installed
