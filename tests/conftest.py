@@ -15,7 +15,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
-from tfjob_localcluster import binaries, processes
+from tfjob_localcluster import binaries, nodepools, processes, trainer_env
 from tfjob_localcluster.cluster import LocalCluster
 from tfjob_localcluster.control import wait_for
 from tfjob_localcluster.operator_process import OperatorProcess
@@ -28,7 +28,9 @@ CRD_FILE = REPOSITORY / "crds" / "tensorflowjobs.tfjob.dev.yaml"
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     """The session's control plane with the default GPU and CPU node pools."""
     binaries.ensure_built(log=lambda message: None)
-    local = LocalCluster(state_dir=tmp_path_factory.mktemp("cluster"))
+    local = LocalCluster(
+        state_dir=tmp_path_factory.mktemp("cluster"), node_pools=nodepools.load(nodepools.SIMULATED)
+    )
     local.start()
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in local.startup_seconds.items())
     print(f"\nlocal control plane ready ({timings})")
@@ -149,3 +151,23 @@ def operator(cluster: LocalCluster, crd: str) -> Iterator[OperatorProcess]:
         yield process
     finally:
         process.stop()
+
+
+LOCAL_POOL = nodepools.NodePool(
+    name="local",
+    count=1,
+    runtime="local",
+    cpu="8",
+    memory="16Gi",
+    # Only pods that ask for it land here: the rest of the suite's pods only pretend to run.
+    taints=[nodepools.Taint(key="tfjob.dev/local-node", value="true", effect="NoSchedule")],
+)
+
+
+@pytest.fixture(scope="session")
+def local_node(cluster: LocalCluster) -> str:
+    """A node of the session's cluster whose pods are real processes, in the trainer env."""
+    cluster.trainer_bin = trainer_env.ensure_trainer_env(log=lambda message: None)
+    cluster.workdir = REPOSITORY / "images" / "trainer"
+    (name,) = cluster.add_local_node(LOCAL_POOL)
+    return name

@@ -17,13 +17,31 @@ pytestmark = pytest.mark.timeout(10)
 
 def test_default_pools_are_two_gpu_pools_and_one_cpu_pool() -> None:
     pools = nodepools.load()
-    summary = {(p.name, p.count, p.gpus) for p in pools.pools}
-    assert summary == {("gpu-a100", 4, 8), ("gpu-t4", 2, 4), ("cpu", 3, 0)}
+    summary = {(p.name, p.count, p.gpus, p.runtime) for p in pools.pools}
+    # The person's cluster: simulated GPU pools, and this machine as the CPU node.
+    assert summary == {
+        ("gpu-a100", 4, 8, "kwok"),
+        ("gpu-t4", 2, 4, "kwok"),
+        ("cpu", 1, 0, "local"),
+    }
+    assert len(pools.nodes()) == 6  # the local node registers itself
+    assert pools.node_names()[-1] == "cpu-0"
+
+
+def test_simulated_pools_of_the_test_suite() -> None:
+    pools = nodepools.load(nodepools.SIMULATED)
+    summary = {(p.name, p.count, p.gpus, p.runtime) for p in pools.pools}
+    assert summary == {
+        ("gpu-a100", 4, 8, "kwok"),
+        ("gpu-t4", 2, 4, "kwok"),
+        ("cpu", 3, 0, "kwok"),
+    }
     assert len(pools.nodes()) == 9
+    assert nodepools.load().simulated().local_pools() == []
 
 
 def test_gpu_node_is_tainted_labelled_and_has_gpu_capacity() -> None:
-    node = nodepools.load().pool("gpu-a100").node("gpu-a100-0")
+    node = nodepools.load(nodepools.SIMULATED).pool("gpu-a100").node("gpu-a100-0")
     assert node["spec"]["taints"] == [
         {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
     ]
@@ -36,7 +54,7 @@ def test_gpu_node_is_tainted_labelled_and_has_gpu_capacity() -> None:
 
 
 def test_cpu_node_has_no_taint_and_no_gpu() -> None:
-    node = nodepools.load().pool("cpu").node("cpu-0")
+    node = nodepools.load(nodepools.SIMULATED).pool("cpu").node("cpu-0")
     assert node["spec"]["taints"] == []
     assert "nvidia.com/gpu" not in node["status"]["capacity"]
     assert "nvidia.com/gpu.present" not in node["metadata"]["labels"]
@@ -131,3 +149,14 @@ def test_sample_job_of_the_local_cluster_is_the_multi_worker_example() -> None:
     sample = resources.files("tfjob_localcluster").joinpath("sample-job.yaml").read_text()
     example = Path(__file__).resolve().parents[2] / "examples" / "multi-worker-mirrored.yaml"
     assert sample == example.read_text()
+
+
+def test_trainer_environment_pins_match_the_tensorflow_extra() -> None:
+    import tomllib
+
+    from tfjob_localcluster.trainer_env import TRAINER_REQUIREMENTS
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    assert (
+        tuple(pyproject["project"]["optional-dependencies"]["tensorflow"]) == TRAINER_REQUIREMENTS
+    )

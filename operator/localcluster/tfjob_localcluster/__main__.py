@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from importlib import resources
 from pathlib import Path
@@ -14,6 +15,7 @@ from . import binaries
 from .cluster import LocalCluster, default_state_dir
 from .nodepools import load as load_node_pools
 from .operator_process import OperatorProcess
+from .trainer_env import ensure_trainer_env
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -26,18 +28,30 @@ def _up(args: argparse.Namespace) -> int:
             return 0
         existing.stop()  # leftovers of a cluster that half-died: clear them first
     binaries.ensure_built()
+    pools = load_node_pools(args.node_pools)
+    trainer_bin = None
+    if pools.local_pools() and os.geteuid() != 0:
+        print("Not root: the local pool's pods cannot run as real processes; simulating it.")
+        pools = pools.simulated()
+    elif pools.local_pools():
+        trainer_bin = ensure_trainer_env()
     cluster = LocalCluster(
-        state_dir=state_dir, node_pools=load_node_pools(args.node_pools), detach=True
+        state_dir=state_dir,
+        node_pools=pools,
+        detach=True,
+        trainer_bin=trainer_bin,
+        workdir=args.workdir.resolve(),
     )
     cluster.start(timeout=args.timeout)
     if not args.no_operator:
         _start_operator(cluster, sample_job=not args.no_sample_job)
-    pools = ", ".join(
-        f"{p.name} ({p.count} x {p.gpus} GPU)" if p.gpus else f"{p.name} ({p.count} x CPU)"
+    pools_text = ", ".join(
+        f"{p.name} ({p.count} x {f'{p.gpus} GPU' if p.gpus else 'CPU'}"
+        f"{', real processes' if p.runtime == 'local' else ''})"
         for p in cluster.node_pools.pools
     )
     print(f"Local cluster ready in {cluster.startup_seconds['total']:.1f} s at {cluster.server}")
-    print(f"Node pools: {pools}")
+    print(f"Node pools: {pools_text}")
     print(f"Logs: {cluster.log_dir}")
     _print_usage(cluster.kubeconfig)
     return 0
@@ -94,7 +108,13 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    return binaries.main(args.components)
+    """The control plane's binaries, and the Python environment local pods run in."""
+    components = [c for c in args.components if c != "trainer-env"]
+    if components or not args.components:
+        binaries.main(components)
+    if not args.components or "trainer-env" in args.components:
+        print(f"trainer environment: {ensure_trainer_env().parent}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,12 +129,21 @@ def main(argv: list[str] | None = None) -> int:
     up = commands.add_parser("up", help="build missing binaries, start the cluster")
     up.add_argument("--node-pools", type=Path, default=None, help="node-pool YAML file")
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness")
+    up.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("images/trainer") if Path("images/trainer").is_dir() else Path.cwd(),
+        help="working directory of local pods (the trainer image's): %(default)s",
+    )
     up.add_argument("--no-operator", action="store_true", help="only the cluster, no operator")
     up.add_argument("--no-sample-job", action="store_true", help="do not submit the sample job")
     up.set_defaults(run=_up)
     commands.add_parser("down", help="stop the cluster").set_defaults(run=_down)
     commands.add_parser("status", help="show its processes").set_defaults(run=_status)
-    build = commands.add_parser("build", help="only build the binaries")
+    build = commands.add_parser(
+        "build",
+        help="only build what is missing: binaries (etcd, kubernetes, kwok, helm), trainer-env",
+    )
     build.add_argument("components", nargs="*")
     build.set_defaults(run=_build)
     args = parser.parse_args(argv)

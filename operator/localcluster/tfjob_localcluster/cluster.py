@@ -5,9 +5,11 @@ kube-scheduler and kwok's simulated nodes, started from cached binaries and stop
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import ssl
+import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
 
 from . import binaries, processes
-from .nodepools import NodePools
+from .nodepools import NodePool, NodePools
 from .nodepools import load as load_node_pools
 from .pki import CertificateAuthority, KeyPair, service_account_signing_key
 
@@ -55,6 +57,8 @@ class LocalCluster:
     state_dir: Path
     node_pools: NodePools = field(default_factory=load_node_pools)
     detach: bool = False
+    trainer_bin: Path | None = None  # bin/ of the Python environment local pods run in
+    workdir: Path | None = None  # working directory of local pods' containers (the "image")
     running: list[processes.RunningProcess] = field(default_factory=list)
     ports: Endpoints | None = None
     startup_seconds: dict[str, float] = field(default_factory=dict)
@@ -164,6 +168,10 @@ class LocalCluster:
             self._all_nodes_ready, timeout=remaining(), what="simulated nodes Ready", process=kwok
         )
         self._mark("nodes-ready", started)
+        for pool in self.node_pools.local_pools():
+            self.add_local_node(pool, timeout=remaining())
+        if self.node_pools.local_pools():
+            self._mark("local-nodes-ready", started)
         processes.wait_until(
             lambda: self._service_account_exists("default"),
             timeout=remaining(),
@@ -255,6 +263,53 @@ class LocalCluster:
                 )
 
             processes.wait_until(established, timeout=timeout, what="the CRD to be established")
+
+    def add_local_node(self, pool: NodePool, timeout: float = 60) -> list[str]:
+        """Start an agent per node of ``pool`` whose pods run as real processes (root only)."""
+        if self.trainer_bin is None or self.workdir is None:
+            raise ValueError("local nodes need trainer_bin and workdir")
+        names = []
+        for name in pool.node_names():
+            tag = hashlib.sha256(f"{self.state_dir.resolve()}/{name}".encode()).hexdigest()
+            argv = [
+                sys.executable,
+                "-m",
+                "tfjob_localcluster.localnode",
+                f"--kubeconfig={self.kubeconfig}",
+                f"--node-name={name}",
+                f"--pool={pool.name}",
+                f"--state-dir={self.state_dir / 'nodes' / name}",
+                f"--python-bin={self.trainer_bin}",
+                f"--workdir={self.workdir}",
+                f"--bridge=tfj{tag[:8]}",
+                f"--subnet=10.250.{int(tag[8:12], 16) % 250}.0/24",
+                *(
+                    f"--taint={t['key']}={t.get('value', '')}:{t['effect']}"
+                    for t in pool.effective_taints()
+                ),
+            ]
+            agent = processes.start(f"localnode-{name}", argv, self.log_dir, detach=self.detach)
+            self.running.append(agent)
+            processes.wait_until(
+                lambda name=name: self._node_ready(name),
+                timeout=timeout,
+                what=f"local node {name} Ready",
+                process=agent,
+            )
+            names.append(name)
+        if self.running and (self.state_dir / STATE_FILE).exists():
+            self._write_state()
+        return names
+
+    def _node_ready(self, name: str) -> bool:
+        with self.api_client() as api:
+            try:
+                node = k8s.CoreV1Api(api).read_node(name)
+            except ApiException as error:
+                if error.status == 404:
+                    return False
+                raise
+        return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
 
     def alive(self) -> bool:
         return bool(self.running) and all(p.alive() for p in self.running)
@@ -443,7 +498,7 @@ class LocalCluster:
                         raise
 
     def _all_nodes_ready(self) -> bool:
-        expected = {n["metadata"]["name"] for n in self.node_pools.nodes()}
+        expected = {n["metadata"]["name"] for n in self.node_pools.nodes()}  # simulated ones
         with self.api_client() as api:
             nodes = k8s.CoreV1Api(api).list_node().items
         ready = {

@@ -1,10 +1,10 @@
-"""Simulated node pools: read the editable YAML description and turn it into Node objects."""
+"""Node pools of the local cluster: read the editable YAML description, build the Nodes."""
 
 from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,6 +37,13 @@ class NodePool(BaseModel):
     instance_type: str | None = Field(default=None, alias="instanceType")
     labels: dict[str, str] = Field(default_factory=dict)
     taints: list[Taint] | None = None
+    runtime: Literal["kwok", "local"] = Field(
+        "kwok",
+        description=(
+            "kwok: simulated nodes whose pods only pretend to run; local: nodes whose pods are "
+            "real processes on this machine (needs root)."
+        ),
+    )
 
     def node_names(self) -> list[str]:
         return [f"{self.name}-{index}" for index in range(self.count)]
@@ -83,7 +90,23 @@ class NodePools(BaseModel):
     pools: list[NodePool]
 
     def nodes(self) -> list[dict[str, Any]]:
-        return [pool.node(name) for pool in self.pools for name in pool.node_names()]
+        """The simulated Nodes, created with their status (local nodes register themselves)."""
+        return [
+            pool.node(name)
+            for pool in self.pools
+            if pool.runtime == "kwok"
+            for name in pool.node_names()
+        ]
+
+    def local_pools(self) -> list[NodePool]:
+        return [pool for pool in self.pools if pool.runtime == "local"]
+
+    def node_names(self) -> list[str]:
+        return [name for pool in self.pools for name in pool.node_names()]
+
+    def simulated(self) -> NodePools:
+        """The same pools with every node simulated (where real processes cannot run)."""
+        return NodePools(pools=[p.model_copy(update={"runtime": "kwok"}) for p in self.pools])
 
     def pool(self, name: str) -> NodePool:
         for pool in self.pools:
@@ -92,10 +115,14 @@ class NodePools(BaseModel):
         raise KeyError(f"no node pool named {name!r}")
 
 
-def load(path: Path | None = None) -> NodePools:
-    """Read a node-pool file; the packaged default when ``path`` is None."""
-    if path is None:
-        text = resources.files(__package__).joinpath("nodepools.yaml").read_text()
+SIMULATED = "nodepools-simulated.yaml"
+
+
+def load(path: Path | str | None = None) -> NodePools:
+    """Read a node-pool file: a path, a packaged file's name, or the packaged default."""
+    if path is None or path == SIMULATED:
+        name = SIMULATED if path == SIMULATED else "nodepools.yaml"
+        text = resources.files(__package__).joinpath(name).read_text()
     else:
         text = Path(path).read_text()
     pools = NodePools.model_validate(yaml.safe_load(text))

@@ -1,4 +1,5 @@
-"""The person's command: `tfjob-local up` starts a detached cluster; `down` leaves nothing."""
+"""The person's command: `tfjob-local up` starts a detached cluster whose CPU node is this
+machine, the operator and a sample job that really trains; `down` leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tfjob_localcluster import binaries
+from tfjob_localcluster import binaries, trainer_env
 from tfjob_localcluster.processes import start_time_of
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = pytest.mark.timeout(300)
+
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def tfjob_local(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -21,8 +24,9 @@ def tfjob_local(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]
         [sys.executable, "-m", "tfjob_localcluster", "--state-dir", str(state_dir), *args],
         capture_output=True,
         text=True,
-        timeout=150,
+        timeout=200,
         check=False,
+        cwd=REPOSITORY,
     )
 
 
@@ -37,13 +41,20 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def test_up_then_down_leaves_no_process_or_port(tmp_path: Path) -> None:
+def netns_names() -> set[str]:
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+    return {line.split()[0] for line in listed.stdout.splitlines() if line.strip()}
+
+
+def test_up_trains_the_sample_job_then_down_leaves_nothing(tmp_path: Path) -> None:
     binaries.ensure_built(log=lambda message: None)
+    trainer_env.ensure_trainer_env(log=lambda message: None)
     pools = tmp_path / "pools.yaml"
     pools.write_text(
-        "pools:\n- {name: tiny-gpu, count: 1, gpus: 2}\n- {name: tiny-cpu, count: 1}\n"
+        "pools:\n- {name: tiny-gpu, count: 1, gpus: 2}\n- {name: cpu, count: 1, runtime: local}\n"
     )
     state_dir = tmp_path / "state"
+    namespaces_before = netns_names()
     up = tfjob_local(state_dir, "up", "--node-pools", str(pools))
     assert up.returncode == 0, up.stdout + up.stderr
     print(up.stdout)
@@ -57,68 +68,37 @@ def test_up_then_down_leaves_no_process_or_port(tmp_path: Path) -> None:
         "kube-controller-manager",
         "kube-scheduler",
         "kwok",
+        "localnode-cpu-0",
         "tfjob-operator",
     }
+
+    def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [binaries.kubectl(), "--kubeconfig", str(state_dir / "kubeconfig"), *args],
+            capture_output=True,
+            text=True,
+            timeout=200,
+            check=check,
+        )
+
     try:
         # The cluster outlives the command that started it, and kubectl reaches it.
-        nodes = subprocess.run(
-            [
-                binaries.kubectl(),
-                "--kubeconfig",
-                str(state_dir / "kubeconfig"),
-                "get",
-                "nodes",
-                "-o",
-                "jsonpath={.items[*].metadata.name}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        )
-        assert sorted(nodes.stdout.split()) == ["tiny-cpu-0", "tiny-gpu-0"]
-        # The operator runs the embedded sample job: its two workers get scheduled and run.
-        wait = subprocess.run(
-            [
-                binaries.kubectl(),
-                "--kubeconfig",
-                str(state_dir / "kubeconfig"),
-                "wait",
-                "--for=jsonpath={.status.state}=Running",
-                "tensorflowjob/keras-multi-worker",
-                "--timeout=60s",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=90,
+        nodes = kubectl("get", "nodes", "-o", "jsonpath={.items[*].metadata.name}")
+        assert sorted(nodes.stdout.split()) == ["cpu-0", "tiny-gpu-0"]
+        # The sample job (examples/multi-worker-mirrored.yaml) trains for real on this machine.
+        done = kubectl(
+            "wait",
+            "--for=jsonpath={.status.state}=Succeeded",
+            "tensorflowjob/keras-multi-worker",
+            "--timeout=180s",
             check=False,
         )
-        assert wait.returncode == 0, wait.stderr
-        pods = subprocess.run(
-            [
-                binaries.kubectl(),
-                "--kubeconfig",
-                str(state_dir / "kubeconfig"),
-                "get",
-                "pods",
-                "-l",
-                "tfjob.dev/job-name=keras-multi-worker",
-                "-o",
-                "name",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        )
-        assert sorted(pods.stdout.split()) == [
-            "pod/keras-multi-worker-worker-0",
-            "pod/keras-multi-worker-worker-1",
-        ]
+        assert done.returncode == 0, done.stderr + kubectl("get", "tfj,pods", "-o", "wide").stdout
+        output = kubectl("logs", "keras-multi-worker-worker-1").stdout
+        assert "worker 1: replicas in sync 2" in output
         again = tfjob_local(state_dir, "up", "--node-pools", str(pools))
         assert "already running" in again.stdout
-        status = tfjob_local(state_dir, "status")
-        assert status.returncode == 0
+        assert tfjob_local(state_dir, "status").returncode == 0
     finally:
         down = tfjob_local(state_dir, "down")
     assert down.returncode == 0, down.stderr
@@ -127,4 +107,5 @@ def test_up_then_down_leaves_no_process_or_port(tmp_path: Path) -> None:
     assert survivors == []
     busy = [port for port in state["ports"].values() if not port_is_free(port)]
     assert busy == []
+    assert netns_names() == namespaces_before
     assert tfjob_local(state_dir, "status").returncode == 1

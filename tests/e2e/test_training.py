@@ -1,0 +1,163 @@
+"""Real TensorFlow training through the operator: pods are real processes on the local node,
+with the TF_CONFIG, names and ports the operator wrote, and the job ends by their exit codes."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from kubernetes import client as k8s
+
+from tests.integration.jobs import apply, condition, job_pods, wait_for_condition
+
+pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("operator")]
+
+ON_LOCAL_NODE = {
+    "spec": {
+        "nodeSelector": {"tfjob.dev/node-pool": "local"},
+        "tolerations": [{"key": "tfjob.dev/local-node", "operator": "Exists"}],
+    }
+}
+
+
+def estimator_job(name: str, **spec: object) -> dict:
+    return {
+        "apiVersion": "tfjob.dev/v1alpha1",
+        "kind": "TensorFlowJob",
+        "metadata": {"name": name},
+        "spec": {"entryScript": "train.py", "template": ON_LOCAL_NODE, **spec},
+    }
+
+
+def logs(kubectl, namespace: str, pod: str) -> str:
+    return kubectl("logs", "-n", namespace, pod).stdout
+
+
+def test_single_node_job_runs_the_script_with_its_parameters(
+    kubectl, core: k8s.CoreV1Api, api_client: k8s.ApiClient, namespace: str, local_node: str
+) -> None:
+    apply(
+        kubectl,
+        namespace,
+        estimator_job(
+            "single",
+            scriptParams={"--epochs": 1, "--learning-rate": 0.02, "--batch-size": 16},
+        ),
+    )
+    job = wait_for_condition(api_client, namespace, "single", "Succeeded", timeout=240)
+    assert job["status"]["replicaStatuses"]["Worker"]["succeeded"] == 1
+    output = logs(kubectl, namespace, "single-worker-0")
+    assert '"batch_size": 16' in output
+    assert '"learning_rate": 0.02' in output
+    assert "single 0: replicas in sync 1" in output
+    assert re.search(r"single 0: final loss \d+\.\d+", output)
+    pod = core.read_namespaced_pod("single-worker-0", namespace)
+    assert pod.spec.node_name == local_node
+    assert pod.status.container_statuses[0].state.terminated.exit_code == 0
+
+
+def test_multi_worker_mirrored_trains_in_sync_on_two_workers(
+    kubectl, core: k8s.CoreV1Api, api_client: k8s.ApiClient, namespace: str, local_node: str
+) -> None:
+    apply(
+        kubectl,
+        namespace,
+        estimator_job(
+            "mwms",
+            scriptParams={"--epochs": 2, "--steps-per-epoch": 5},
+            distribution={"backend": "multiWorkerMirrored", "workerCount": 2},
+        ),
+    )
+    wait_for_condition(api_client, namespace, "mwms", "Succeeded", timeout=240)
+    losses = []
+    for index in range(2):
+        output = logs(kubectl, namespace, f"mwms-worker-{index}")
+        assert f"worker {index}: replicas in sync 2" in output, output[-2000:]
+        found = re.search(rf"worker {index}: final loss (\d+\.\d+)", output)
+        assert found, output[-2000:]
+        losses.append(found.group(1))
+    # One model, trained together: all-reduce gives both workers the same loss.
+    assert losses[0] == losses[1]
+    pods = job_pods(core, namespace, "mwms")
+    assert {p.status.phase for p in pods.values()} == {"Succeeded"}
+
+
+def test_parameter_server_job_succeeds_when_the_chief_does_and_servers_are_stopped(
+    kubectl,
+    core: k8s.CoreV1Api,
+    api_client: k8s.ApiClient,
+    namespace: str,
+    local_node: str,
+    tmp_path: Path,
+) -> None:
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    replica = {
+        "replicas": 1,
+        "restartPolicy": "Never",
+        "template": {
+            "spec": {
+                **ON_LOCAL_NODE["spec"],
+                "containers": [
+                    {
+                        "name": "tensorflow",
+                        "image": "tfjob-trainer-cpu",
+                        "command": [
+                            "python",
+                            "train.py",
+                            "--epochs",
+                            "2",
+                            "--steps-per-epoch",
+                            "5",
+                            "--model-dir",
+                            "/model",
+                        ],
+                        "volumeMounts": [{"name": "model", "mountPath": "/model"}],
+                    }
+                ],
+                "volumes": [{"name": "model", "hostPath": {"path": str(model_dir)}}],
+            }
+        },
+    }
+    apply(
+        kubectl,
+        namespace,
+        {
+            "apiVersion": "tfjob.dev/v1alpha1",
+            "kind": "TensorFlowJob",
+            "metadata": {"name": "pss"},
+            "spec": {
+                "tfReplicaSpecs": {
+                    "Chief": replica,
+                    "PS": replica,
+                    "Worker": {**replica, "replicas": 2},
+                    "Evaluator": replica,
+                }
+            },
+        },
+    )
+    job = wait_for_condition(api_client, namespace, "pss", "Succeeded", timeout=240)
+    assert condition(job, "Succeeded")["reason"] == "TFJobSucceeded"
+    chief = logs(kubectl, namespace, "pss-chief-0")
+    assert re.search(r"chief: final loss \d+\.\d+", chief), chief[-2000:]
+    assert sorted(p.name for p in model_dir.glob("ckpt-*.index")) == [
+        "ckpt-1.index",
+        "ckpt-2.index",
+    ]
+    # Parameter servers and workers never exit by themselves: the operator stopped them.
+    from tfjob_localcluster import control
+
+    for pod in ("pss-ps-0", "pss-worker-0", "pss-worker-1", "pss-evaluator-0"):
+        control.wait_for_deletion(core.list_namespaced_pod, pod, namespace=namespace, timeout=60)
+    assert set(job_pods(core, namespace, "pss")) == {"pss-chief-0"}
+
+
+def test_failing_script_fails_the_job_with_its_exit_code(
+    kubectl, api_client: k8s.ApiClient, namespace: str, local_node: str
+) -> None:
+    apply(kubectl, namespace, estimator_job("broken", scriptParams={"--data": "missing.csv"}))
+    job = wait_for_condition(api_client, namespace, "broken", "Failed", timeout=240)
+    message = condition(job, "Failed")["message"]
+    assert "Worker 0 (pod broken-worker-0) exited with code 1 (Error)" in message
+    assert "missing.csv not found" in logs(kubectl, namespace, "broken-worker-0")
