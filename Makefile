@@ -26,8 +26,8 @@ status: $(VENV)/.installed
 	$(BIN)/tfjob-local status
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check operator tests
-	$(BIN)/ruff format --check operator tests
+	$(BIN)/ruff check operator tests images
+	$(BIN)/ruff format --check operator tests images
 
 unit: $(VENV)/.installed
 	$(BIN)/pytest tests/unit
