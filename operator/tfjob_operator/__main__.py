@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 import sys
 from pathlib import Path
 
@@ -17,7 +18,7 @@ def _run(args: argparse.Namespace) -> int:
         os.environ["KUBECONFIG"] = args.kubeconfig
     import kopf
 
-    from . import handlers
+    from . import handlers, metrics
     from .settings import OperatorSettings
 
     handlers.OPERATOR_SETTINGS["settings"] = OperatorSettings.from_environment(
@@ -25,16 +26,30 @@ def _run(args: argparse.Namespace) -> int:
             "cluster_domain": args.cluster_domain,
             "default_gpu_node_pool": args.default_gpu_node_pool,
             "node_pool_label": args.node_pool_label,
+            "manage_admission_policy": args.manage_admission_policy,
+            "cluster_scanning": args.cluster_scanning,
         }
     )
     handlers.OPERATOR_SETTINGS["kubeconfig"] = args.kubeconfig
+    debug = args.verbose or args.log_level == "debug"
     kopf.configure(
-        verbose=args.verbose,
+        verbose=debug,
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL,
     )
-    if not args.verbose:
+    logging.getLogger().setLevel("DEBUG" if debug else args.log_level.upper())
+    if not debug:
         # kopf reports every handled watch event at INFO; ours are the interesting lines.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    if args.metrics_port:
+        try:
+            metrics.serve(args.metrics_port, args.metrics_address)
+        except OSError as error:
+            print(
+                f"tfjob-operator: cannot serve metrics on {args.metrics_address}:"
+                f"{args.metrics_port}: {error}",
+                file=sys.stderr,
+            )
+            return 2
     kopf.run(
         clusterwide=not args.namespace,
         namespaces=args.namespace,
@@ -44,6 +59,13 @@ def _run(args: argparse.Namespace) -> int:
         liveness_endpoint=args.liveness,
     )
     return 0
+
+
+def _priority(text: str) -> int:
+    """A peering priority; `random` draws one, so replicas of one Deployment never tie."""
+    if text == "random":
+        return secrets.randbelow(2**31 - 1) + 1
+    return int(text)
 
 
 def _compile(args: argparse.Namespace) -> int:
@@ -90,11 +112,50 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--cluster-domain", default=None, help="DNS domain (cluster.local)")
     run.add_argument("--default-gpu-node-pool", default=None, help="pool for GPU pods")
     run.add_argument("--node-pool-label", default=None, help="node label naming the pool")
+    run.add_argument(
+        "--manage-admission-policy",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="install the node-pool admission policy at startup (default: yes)",
+    )
+    run.add_argument(
+        "--cluster-scanning",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="watch CRDs and namespaces cluster-wide (default: yes; no for namespaced RBAC)",
+    )
     run.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("TFJOB_METRICS_PORT") or 0),
+        help="serve Prometheus metrics at :PORT/metrics (default: off; the chart uses 8081)",
+    )
+    run.add_argument(
+        "--metrics-address",
+        default=os.environ.get("TFJOB_METRICS_ADDRESS", "0.0.0.0"),  # noqa: S104 - a pod port
+        help="address to serve metrics on (default: %(default)s)",
+    )
     run.add_argument("--peering", default=None, help="kopf peering name (for several replicas)")
-    run.add_argument("--priority", type=int, default=0, help="peering priority")
-    run.add_argument("--log-format", choices=["text", "json"], default="text")
-    run.add_argument("-v", "--verbose", action="store_true")
+    run.add_argument(
+        "--priority",
+        type=_priority,
+        default=0,
+        help="peering priority (an integer, or `random`): the highest live one works",
+    )
+    run.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=os.environ.get("TFJOB_LOG_FORMAT", "text"),
+        help="json: one JSON object per line (default: %(default)s)",
+    )
+    run.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default=os.environ.get("TFJOB_LOG_LEVEL", "info"),
+        help="default: %(default)s",
+    )
+    run.add_argument("-v", "--verbose", action="store_true", help="same as --log-level debug")
     run.set_defaults(handler=_run)
     compile_ = commands.add_parser(
         "compile", help="print the Kubeflow-form job (and with --pods, its pods) a file becomes"

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +19,13 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
 
+from . import metrics
 from .api.v1alpha1 import GROUP, PLURAL, VERSION
 from .settings import JOB_NAME_LABEL
 from .status import JobEvent
+
+# How RBAC words a refusal: `... User "u" cannot create resource "pods" in API group "" ...`
+_RBAC_REFUSAL = re.compile(r'cannot (\w+) resource "([^"]+)"')
 
 
 class Rejected(Exception):
@@ -29,6 +35,25 @@ class Rejected(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+
+class Forbidden(Exception):
+    """RBAC refuses one of the operator's calls: only an administrator can fix it."""
+
+    def __init__(self, verb: str, resource: str, namespace: str | None, message: str) -> None:
+        super().__init__(message)
+        self.verb = verb
+        self.resource = resource
+        self.namespace = namespace
+        self.message = message
+
+    def __str__(self) -> str:
+        where = f'in namespace "{self.namespace}"' if self.namespace else "cluster-wide"
+        return (
+            f'permission denied: the operator may not {self.verb} "{self.resource}" {where} '
+            f"(grant the verb {self.verb!r} on {self.resource!r} in its ClusterRole or Role): "
+            f"{self.message}"
+        )
 
 
 def api_message(error: ApiException) -> str:
@@ -60,10 +85,41 @@ class Kube:
     def _plain(self, obj: Any) -> dict[str, Any]:
         return self.api.sanitize_for_serialization(obj)  # type: ignore[no-any-return]
 
+    async def _call(
+        self,
+        verb: str,
+        resource: str,
+        namespace: str | None,
+        call: Callable[..., Any],
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        """One API call in a thread; counts error answers and names RBAC refusals."""
+        try:
+            return await asyncio.to_thread(call, *args, **kwargs)
+        except ApiException as error:
+            metrics.API_ERRORS.labels(verb=verb, resource=resource, code=str(error.status)).inc()
+            if error.status == 403:
+                message = api_message(error)
+                refusal = _RBAC_REFUSAL.search(message)
+                if refusal is not None:
+                    raise Forbidden(
+                        refusal.group(1), refusal.group(2), namespace, message
+                    ) from error
+            raise
+
     async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return await asyncio.to_thread(
-                self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
+            return await self._call(
+                "get",
+                PLURAL,
+                namespace,
+                self.custom.get_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
             )
         except ApiException as error:
             if error.status == 404:
@@ -71,13 +127,21 @@ class Kube:
             raise
 
     async def list_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
-        result = await asyncio.to_thread(
-            self.core.list_namespaced_pod, namespace, label_selector=f"{JOB_NAME_LABEL}={job_name}"
+        result = await self._call(
+            "list",
+            "pods",
+            namespace,
+            self.core.list_namespaced_pod,
+            namespace,
+            label_selector=f"{JOB_NAME_LABEL}={job_name}",
         )
         return [self._plain(p) for p in result.items]
 
     async def list_services(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
-        result = await asyncio.to_thread(
+        result = await self._call(
+            "list",
+            "services",
+            namespace,
             self.core.list_namespaced_service,
             namespace,
             label_selector=f"{JOB_NAME_LABEL}={job_name}",
@@ -92,7 +156,7 @@ class Kube:
             "Service": self.core.create_namespaced_service,
         }[kind]
         try:
-            await asyncio.to_thread(create, namespace, body)
+            await self._call("create", f"{kind.lower()}s", namespace, create, namespace, body)
         except ApiException as error:
             if error.status == 409:
                 return False
@@ -104,7 +168,10 @@ class Kube:
     async def delete_pod(self, namespace: str, name: str, uid: str) -> None:
         """Delete exactly this pod (by uid), in the background; gone already is fine."""
         try:
-            await asyncio.to_thread(
+            await self._call(
+                "delete",
+                "pods",
+                namespace,
                 self.core.delete_namespaced_pod,
                 name,
                 namespace,
@@ -118,7 +185,10 @@ class Kube:
         """Write the whole status at once, only if the job is still the one we read (409 else)."""
         body = {**job, "status": status}
         metadata = job["metadata"]
-        await asyncio.to_thread(
+        await self._call(
+            "update",
+            f"{PLURAL}/status",
+            metadata["namespace"],
             self.custom.replace_namespaced_custom_object_status,
             GROUP,
             VERSION,
@@ -145,13 +215,14 @@ class Kube:
         }
         for document in documents:
             create, read, replace = calls[document["kind"]]
+            resource = f"{document['kind'].lower()}s"
             name = document["metadata"]["name"]
             try:
-                await asyncio.to_thread(create, document)
+                await self._call("create", resource, None, create, document)
             except ApiException as error:
                 if error.status != 409:
                     raise
-                current = await asyncio.to_thread(read, name)
+                current = await self._call("get", resource, None, read, name)
                 body = {
                     **document,
                     "metadata": {
@@ -159,7 +230,7 @@ class Kube:
                         "resourceVersion": current.metadata.resource_version,
                     },
                 }
-                await asyncio.to_thread(replace, name, body)
+                await self._call("update", resource, None, replace, name, body)
 
     async def post_event(self, job: dict[str, Any], event: JobEvent) -> None:
         metadata = job["metadata"]
@@ -186,7 +257,14 @@ class Kube:
             reporting_component="tfjob.dev/operator",
             reporting_instance="tfjob-operator",
         )
-        await asyncio.to_thread(self.core.create_namespaced_event, metadata["namespace"], body)
+        await self._call(
+            "create",
+            "events",
+            metadata["namespace"],
+            self.core.create_namespaced_event,
+            metadata["namespace"],
+            body,
+        )
 
 
 def _is_policy_denial(error: ApiException) -> bool:

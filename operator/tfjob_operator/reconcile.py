@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from . import metrics
 from .api.v1alpha1 import (
     CleanPodPolicy,
     ReplicaSpecs,
@@ -26,7 +27,7 @@ from .api.v1alpha1 import (
 from .builders import JobRef, desired_children, requests_gpus
 from .estimator import compile_replica_specs
 from .kube import Kube, Rejected
-from .settings import SPEC_HASH_ANNOTATION, OperatorSettings
+from .settings import REPLICA_TYPE_LABEL, SPEC_HASH_ANNOTATION, OperatorSettings
 from .status import (
     JobEvent,
     PodObservation,
@@ -138,10 +139,11 @@ async def reconcile(
     namespace: str,
     name: str,
     now: dt.datetime | None = None,
-) -> None:
+) -> str | None:
+    """One pass; returns the job's state afterwards (None: the job is gone or going)."""
     job = await kube.get_job(namespace, name)
     if job is None or job["metadata"].get("deletionTimestamp"):
-        return  # gone or going: garbage collection removes the children
+        return None  # gone or going: garbage collection removes the children
     metadata = job["metadata"]
     ref = JobRef(name=name, namespace=namespace, uid=metadata["uid"])
     previous = _previous_status(job)
@@ -169,6 +171,9 @@ async def reconcile(
         for kind, body in plan.create:
             try:
                 if await kube.create(kind, body):
+                    if kind == "Pod":
+                        replica_type = body["metadata"]["labels"].get(REPLICA_TYPE_LABEL, "")
+                        metrics.PODS_CREATED.labels(replica_type=replica_type).inc()
                     log.info(
                         "%s/%s: created %s %s",
                         namespace,
@@ -226,5 +231,8 @@ async def reconcile(
     for event in events:
         try:
             await kube.post_event(job, event)
-        except Exception:  # noqa: BLE001 - an event lost is not worth failing the pass
-            log.warning("could not post event %s for %s/%s", event.reason, namespace, name)
+        except Exception as error:  # noqa: BLE001 - an event lost is not worth failing the pass
+            log.warning(
+                "could not post event %s for %s/%s: %s", event.reason, namespace, name, error
+            )
+    return status.state

@@ -57,6 +57,20 @@ class OperatorSettings(BaseModel):
     default_gpu_image: str = Field(
         "tensorflow/tensorflow:2.21.0-gpu", description="Trainer image of estimator-style GPU jobs."
     )
+    manage_admission_policy: bool = Field(
+        True,
+        description=(
+            "Install the node-pool ValidatingAdmissionPolicy at startup. Off when the installer "
+            "ships it (the Helm chart does), so the operator needs no admission RBAC."
+        ),
+    )
+    cluster_scanning: bool = Field(
+        True,
+        description=(
+            "Let kopf list and watch CRDs (and namespaces, for namespace globs) cluster-wide. "
+            "Off for an operator given only namespaced Roles: namespaces are then literal names."
+        ),
+    )
 
     @classmethod
     def from_environment(cls, overrides: dict[str, Any] | None = None) -> OperatorSettings:

@@ -19,6 +19,18 @@ MIN_RETRY_DELAY = 1.0
 MAX_RETRY_DELAY = 60.0
 
 
+def _describe(key: Hashable) -> str:
+    """`namespace/name` for the (namespace, name) keys jobs use."""
+    if isinstance(key, tuple) and all(isinstance(part, str) for part in key):
+        return "/".join(key)
+    return str(key)
+
+
+class RetryLater(Exception):
+    """A failure the work has explained in its message (e.g. a missing permission): retried
+    with the same backoff, logged as one ERROR line without a traceback."""
+
+
 class WorkQueue:
     def __init__(self, work: Callable[[Hashable], Awaitable[None]]) -> None:
         self._work = work
@@ -45,16 +57,25 @@ class WorkQueue:
                     await self._work(key)
                 except asyncio.CancelledError:
                     raise
-                except Exception:
+                except Exception as error:
                     failures = self._failures.get(key, 0) + 1
                     self._failures[key] = failures
                     delay = min(MAX_RETRY_DELAY, MIN_RETRY_DELAY * 2 ** (failures - 1))
-                    log.exception(
-                        "reconcile of %s failed (attempt %d); retrying in %.0f s",
-                        key,
-                        failures,
-                        delay,
-                    )
+                    if isinstance(error, RetryLater):
+                        log.error(
+                            "reconcile of %s failed (attempt %d): %s; retrying in %.0f s",
+                            _describe(key),
+                            failures,
+                            error,
+                            delay,
+                        )
+                    else:
+                        log.exception(
+                            "reconcile of %s failed (attempt %d); retrying in %.0f s",
+                            _describe(key),
+                            failures,
+                            delay,
+                        )
                     self._schedule_retry(key, delay)
                     return
                 self._failures.pop(key, None)
