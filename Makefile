@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: up down status test unit lint binaries
+.PHONY: up down status test unit lint binaries manifests
 
 $(VENV)/.installed: pyproject.toml operator/localcluster/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ down: $(VENV)/.installed
 
 status: $(VENV)/.installed
 	$(BIN)/tfjob-local status
+
+## manifests: regenerate what is derived: crds/ and the chart's copy, the chart's policy, deploy/
+manifests: binaries
+	$(BIN)/python -m tfjob_operator.api.crd
+	$(BIN)/python charts/generate.py
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check operator tests images

@@ -27,12 +27,35 @@ def test_committed_crd_matches_the_models() -> None:
     )
 
 
+def test_chart_copy_matches_the_models() -> None:
+    """helm installs the CRD from the chart's crds/, so that copy must not drift either."""
+    chart_copy = REPOSITORY / "charts" / "tfjob-operator" / "crds" / "tensorflowjobs.tfjob.dev.yaml"
+    assert chart_copy.read_text() == crd.render(), (
+        "charts/tfjob-operator/crds/ is stale: run `python -m tfjob_operator.api.crd` and commit"
+    )
+
+
 def test_check_mode_reports_drift(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "crds").mkdir()
     (tmp_path / "crds" / "tensorflowjobs.tfjob.dev.yaml").write_text("stale\n")
     monkeypatch.setattr(crd, "repository_root", lambda: tmp_path)
     assert crd.main(["--check"]) == 1
     assert crd.main([]) == 0
+    assert crd.main(["--check"]) == 0
+
+
+def test_check_mode_reports_drift_of_the_chart_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chart_crds = tmp_path / "charts" / "tfjob-operator" / "crds"
+    chart_crds.mkdir(parents=True)
+    (tmp_path / "crds").mkdir()
+    (tmp_path / "crds" / "tensorflowjobs.tfjob.dev.yaml").write_text(crd.render())
+    (chart_crds / "tensorflowjobs.tfjob.dev.yaml").write_text("stale\n")
+    monkeypatch.setattr(crd, "repository_root", lambda: tmp_path)
+    assert crd.main(["--check"]) == 1
+    assert crd.main([]) == 0
+    assert (chart_crds / "tensorflowjobs.tfjob.dev.yaml").read_text() == crd.render()
     assert crd.main(["--check"]) == 0
 
 

@@ -1,0 +1,87 @@
+{{/* Names: the release's full name, trimmed to what object names allow. */}}
+{{- define "tfjob-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "tfjob-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "tfjob-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "tfjob-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "tfjob-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "tfjob-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* On every object, so `kubectl get all,... -l app.kubernetes.io/instance=<release>` finds them. */}}
+{{- define "tfjob-operator.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "tfjob-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: operator
+app.kubernetes.io/part-of: tfjob-operator
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* Peering is on when asked for, or as soon as there is more than one replica. */}}
+{{- define "tfjob-operator.peering" -}}
+{{- if or .Values.peering.enabled (gt (int .Values.replicaCount) 1) }}true{{ end }}
+{{- end }}
+
+{{- define "tfjob-operator.peeringName" -}}
+{{- default (include "tfjob-operator.fullname" .) .Values.peering.name }}
+{{- end }}
+
+{{/* Pools known to have no GPUs, sorted (range over a map is sorted by key). */}}
+{{- define "tfjob-operator.cpuOnlyPools" -}}
+{{- $pools := list }}
+{{- range $name, $pool := .Values.nodePools.known }}
+{{- if and (hasKey $pool "gpu") (not $pool.gpu) }}
+{{- $pools = append $pools $name }}
+{{- end }}
+{{- end }}
+{{- toJson $pools }}
+{{- end }}
+
+{{/*
+The namespaced rules, the same in the ClusterRole and in each Role: exactly the calls the
+operator makes (kopf's watches; the reconcile's reads, creates, deletes and status writes; Events).
+*/}}
+{{- define "tfjob-operator.jobRules" -}}
+# kopf lists and watches jobs; every reconcile pass reads its job first.
+- apiGroups: [tfjob.dev]
+  resources: [tensorflowjobs]
+  verbs: [get, list, watch]
+# The status is written whole, once per pass, only when it changed.
+- apiGroups: [tfjob.dev]
+  resources: [tensorflowjobs/status]
+  verbs: [update]
+# kopf watches the jobs' pods (by label); the reconcile lists, creates and deletes them.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list, watch, create, delete]
+# One headless Service per job; never deleted by the operator (garbage collection does it).
+- apiGroups: [""]
+  resources: [services]
+  verbs: [list, watch, create]
+# An Event on every state transition of a job.
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end }}
