@@ -1,0 +1,94 @@
+"""What an installation watches: the operator's Prometheus metrics and its JSON log lines, from a
+real operator process running a real job."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import pytest
+from kubernetes import client as k8s
+from prometheus_client.parser import text_string_to_metric_families
+
+from tfjob_localcluster import control, processes
+from tfjob_localcluster.operator_process import OperatorProcess
+
+from .install import session_operator_stopped, wait_for_log
+from .jobs import JOB_LABEL, apply, wait_for_condition, wait_for_pods
+from .test_operator_lifecycle import estimator_job
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of /metrics: (name, sorted labels) -> value."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_metrics_and_json_logs_of_a_job_run(
+    cluster, crd, operator, kubectl, core: k8s.CoreV1Api, api_client, namespace, tmp_path
+) -> None:
+    port = processes.free_port()
+    metered = OperatorProcess(
+        kubeconfig=cluster.kubeconfig,
+        log_dir=tmp_path,
+        extra_args=[
+            "-n",
+            namespace,
+            "--log-format=json",
+            f"--metrics-port={port}",
+            "--metrics-address=127.0.0.1",
+        ],
+    )
+    # A Service the job will want, made by someone else: the operator's create answers 409.
+    core.create_namespaced_service(
+        namespace,
+        {
+            "metadata": {"name": "metered", "labels": {JOB_LABEL: "metered"}},
+            "spec": {"clusterIP": "None", "ports": [{"port": 2222}]},
+        },
+    )
+    with session_operator_stopped(operator):
+        metered.start()
+        try:
+            before = scrape(port)
+            assert before[("tfjob_operator_jobs", (("state", "Running"),))] == 0
+            apply(
+                kubectl,
+                namespace,
+                estimator_job(
+                    "metered", distribution={"backend": "multiWorkerMirrored", "workerCount": 2}
+                ),
+            )
+            wait_for_pods(core, namespace, "metered", {"metered-worker-0", "metered-worker-1"})
+            wait_for_condition(api_client, namespace, "metered", "Running")
+            wait_for_log(metered, "metered: Running")
+            running = scrape(port)
+            assert running[("tfjob_operator_jobs", (("state", "Running"),))] == 1
+            control.end_pod(core, namespace, "metered-worker-0", exit_code=0)
+            wait_for_condition(api_client, namespace, "metered", "Succeeded")
+            wait_for_log(metered, "metered: Succeeded")
+            after = scrape(port)
+        finally:
+            metered.stop()
+
+    assert after[("tfjob_operator_jobs", (("state", "Succeeded"),))] == 1
+    assert after[("tfjob_operator_jobs", (("state", "Running"),))] == 0
+    assert after[("tfjob_operator_pods_created_total", (("replica_type", "worker"),))] == 2
+    passes = after[("tfjob_operator_reconcile_duration_seconds_count", (("result", "success"),))]
+    assert passes >= 3
+    conflict = (("code", "409"), ("resource", "services"), ("verb", "create"))
+    assert after[("tfjob_operator_api_errors_total", conflict)] >= 1  # once per pass, in fact
+
+    lines = [line for line in metered.log().splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert all({"message", "severity", "timestamp"} <= set(r) for r in records)
+    messages = [r["message"] for r in records]
+    assert f"{namespace}/metered: created pod metered-worker-0" in messages
+    assert f"{namespace}/metered: Succeeded" in messages
