@@ -31,6 +31,15 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
+def wait_for_gauge(port: int, state: str, value: float) -> None:
+    processes.wait_until(
+        lambda: scrape(port).get(("tfjob_operator_jobs", (("state", state),))) == value,
+        timeout=30,
+        what=f"tfjob_operator_jobs{{state={state!r}}} == {value}",
+        interval=0.2,
+    )
+
+
 def test_metrics_and_json_logs_of_a_job_run(
     cluster, crd, operator, kubectl, core: k8s.CoreV1Api, api_client, namespace, tmp_path
 ) -> None:
@@ -68,12 +77,12 @@ def test_metrics_and_json_logs_of_a_job_run(
             )
             wait_for_pods(core, namespace, "metered", {"metered-worker-0", "metered-worker-1"})
             wait_for_condition(api_client, namespace, "metered", "Running")
-            wait_for_log(metered, "metered: Running")
-            running = scrape(port)
-            assert running[("tfjob_operator_jobs", (("state", "Running"),))] == 1
+            # The gauge follows once the pass that wrote the status has returned.
+            wait_for_gauge(port, "Running", 1)
             control.end_pod(core, namespace, "metered-worker-0", exit_code=0)
             wait_for_condition(api_client, namespace, "metered", "Succeeded")
             wait_for_log(metered, "metered: Succeeded")
+            wait_for_gauge(port, "Succeeded", 1)
             after = scrape(port)
         finally:
             metered.stop()
