@@ -59,6 +59,8 @@ class LocalCluster:
     detach: bool = False
     trainer_bin: Path | None = None  # bin/ of the Python environment local pods run in
     workdir: Path | None = None  # working directory of local pods' containers (the "image")
+    # Other "images" of local pods: image glob -> (python bin/, working directory).
+    images: dict[str, tuple[Path, Path]] = field(default_factory=dict)
     running: list[processes.RunningProcess] = field(default_factory=list)
     ports: Endpoints | None = None
     startup_seconds: dict[str, float] = field(default_factory=dict)
@@ -286,6 +288,10 @@ class LocalCluster:
                 *(
                     f"--taint={t['key']}={t.get('value', '')}:{t['effect']}"
                     for t in pool.effective_taints()
+                ),
+                *(
+                    f"--image={glob}={bin_dir}:{directory}"
+                    for glob, (bin_dir, directory) in self.images.items()
                 ),
             ]
             agent = processes.start(f"localnode-{name}", argv, self.log_dir, detach=self.detach)

@@ -20,6 +20,12 @@ def _taint(text: str) -> dict[str, str]:
     return {"key": key, "value": value, "effect": effect}
 
 
+def _image(text: str) -> tuple[str, Path, Path]:
+    pattern, _, rest = text.partition("=")
+    bin_dir, _, workdir = rest.partition(":")
+    return pattern, Path(bin_dir), Path(workdir)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--kubeconfig", type=Path, required=True)
@@ -39,6 +45,14 @@ def main(argv: list[str] | None = None) -> int:
         help="working directory of containers that set none (the 'image')",
     )
     parser.add_argument("--taint", action="append", default=[], type=_taint)
+    parser.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        type=_image,
+        help="GLOB=BIN_DIR:WORKDIR: containers whose image matches GLOB run with that Python "
+        "environment and working directory (repeat; the first match wins)",
+    )
     parser.add_argument("--bridge", default="tfjbr0")
     parser.add_argument("--subnet", default="10.250.0.0/24")
     parser.add_argument("--cluster-domain", default="cluster.local")
@@ -53,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         state_dir=args.state_dir,
         python_bin=args.python_bin,
         workdir=args.workdir,
+        images=args.image,
         labels={"tfjob.dev/node-pool": args.pool, "tfjob.dev/runtime": "local"},
         taints=args.taint,
         cluster_domain=args.cluster_domain,

@@ -5,6 +5,7 @@ scheduler binds to it and reports their status, like a (much smaller) kubelet.
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import logging
 import os
 import threading
@@ -41,6 +42,7 @@ class LocalNodeAgent:
         state_dir: Path,
         python_bin: Path,
         workdir: Path,
+        images: list[tuple[str, Path, Path]] | None = None,
         labels: dict[str, str],
         taints: list[dict[str, str]],
         cluster_domain: str = "cluster.local",
@@ -55,6 +57,11 @@ class LocalNodeAgent:
         self.state_dir = state_dir
         self.workdir = workdir
         self.pod_path = f"{python_bin}:{SYSTEM_PATH}"
+        # (image glob, python bin/, working directory): what an image would have carried.
+        self.images = [
+            (pattern, f"{bin_dir}:{SYSTEM_PATH}", directory)
+            for pattern, bin_dir, directory in images or []
+        ]
         self.labels = labels
         self.taints = taints
         self.cluster_domain = cluster_domain
@@ -66,6 +73,13 @@ class LocalNodeAgent:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.log_server = LogServer(self)
+
+    def environment_for(self, image: str) -> tuple[str, Path]:
+        """PATH and default working directory of a container, by its image."""
+        for pattern, path, directory in self.images:
+            if fnmatch.fnmatch(image, pattern):
+                return path, directory
+        return self.pod_path, self.workdir
 
     # ----- node -----------------------------------------------------------------------------
     def _node_status(self) -> dict[str, Any]:
@@ -282,10 +296,11 @@ class LocalNodeAgent:
             thread.start()
         self._renew_lease(k8s.CoordinationV1Api(self.api))
         log.info(
-            "local node %s ready (pods in %s, workdir %s)",
+            "local node %s ready (pods in %s, workdir %s, images %s)",
             self.node_name,
             self.network.subnet,
             self.workdir,
+            [pattern for pattern, _, _ in self.images],
         )
         self._watch(
             self.core.list_pod_for_all_namespaces,

@@ -7,6 +7,7 @@ the pod runner writes (follow, tailLines and limitBytes supported).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 import tempfile
@@ -42,8 +43,20 @@ class LogServer:
         server_self = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
             def log_message(self, format: str, *args: object) -> None:
                 log.debug(format, *args)
+
+            def finish(self) -> None:
+                """Close only after the client has read everything and closed its side:
+                closing with unread bytes (a TLS alert, say) would reset the connection and
+                could drop the end of a long log on its way to the API server."""
+                super().finish()
+                with contextlib.suppress(OSError, ssl.SSLError):
+                    self.connection.settimeout(5)
+                    while self.connection.recv(4096):
+                        pass
 
             def do_GET(self) -> None:
                 url = urlparse(self.path)
@@ -65,6 +78,7 @@ class LogServer:
                 self.send_response(code)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -76,12 +90,15 @@ class LogServer:
                     data = b"".join(lines[-int(query["tailLines"][0]) :])
                 if "limitBytes" in query:
                     data = data[: int(query["limitBytes"][0])]
+                if query.get("follow") != ["true"]:
+                    self._reply(200, data)
+                    return
+                # Following: the body ends when the connection does.
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain")
+                self.send_header("Connection", "close")
                 self.end_headers()
                 self.wfile.write(data)
-                if query.get("follow") != ["true"]:
-                    return
                 offset = path.stat().st_size
                 while runner.is_alive():  # type: ignore[attr-defined]
                     time.sleep(0.2)

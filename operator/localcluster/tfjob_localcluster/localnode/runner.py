@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -52,6 +53,19 @@ class ContainerRun:
     done: bool = False
     exit_code: int | None = None
     next_start: float = 0.0
+    ready: bool = False
+    next_probe: float = 0.0
+
+    def probe_port(self) -> int | None:
+        """The port of a tcpSocket readiness probe (the only kind the local node runs)."""
+        probe = (self.spec.get("readinessProbe") or {}).get("tcpSocket")
+        if not probe:
+            return None
+        port = probe.get("port")
+        if isinstance(port, str) and not port.isdigit():
+            named = [p for p in self.spec.get("ports") or [] if p.get("name") == port]
+            return int(named[0]["containerPort"]) if named else None
+        return int(port)
 
     @property
     def name(self) -> str:
@@ -166,8 +180,9 @@ class PodRunner(threading.Thread):
                 f"container {container.name} has no command: the local node runs commands in "
                 "its Python environment, it does not pull or start images"
             )
+        path, default_workdir = self.agent.environment_for(str(spec.get("image", "")))
         env = {
-            "PATH": self.agent.pod_path,
+            "PATH": path,
             "HOSTNAME": self.hostname,
             "HOME": str(self.directory / "home"),
             **resolve_env(spec, self.pod, self.agent.core, self.interface.address),
@@ -176,7 +191,7 @@ class PodRunner(threading.Thread):
         init_spec = {
             "hostname": self.hostname,
             "mounts": mount_plan(spec, volumes),
-            "workingDir": spec.get("workingDir") or str(self.agent.workdir),
+            "workingDir": spec.get("workingDir") or str(default_workdir),
             "env": env,
             "argv": argv,
         }
@@ -206,6 +221,9 @@ class PodRunner(threading.Thread):
             )
         container.started_at = now()
         container.state = {"running": {"startedAt": container.started_at}}
+        container.ready = container.probe_port() is None  # no probe: ready once started
+        delay = float((spec.get("readinessProbe") or {}).get("initialDelaySeconds", 0))
+        container.next_probe = time.monotonic() + delay
         log.info(
             "pod %s/%s: started %s (pid %d)",
             self.namespace,
@@ -219,7 +237,7 @@ class PodRunner(threading.Thread):
             if self.stop_requested.is_set():
                 self._kill_all(grace=self.grace_seconds)
                 return
-            changed = False
+            changed = any(self._probe(c) for c in self.containers)
             for container in self.containers:
                 if container.done:
                     continue
@@ -262,6 +280,22 @@ class PodRunner(threading.Thread):
                 self._report()
             self.stop_requested.wait(0.2)
 
+    def _probe(self, container: ContainerRun) -> bool:
+        """Run a due tcpSocket readiness probe; True when the container just became ready."""
+        port = container.probe_port()
+        if container.ready or container.process is None or port is None or self.interface is None:
+            return False
+        if time.monotonic() < container.next_probe:
+            return False
+        probe = container.spec["readinessProbe"]
+        container.next_probe = time.monotonic() + float(probe.get("periodSeconds", 10))
+        try:
+            with socket.create_connection((self.interface.address, port), timeout=1):
+                container.ready = True
+        except OSError:
+            return False
+        return True
+
     def _kill_all(self, grace: float) -> None:
         running = [c for c in self.containers if c.process is not None]
         for container in running:
@@ -288,7 +322,7 @@ class PodRunner(threading.Thread):
     # ----- status ---------------------------------------------------------------------------
     def status(self, reason: str | None = None, message: str | None = None) -> dict[str, Any]:
         running = self.phase == "Running"
-        ready = running and all("running" in c.state for c in self.containers)
+        ready = running and all("running" in c.state and c.ready for c in self.containers)
         conditions = [
             {"type": "PodScheduled", "status": "True"},
             {"type": "Initialized", "status": "True" if self.phase != "Pending" else "False"},
@@ -309,7 +343,7 @@ class PodRunner(threading.Thread):
                     "image": c.spec.get("image", ""),
                     "imageID": "",
                     "containerID": f"local://{self.uid}/{c.name}",
-                    "ready": "running" in c.state and running,
+                    "ready": "running" in c.state and running and c.ready,
                     "started": "running" in c.state,
                     "restartCount": c.restart_count,
                     "state": c.state,
