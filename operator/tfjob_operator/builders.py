@@ -15,10 +15,20 @@ from typing import Any
 from .api.v1alpha1 import (
     API_VERSION,
     KIND,
+    MPISpec,
     ReplicaSpec,
     ReplicaSpecs,
     ReplicaType,
     RestartPolicy,
+)
+from .mpi import (
+    decorate_launcher,
+    decorate_worker,
+    hostfile,
+    hostfile_config_map,
+    hostfile_config_map_name,
+    ssh_secret,
+    ssh_secret_name,
 )
 from .settings import (
     GPU_RESOURCE,
@@ -66,6 +76,7 @@ class JobRef:
 class DesiredChildren:
     service: dict[str, Any]
     pods: dict[str, dict[str, Any]] = field(default_factory=dict)  # by pod name
+    config_maps: list[dict[str, Any]] = field(default_factory=list)
 
 
 def job_labels(job_name: str) -> dict[str, str]:
@@ -73,9 +84,10 @@ def job_labels(job_name: str) -> dict[str, str]:
 
 
 def chief_type(replica_specs: ReplicaSpecs) -> ReplicaType | None:
-    """The replica type whose pod 0 decides success: Chief/Master, else Worker."""
+    """The replica type whose pod 0 decides success: the MPI launcher, Chief/Master, else
+    Worker."""
     present = dict(replica_specs.items())
-    for candidate in (ReplicaType.CHIEF, ReplicaType.MASTER):
+    for candidate in (ReplicaType.LAUNCHER, ReplicaType.CHIEF, ReplicaType.MASTER):
         if candidate in present and present[candidate].replicas > 0:
             return candidate
     return ReplicaType.WORKER if ReplicaType.WORKER in present else None
@@ -136,6 +148,7 @@ def build_pod(
     is_chief: bool,
     node_pool: str | None,
     settings: OperatorSettings,
+    mpi: MPISpec | None = None,
 ) -> dict[str, Any]:
     template = replica.template.model_dump(by_alias=True, exclude_none=True, mode="json")
     metadata = template.get("metadata") or {}
@@ -148,14 +161,21 @@ def build_pod(
         REPLICA_TYPE_LABEL: tf_task_type(replica_type),
         REPLICA_INDEX_LABEL: str(index),
     }
-    if is_chief:
+    if mpi is not None:
+        labels[JOB_ROLE_LABEL] = "launcher" if replica_type is ReplicaType.LAUNCHER else "worker"
+    elif is_chief:
         labels[JOB_ROLE_LABEL] = "chief"
 
     pod_spec["hostname"] = name
     pod_spec["subdomain"] = job.name
     pod_spec["restartPolicy"] = pod_restart_policy(replica.restart_policy)
     trainer = trainer_container(pod_spec["containers"])
-    _ensure_port(trainer, port)
+    if mpi is not None and replica_type is ReplicaType.LAUNCHER:
+        decorate_launcher(pod_spec, trainer, job.name, mpi, hide_gpus=not requests_gpus(pod_spec))
+    elif mpi is not None:
+        decorate_worker(pod_spec, trainer, job.name, mpi)
+    else:
+        _ensure_port(trainer, port)
     if cluster is not None:
         own = f"{pod_fqdn(job.name, job.namespace, name, settings.cluster_domain)}:{port}"
         _set_env(trainer, "TF_CONFIG", tf_config(cluster, replica_type, index, own_address=own))
@@ -217,16 +237,25 @@ def desired_children(
     *,
     node_pool: str | None,
     settings: OperatorSettings,
+    mpi: MPISpec | None = None,
+    launcher_allowed: bool = True,
 ) -> DesiredChildren:
+    """Every child the job should have now. For an MPI job the launcher is left out until
+    ``launcher_allowed`` (its workers are ready, or it exists already)."""
     groups = replica_groups(replica_specs)
     cluster = (
         cluster_spec(job.name, job.namespace, groups, settings.cluster_domain)
-        if is_distributed(groups)
+        if is_distributed(groups) and mpi is None
         else None
     )
     chief = chief_type(replica_specs)
     pods: dict[str, dict[str, Any]] = {}
+    config_maps = []
+    if mpi is not None:
+        config_maps.append(mpi_hostfile_config_map(job, replica_specs, mpi, settings))
     for (replica_type, spec), group in zip(replica_specs.items(), groups, strict=True):
+        if replica_type is ReplicaType.LAUNCHER and not launcher_allowed:
+            continue
         for index in range(spec.replicas):
             pod = build_pod(
                 job,
@@ -238,6 +267,47 @@ def desired_children(
                 is_chief=replica_type is chief and index == 0,
                 node_pool=node_pool,
                 settings=settings,
+                mpi=mpi,
             )
             pods[pod["metadata"]["name"]] = pod
-    return DesiredChildren(service=build_service(job), pods=pods)
+    return DesiredChildren(service=build_service(job), pods=pods, config_maps=config_maps)
+
+
+def worker_hosts(job: JobRef, replica_specs: ReplicaSpecs, settings: OperatorSettings) -> list[str]:
+    workers = dict(replica_specs.items()).get(ReplicaType.WORKER)
+    count = workers.replicas if workers else 0
+    return [
+        pod_fqdn(
+            job.name,
+            job.namespace,
+            pod_name(job.name, ReplicaType.WORKER, i),
+            settings.cluster_domain,
+        )
+        for i in range(count)
+    ]
+
+
+def mpi_hostfile_config_map(
+    job: JobRef, replica_specs: ReplicaSpecs, mpi: MPISpec, settings: OperatorSettings
+) -> dict[str, Any]:
+    text = hostfile(
+        worker_hosts(job, replica_specs, settings), mpi.slots_per_worker, mpi.implementation
+    )
+    return hostfile_config_map(
+        hostfile_config_map_name(job.name),
+        job.namespace,
+        job_labels(job.name),
+        job.owner_reference(),
+        text,
+    )
+
+
+def mpi_ssh_secret(job: JobRef, private_key: bytes, public_key: bytes) -> dict[str, Any]:
+    return ssh_secret(
+        ssh_secret_name(job.name),
+        job.namespace,
+        job_labels(job.name),
+        job.owner_reference(),
+        private_key,
+        public_key,
+    )

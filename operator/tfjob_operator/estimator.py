@@ -13,11 +13,13 @@ from typing import Any
 
 from .api.v1alpha1 import (
     Backend,
+    MPISpec,
     ReplicaSpecs,
     ReplicaType,
     ScriptParamValue,
     TensorFlowJobSpec,
 )
+from .mpi import mpirun_command, sshd_command
 from .settings import GPU_RESOURCE, OperatorSettings
 from .topology import TRAINER_CONTAINER
 
@@ -117,6 +119,8 @@ def compile_replica_specs(spec: TensorFlowJobSpec, settings: OperatorSettings) -
         }
 
     replicas: dict[str, Any] = {}
+    if distribution is not None and distribution.backend is Backend.MPI:
+        return _compile_mpi(spec, settings)
     if distribution is None:
         replicas[ReplicaType.WORKER.value] = replica(1, with_gpus=True)
     elif distribution.backend is Backend.MULTI_WORKER_MIRRORED:
@@ -130,6 +134,50 @@ def compile_replica_specs(spec: TensorFlowJobSpec, settings: OperatorSettings) -
     return ReplicaSpecs.model_validate(replicas)
 
 
+def effective_mpi(spec: TensorFlowJobSpec) -> MPISpec | None:
+    """The MPI settings of a job: its own (Kubeflow form) or those the mpi backend implies."""
+    if spec.mpi is not None:
+        return spec.mpi
+    distribution = spec.distribution
+    if distribution is None or distribution.backend is not Backend.MPI:
+        return None
+    return MPISpec(slots_per_worker=distribution.process_count_per_node or 1)
+
+
+def _compile_mpi(spec: TensorFlowJobSpec, settings: OperatorSettings) -> ReplicaSpecs:
+    """Horovod over MPI: nodeCount workers running sshd, one launcher running mpirun.
+
+    Each worker holds processCountPerNode MPI slots (and, with useGpu, as many GPUs); the
+    launcher starts nodeCount x processCountPerNode copies of the entry script over SSH.
+    """
+    assert spec.distribution is not None
+    nodes = spec.distribution.node_count or 1
+    per_node = spec.distribution.process_count_per_node or 1
+    mpi = effective_mpi(spec)
+    assert mpi is not None
+    image = spec.image or settings.default_horovod_image
+    script = ["python", spec.entry_script or "", *script_arguments(spec.script_params)]
+    worker_spec = spec.model_copy(update={"image": image, "entry_script": spec.entry_script})
+    worker = _pod_template(worker_spec, settings, gpus=per_node if spec.use_gpu else 0)
+    worker["spec"]["containers"][0]["command"] = sshd_command(mpi.ssh_port)
+    launcher = _pod_template(worker_spec, settings, gpus=0)
+    launcher["spec"]["containers"][0]["command"] = mpirun_command(nodes * per_node, script)
+    return ReplicaSpecs.model_validate(
+        {
+            ReplicaType.LAUNCHER.value: {
+                "replicas": 1,
+                "restartPolicy": "Never",
+                "template": launcher,
+            },
+            ReplicaType.WORKER.value: {
+                "replicas": nodes,
+                "restartPolicy": "Never",
+                "template": worker,
+            },
+        }
+    )
+
+
 def compiled_job(job: dict[str, Any], settings: OperatorSettings) -> dict[str, Any]:
     """A whole TensorFlowJob manifest, rewritten in the Kubeflow form."""
     spec = TensorFlowJobSpec.model_validate(job.get("spec", {}))
@@ -137,6 +185,9 @@ def compiled_job(job: dict[str, Any], settings: OperatorSettings) -> dict[str, A
     compiled_spec: dict[str, Any] = {
         "tfReplicaSpecs": replica_specs.model_dump(by_alias=True, exclude_none=True, mode="json")
     }
+    mpi = effective_mpi(spec)
+    if mpi is not None:
+        compiled_spec["mpi"] = mpi.model_dump(by_alias=True, mode="json")
     for key in ("runPolicy", "successPolicy", "nodePool"):
         if key in job.get("spec", {}):
             compiled_spec[key] = job["spec"][key]

@@ -154,6 +154,8 @@ class Kube:
         create = {
             "Pod": self.core.create_namespaced_pod,
             "Service": self.core.create_namespaced_service,
+            "ConfigMap": self.core.create_namespaced_config_map,
+            "Secret": self.core.create_namespaced_secret,
         }[kind]
         try:
             await self._call("create", f"{kind.lower()}s", namespace, create, namespace, body)

@@ -18,15 +18,19 @@ from pydantic import ValidationError
 from . import metrics
 from .api.v1alpha1 import (
     CleanPodPolicy,
+    LauncherCreation,
+    MPISpec,
     ReplicaSpecs,
+    ReplicaType,
     RunPolicy,
     SuccessPolicy,
     TensorFlowJobSpec,
     TensorFlowJobStatus,
 )
-from .builders import JobRef, desired_children, requests_gpus
-from .estimator import compile_replica_specs
+from .builders import JobRef, desired_children, mpi_ssh_secret, requests_gpus
+from .estimator import compile_replica_specs, effective_mpi
 from .kube import Kube, Rejected
+from .mpi import generate_ssh_keypair
 from .settings import REPLICA_TYPE_LABEL, SPEC_HASH_ANNOTATION, OperatorSettings
 from .status import (
     JobEvent,
@@ -65,6 +69,25 @@ def check_node_pools(
                 f"spec.nodePool: {replica_type.value} pods request GPUs, but node pool "
                 f"{pool!r} has no GPUs"
             )
+
+
+def launcher_may_start(
+    mpi: MPISpec, replica_specs: ReplicaSpecs, pods: list[dict[str, Any]]
+) -> bool:
+    """An MPI launcher starts once every worker is Ready (unless asked to start at once), and
+    once started it stays wanted whatever its workers do."""
+    if mpi.launcher_creation is LauncherCreation.AT_STARTUP:
+        return True
+    observed = [PodObservation.from_pod(p) for p in pods]
+    if any(p.replica_type is ReplicaType.LAUNCHER for p in observed):
+        return True
+    workers = dict(replica_specs.items()).get(ReplicaType.WORKER)
+    ready = {
+        p.index
+        for p in observed
+        if p.replica_type is ReplicaType.WORKER and p.ready and not p.deleting
+    }
+    return workers is not None and ready >= set(range(workers.replicas))
 
 
 @dataclass
@@ -166,8 +189,23 @@ async def reconcile(
 
     if not finished and problem is None and spec is not None and replica_specs is not None:
         services = [s for s in await kube.list_services(namespace, name) if owned_by(s, ref.uid)]
-        desired = desired_children(ref, replica_specs, node_pool=spec.node_pool, settings=settings)
+        mpi = effective_mpi(spec)
+        desired = desired_children(
+            ref,
+            replica_specs,
+            node_pool=spec.node_pool,
+            settings=settings,
+            mpi=mpi,
+            launcher_allowed=mpi is None or launcher_may_start(mpi, replica_specs, pods),
+        )
         plan = plan_children(desired.pods, desired.service, pods, services)
+        if mpi is not None and any(kind == "Pod" for kind, _ in plan.create):
+            # Pods mount these: create them first. Both are created once (409 after that), so
+            # the key pair generated here is used only if the Secret does not exist yet.
+            plan.create[:0] = [
+                ("Secret", mpi_ssh_secret(ref, *generate_ssh_keypair())),
+                *(("ConfigMap", config_map) for config_map in desired.config_maps),
+            ]
         for kind, body in plan.create:
             try:
                 if await kube.create(kind, body):

@@ -57,6 +57,10 @@ class OperatorSettings(BaseModel):
     default_gpu_image: str = Field(
         "tensorflow/tensorflow:2.21.0-gpu", description="Trainer image of estimator-style GPU jobs."
     )
+    default_horovod_image: str = Field(
+        "tfjob-horovod:0.28.1-tf2.18.1",
+        description="Image of estimator-style mpi jobs (built from images/horovod).",
+    )
     manage_admission_policy: bool = Field(
         True,
         description=(

@@ -246,7 +246,7 @@ def _outcome(
     succeeded, workers failing on their way out do not fail the job."""
     chief = chief_type(replica_specs)
     by_key = {(p.replica_type, p.index): p for p in pods}
-    if chief in (ReplicaType.CHIEF, ReplicaType.MASTER):
+    if chief in (ReplicaType.LAUNCHER, ReplicaType.CHIEF, ReplicaType.MASTER):
         pod = by_key.get((chief, 0))
         if pod and pod.phase == "Succeeded":
             return ConditionType.SUCCEEDED, "TFJobSucceeded", f"{job} successfully completed."
@@ -260,10 +260,13 @@ def _outcome(
             worker0 = by_key.get((ReplicaType.WORKER, 0))
             if worker0 and worker0.phase == "Succeeded":
                 return ConditionType.SUCCEEDED, "TFJobSucceeded", f"{job} successfully completed."
+    # Failures are told in replica-type order, the launcher last: a worker evicted under a
+    # running mpirun is the cause, the launcher's crash only its consequence.
     failed = sorted(
         (p for p in pods if p.phase == "Failed"),
         key=lambda p: (list(ReplicaType).index(p.replica_type), p.index or 0),  # type: ignore[arg-type]
     )
+
     if failed:
         first = failed[0]
         others = f" ({len(failed) - 1} more pod(s) failed)" if len(failed) > 1 else ""

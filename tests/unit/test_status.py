@@ -719,7 +719,8 @@ def test_from_pod_running_but_not_ready() -> None:
         ("worker", ReplicaType.WORKER),
         ("ps", ReplicaType.PS),
         ("evaluator", ReplicaType.EVALUATOR),
-        ("launcher", None),
+        ("launcher", ReplicaType.LAUNCHER),
+        ("sidecar", None),
     ],
 )
 def test_from_pod_reads_the_replica_type_label(

@@ -159,6 +159,7 @@ class ReplicaType(StrEnum):
     WORKER = "Worker"
     PS = "PS"
     EVALUATOR = "Evaluator"
+    LAUNCHER = "Launcher"
 
 
 class RestartPolicy(StrEnum):
@@ -206,6 +207,13 @@ class ReplicaSpecs(Model):
                     "set Chief or Master, not both: a job has one chief",
                 ),
                 _cel(
+                    "!has(self.Launcher) || (has(self.Worker) && !has(self.Chief) && "
+                    "!has(self.Master) && !has(self.PS) && !has(self.Evaluator))",
+                    "an MPI job (with a Launcher) has Workers and no Chief, Master, PS or "
+                    "Evaluator",
+                    ".Launcher",
+                ),
+                _cel(
                     " || ".join(
                         f"(has(self.{t}) && (!has(self.{t}.replicas) || self.{t}.replicas > 0))"
                         for t in ("Chief", "Master", "Worker")
@@ -245,6 +253,16 @@ class ReplicaSpecs(Model):
             "TF_CONFIG cluster, since a parameter-server chief waits forever for it."
         ),
         json_schema_extra=_single("Evaluator"),
+    )
+
+    launcher: ReplicaSpec | None = Field(
+        None,
+        alias="Launcher",
+        description=(
+            "MPI jobs (with spec.mpi): the pod that runs mpirun/horovodrun against the "
+            "workers, and whose exit decides the job (exactly 1)."
+        ),
+        json_schema_extra=_single("Launcher"),
     )
 
     def items(self) -> list[tuple[ReplicaType, ReplicaSpec]]:
@@ -308,6 +326,7 @@ class SuccessPolicy(StrEnum):
 class Backend(StrEnum):
     MULTI_WORKER_MIRRORED = "multiWorkerMirrored"
     PARAMETER_SERVER = "parameterServer"
+    MPI = "mpi"
 
 
 class Distribution(Model):
@@ -321,6 +340,17 @@ class Distribution(Model):
                     "parameterServerCount applies only to backend parameterServer",
                     ".parameterServerCount",
                 ),
+                _cel(
+                    "self.backend == 'mpi' || "
+                    "(!has(self.nodeCount) && !has(self.processCountPerNode))",
+                    "nodeCount and processCountPerNode apply only to backend mpi",
+                ),
+                _cel(
+                    "self.backend != 'mpi' || !has(self.workerCount)",
+                    "backend mpi counts nodeCount (worker pods) and processCountPerNode, not "
+                    "workerCount",
+                    ".workerCount",
+                ),
             ]
         }
     )
@@ -328,13 +358,63 @@ class Distribution(Model):
     backend: Backend = Field(
         description=(
             "multiWorkerMirrored (tf.distribute.MultiWorkerMirroredStrategy: workerCount "
-            "workers) or parameterServer (ParameterServerStrategy: a chief, workerCount "
-            "workers and parameterServerCount parameter servers)."
+            "workers), parameterServer (ParameterServerStrategy: a chief, workerCount "
+            "workers and parameterServerCount parameter servers) or mpi (Horovod over MPI: "
+            "nodeCount worker pods running processCountPerNode processes each, started by a "
+            "launcher)."
         )
     )
     worker_count: int = Field(1, ge=1, le=10000, description="Number of workers (default 1).")
     parameter_server_count: int | None = Field(
         None, ge=1, le=1000, description="Number of parameter servers (default 1)."
+    )
+    node_count: int | None = Field(
+        None, ge=1, le=10000, description="mpi: number of worker pods (nodes; default 1)."
+    )
+    process_count_per_node: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description=(
+            "mpi: processes per worker pod (MPI slots; default 1). With useGpu, each worker "
+            "gets this many GPUs, one per process."
+        ),
+    )
+
+
+class MPIImplementation(StrEnum):
+    OPEN_MPI = "OpenMPI"
+    INTEL = "Intel"
+    MPICH = "MPICH"
+
+
+class LauncherCreation(StrEnum):
+    WAIT_FOR_WORKERS_READY = "WaitForWorkersReady"
+    AT_STARTUP = "AtStartup"
+
+
+class MPISpec(Model):
+    """How the launcher reaches the workers of an MPI (Horovod) job."""
+
+    implementation: MPIImplementation = Field(
+        MPIImplementation.OPEN_MPI,
+        description=(
+            "MPI of the image: OpenMPI (default), Intel or MPICH; it sets the hostfile format "
+            "and the launcher's environment."
+        ),
+    )
+    slots_per_worker: int = Field(
+        1, ge=1, le=64, description="Processes (MPI slots) per worker pod (default 1)."
+    )
+    launcher_creation: LauncherCreation = Field(
+        LauncherCreation.WAIT_FOR_WORKERS_READY,
+        description=(
+            "WaitForWorkersReady (default): create the launcher once every worker is Ready, so "
+            "mpirun never meets a worker that cannot accept SSH yet. AtStartup: at once."
+        ),
+    )
+    ssh_port: int = Field(
+        2222, ge=1, le=65535, description="Port the workers' sshd listens on (default 2222)."
     )
 
 
@@ -374,6 +454,19 @@ class TensorFlowJobSpec(Model):
                     "spec.gpuCount needs spec.useGpu: true",
                     ".gpuCount",
                 ),
+                _cel(
+                    "has(self.mpi) == (has(self.tfReplicaSpecs) && "
+                    "has(self.tfReplicaSpecs.Launcher))",
+                    "spec.mpi and a Launcher replica go together: an MPI job needs both",
+                    ".mpi",
+                ),
+                _cel(
+                    "!has(self.distribution) || self.distribution.backend != 'mpi' || "
+                    "(!has(self.gpuCount) && !has(self.pipPackages))",
+                    "with backend mpi each worker gets processCountPerNode GPUs (one per "
+                    "process) and packages come with the image: drop gpuCount and pipPackages",
+                    ".distribution",
+                ),
             ]
         }
     )
@@ -388,6 +481,13 @@ class TensorFlowJobSpec(Model):
         description=(
             'When the job succeeds without a chief: "" (default) when worker 0 succeeds, '
             "AllWorkers when every worker succeeds. With a chief, the chief decides."
+        ),
+    )
+    mpi: MPISpec | None = Field(
+        None,
+        description=(
+            "Kubeflow form, MPI jobs: Launcher and Worker replicas plus how they connect. The "
+            "operator adds an SSH key Secret, a hostfile ConfigMap and starts the launcher."
         ),
     )
     node_pool: str | None = Field(

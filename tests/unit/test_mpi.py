@@ -1,0 +1,226 @@
+"""MPI jobs, pure parts: hostfile formats, launcher environment per MPI, SSH keys, the mpi
+backend compiled into Launcher and Worker replicas, and the pods built from them."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography.hazmat.primitives.serialization import load_ssh_private_key, load_ssh_public_key
+
+from tfjob_operator import mpi
+from tfjob_operator.api.v1alpha1 import (
+    LauncherCreation,
+    MPIImplementation,
+    MPISpec,
+    ReplicaType,
+    TensorFlowJobSpec,
+)
+from tfjob_operator.builders import JobRef, desired_children
+from tfjob_operator.estimator import compile_replica_specs, effective_mpi
+from tfjob_operator.reconcile import launcher_may_start
+from tfjob_operator.settings import OperatorSettings
+
+pytestmark = pytest.mark.timeout(10)
+
+HOSTS = ["hvd-worker-0.hvd.ml.svc.cluster.local", "hvd-worker-1.hvd.ml.svc.cluster.local"]
+JOB = JobRef("hvd", "ml", "uid-1")
+SETTINGS = OperatorSettings()
+
+
+@pytest.mark.parametrize(
+    ("implementation", "expected"),
+    [
+        (
+            MPIImplementation.OPEN_MPI,
+            "hvd-worker-0.hvd.ml.svc.cluster.local slots=2\n"
+            "hvd-worker-1.hvd.ml.svc.cluster.local slots=2\n",
+        ),
+        (
+            MPIImplementation.INTEL,
+            "hvd-worker-0.hvd.ml.svc.cluster.local:2\nhvd-worker-1.hvd.ml.svc.cluster.local:2\n",
+        ),
+        (
+            MPIImplementation.MPICH,
+            "hvd-worker-0.hvd.ml.svc.cluster.local:2\nhvd-worker-1.hvd.ml.svc.cluster.local:2\n",
+        ),
+    ],
+)
+def test_hostfile_format_per_implementation(
+    implementation: MPIImplementation, expected: str
+) -> None:
+    assert mpi.hostfile(HOSTS, 2, implementation) == expected
+
+
+SSH = (
+    "-i /etc/tfjob/ssh/ssh-privatekey -p 2222 -o StrictHostKeyChecking=no "
+    "-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
+)
+
+
+@pytest.mark.parametrize(
+    ("implementation", "expected"),
+    [
+        (
+            MPIImplementation.OPEN_MPI,
+            {
+                "OMPI_MCA_orte_default_hostfile": "/etc/mpi/hostfile",
+                "OMPI_MCA_plm_rsh_args": SSH,
+                "OMPI_MCA_orte_keep_fqdn_hostnames": "true",
+                "OMPI_ALLOW_RUN_AS_ROOT": "1",
+                "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+                "NVIDIA_VISIBLE_DEVICES": "",
+                "CUDA_VISIBLE_DEVICES": "",
+            },
+        ),
+        (
+            MPIImplementation.INTEL,
+            {
+                "I_MPI_HYDRA_HOST_FILE": "/etc/mpi/hostfile",
+                "I_MPI_HYDRA_BOOTSTRAP": "ssh",
+                "I_MPI_HYDRA_BOOTSTRAP_EXEC_EXTRA_ARGS": SSH,
+                "NVIDIA_VISIBLE_DEVICES": "",
+                "CUDA_VISIBLE_DEVICES": "",
+            },
+        ),
+        (
+            MPIImplementation.MPICH,
+            {
+                "HYDRA_HOST_FILE": "/etc/mpi/hostfile",
+                "HYDRA_LAUNCHER": "ssh",
+                "HYDRA_LAUNCHER_EXTRA_ARGS": SSH,
+                "NVIDIA_VISIBLE_DEVICES": "",
+                "CUDA_VISIBLE_DEVICES": "",
+            },
+        ),
+    ],
+)
+def test_launcher_env_per_implementation(
+    implementation: MPIImplementation, expected: dict[str, str]
+) -> None:
+    env = mpi.launcher_env(MPISpec(implementation=implementation), hide_gpus=True)
+    assert {e["name"]: e["value"] for e in env} == expected
+
+
+def test_launcher_that_is_also_a_worker_keeps_its_gpus() -> None:
+    names = {e["name"] for e in mpi.launcher_env(MPISpec(), hide_gpus=False)}
+    assert "NVIDIA_VISIBLE_DEVICES" not in names
+
+
+def test_generated_key_pair_is_openssh_and_matches() -> None:
+    private, public = mpi.generate_ssh_keypair()
+    key = load_ssh_private_key(private, password=None)
+    assert public.startswith(b"ssh-ed25519 ")
+    assert load_ssh_public_key(public.split(b" tfjob")[0]).public_bytes_raw() == (
+        key.public_key().public_bytes_raw()
+    )
+    assert mpi.generate_ssh_keypair()[0] != private  # one key pair per job, never shared
+
+
+def mpi_spec(**distribution: object) -> TensorFlowJobSpec:
+    return TensorFlowJobSpec.model_validate(
+        {
+            "entryScript": "train_horovod.py",
+            "scriptParams": {"--epochs": 3},
+            "useGpu": True,
+            "distribution": {"backend": "mpi", **distribution},
+        }
+    )
+
+
+def test_mpi_backend_compiles_to_launcher_and_workers() -> None:
+    spec = mpi_spec(nodeCount=2, processCountPerNode=4)
+    replicas = dict(compile_replica_specs(spec, SETTINGS).items())
+    assert set(replicas) == {ReplicaType.LAUNCHER, ReplicaType.WORKER}
+    assert replicas[ReplicaType.WORKER].replicas == 2
+    launcher = replicas[ReplicaType.LAUNCHER].template.spec.containers[0]
+    assert launcher.command == [
+        "mpirun",
+        "-np",
+        "8",
+        "-bind-to",
+        "none",
+        "-map-by",
+        "slot",
+        "-x",
+        "PATH",
+        "-x",
+        "TF_USE_LEGACY_KERAS=1",
+        "python",
+        "train_horovod.py",
+        "--epochs",
+        "3",
+    ]
+    assert launcher.image == SETTINGS.default_horovod_image
+    assert launcher.resources is None
+    worker = replicas[ReplicaType.WORKER].template.spec.containers[0]
+    assert worker.resources.limits == {"nvidia.com/gpu": "4"}
+    assert worker.command[:2] == ["/bin/sh", "-c"]
+    assert effective_mpi(spec) == MPISpec(slots_per_worker=4)
+
+
+def test_mpi_pods_hostfile_and_labels() -> None:
+    spec = mpi_spec(nodeCount=2)
+    children = desired_children(
+        JOB,
+        compile_replica_specs(spec, SETTINGS),
+        node_pool=None,
+        settings=SETTINGS,
+        mpi=effective_mpi(spec),
+    )
+    assert set(children.pods) == {"hvd-launcher-0", "hvd-worker-0", "hvd-worker-1"}
+    assert children.config_maps[0]["metadata"]["name"] == "hvd-mpi"
+    assert children.config_maps[0]["data"]["hostfile"] == mpi.hostfile(
+        HOSTS, 1, MPIImplementation.OPEN_MPI
+    )
+    worker = children.pods["hvd-worker-1"]
+    assert worker["metadata"]["labels"]["tfjob.dev/job-role"] == "worker"
+    container = worker["spec"]["containers"][0]
+    assert container["readinessProbe"]["tcpSocket"] == {"port": 2222}
+    assert {"name": "ssh", "containerPort": 2222, "protocol": "TCP"} in container["ports"]
+    assert not any(e["name"] == "TF_CONFIG" for e in container.get("env", []))
+    launcher = children.pods["hvd-launcher-0"]
+    assert launcher["metadata"]["labels"]["tfjob.dev/job-role"] == "launcher"
+    mounts = {m["name"]: m["mountPath"] for m in launcher["spec"]["containers"][0]["volumeMounts"]}
+    assert mounts == {"tfjob-ssh": "/etc/tfjob/ssh", "tfjob-mpi-hostfile": "/etc/mpi"}
+    assert "tolerations" not in launcher["spec"]  # no GPU: no GPU node
+
+
+def test_launcher_is_left_out_until_allowed() -> None:
+    spec = mpi_spec(nodeCount=2)
+    children = desired_children(
+        JOB,
+        compile_replica_specs(spec, SETTINGS),
+        node_pool=None,
+        settings=SETTINGS,
+        mpi=effective_mpi(spec),
+        launcher_allowed=False,
+    )
+    assert set(children.pods) == {"hvd-worker-0", "hvd-worker-1"}
+
+
+def pod(name: str, replica_type: str, index: int, *, ready: bool) -> dict:
+    return {
+        "metadata": {
+            "name": name,
+            "labels": {
+                "tfjob.dev/replica-type": replica_type,
+                "tfjob.dev/replica-index": str(index),
+            },
+        },
+        "status": {
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }
+
+
+def test_launcher_may_start_once_every_worker_is_ready() -> None:
+    replicas = compile_replica_specs(mpi_spec(nodeCount=2), SETTINGS)
+    wait = MPISpec()
+    one_ready = [pod("w0", "worker", 0, ready=True), pod("w1", "worker", 1, ready=False)]
+    both_ready = [pod("w0", "worker", 0, ready=True), pod("w1", "worker", 1, ready=True)]
+    assert not launcher_may_start(wait, replicas, one_ready)
+    assert launcher_may_start(wait, replicas, both_ready)
+    # Started once, it stays wanted even if a worker turns unready.
+    assert launcher_may_start(wait, replicas, [*one_ready, pod("l", "launcher", 0, ready=True)])
+    at_startup = MPISpec(launcher_creation=LauncherCreation.AT_STARTUP)
+    assert launcher_may_start(at_startup, replicas, [])
