@@ -15,7 +15,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
-from tfjob_localcluster import binaries, nodepools, processes, trainer_env
+from tfjob_localcluster import binaries, horovod_env, nodepools, processes, trainer_env
 from tfjob_localcluster.cluster import LocalCluster
 from tfjob_localcluster.control import wait_for
 from tfjob_localcluster.operator_process import OperatorProcess
@@ -126,7 +126,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def crd(kubectl: Tool) -> str:
     """The committed TensorFlowJob CRD, applied the way users apply it (client-side)."""
     kubectl("apply", "-f", str(CRD_FILE))
-    kubectl("wait", "--for=condition=Established", "crd/tensorflowjobs.tfjob.dev", "--timeout=60s")
+    # (kubectl wait fails outright if it looks before the CRD has any condition at all.)
+    processes.wait_until(
+        lambda: (
+            kubectl(
+                "get",
+                "crd/tensorflowjobs.tfjob.dev",
+                "-o",
+                'jsonpath={.status.conditions[?(@.type=="Established")].status}',
+            ).stdout
+            == "True"
+        ),
+        timeout=60,
+        what="the TensorFlowJob CRD to be established",
+        interval=0.2,
+    )
     # Discovery and the published OpenAPI (what kubectl explain reads) follow a moment later.
     processes.wait_until(
         lambda: kubectl("explain", "tensorflowjob.spec", check=False).returncode == 0,
@@ -169,5 +183,8 @@ def local_node(cluster: LocalCluster) -> str:
     """A node of the session's cluster whose pods are real processes, in the trainer env."""
     cluster.trainer_bin = trainer_env.ensure_trainer_env(log=lambda message: None)
     cluster.workdir = REPOSITORY / "images" / "trainer"
+    # Horovod images run in the Horovod environment, from the Horovod image's directory.
+    horovod_bin = horovod_env.ensure_horovod_env(log=lambda message: None)
+    cluster.images = {"*horovod*": (horovod_bin, REPOSITORY / "images" / "horovod")}
     (name,) = cluster.add_local_node(LOCAL_POOL)
     return name
