@@ -67,6 +67,9 @@ def test_multi_worker_mirrored_trains_in_sync_on_two_workers(
             "mwms",
             scriptParams={"--epochs": 2, "--steps-per-epoch": 5},
             distribution={"backend": "multiWorkerMirrored", "workerCount": 2},
+            # Every worker finishes the same fit: wait for all of them. (The default, worker 0,
+            # would stop worker 1 if it ended a moment later, and its log with it.)
+            successPolicy="AllWorkers",
         ),
     )
     wait_for_condition(api_client, namespace, "mwms", "Succeeded", timeout=240)
