@@ -20,7 +20,8 @@ pytestmark = pytest.mark.timeout(30)
 REPOSITORY = Path(__file__).resolve().parents[2]
 IMAGES = REPOSITORY / "images"
 DOCKERFILES = {
-    name: IMAGES / name / "Dockerfile" for name in ("operator", "trainer-cpu", "trainer-gpu")
+    name: IMAGES / name / "Dockerfile"
+    for name in ("operator", "trainer-cpu", "trainer-gpu", "horovod")
 }
 HADOLINT = Path(sys.executable).with_name("hadolint")
 # The virtualenv must see only what it installed, as in the image: no inherited module paths.
