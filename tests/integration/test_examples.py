@@ -12,7 +12,7 @@ from tfjob_localcluster import control
 from tfjob_localcluster.nodepools import NODE_POOL_LABEL
 from tfjob_operator.api.v1alpha1 import TensorFlowJobSpec
 from tfjob_operator.builders import JobRef, desired_children
-from tfjob_operator.estimator import compile_replica_specs
+from tfjob_operator.estimator import compile_replica_specs, effective_mpi
 from tfjob_operator.settings import OperatorSettings
 
 from .jobs import wait_for_condition, wait_for_pods
@@ -24,7 +24,7 @@ EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yam
 
 def test_there_is_an_example_for_each_seed_case() -> None:
     names = {p.stem for p in EXAMPLES}
-    assert {"single-node-gpu", "parameter-server", "multi-worker-mirrored"} <= names
+    assert {"single-node-gpu", "parameter-server", "multi-worker-mirrored", "horovod"} <= names
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
@@ -40,6 +40,7 @@ def test_example_runs_to_success(
         compile_replica_specs(spec, OperatorSettings()),
         node_pool=spec.node_pool,
         settings=OperatorSettings(),
+        mpi=effective_mpi(spec),
     )
     pods = wait_for_pods(core, namespace, name, set(expected.pods))
     for pod_name, pod in pods.items():
@@ -49,10 +50,11 @@ def test_example_runs_to_success(
         )
         pool = core.read_node(pod.spec.node_name).metadata.labels[NODE_POOL_LABEL]
         assert pool.startswith("gpu-") == bool(wants_gpu), pod_name
+    # The chief (or worker 0), or the launcher of an MPI job, decides.
     deciding = next(
         n
         for n, p in expected.pods.items()
-        if p["metadata"]["labels"].get("tfjob.dev/job-role") == "chief"
+        if p["metadata"]["labels"].get("tfjob.dev/job-role") in ("chief", "launcher")
     )
     control.end_pod(core, namespace, deciding, exit_code=0)
     job = wait_for_condition(api_client, namespace, name, "Succeeded")
