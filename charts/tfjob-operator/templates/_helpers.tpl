@@ -84,4 +84,9 @@ operator makes (kopf's watches; the reconcile's reads, creates, deletes and stat
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
+# MPI (Horovod) jobs: an SSH key Secret and a hostfile ConfigMap each, created once and never
+# read back (garbage collection deletes them with the job), so no get, list or watch.
+- apiGroups: [""]
+  resources: [secrets, configmaps]
+  verbs: [create]
 {{- end }}
