@@ -13,6 +13,7 @@ import yaml
 
 from . import binaries
 from .cluster import LocalCluster, default_state_dir
+from .horovod_env import ensure_horovod_env
 from .nodepools import load as load_node_pools
 from .operator_process import OperatorProcess
 from .trainer_env import ensure_trainer_env
@@ -109,11 +110,13 @@ def _status(args: argparse.Namespace) -> int:
 
 def _build(args: argparse.Namespace) -> int:
     """The control plane's binaries, and the Python environment local pods run in."""
-    components = [c for c in args.components if c != "trainer-env"]
+    environments = {"trainer-env": ensure_trainer_env, "horovod-env": ensure_horovod_env}
+    components = [c for c in args.components if c not in environments]
     if components or not args.components:
         binaries.main(components)
-    if not args.components or "trainer-env" in args.components:
-        print(f"trainer environment: {ensure_trainer_env().parent}")
+    for name, ensure in environments.items():
+        if not args.components or name in args.components:
+            print(f"{name}: {ensure().parent}")
     return 0
 
 
