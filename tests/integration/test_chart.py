@@ -113,6 +113,9 @@ JOB_RULES = {
     ("", "services", "watch", ""),
     ("", "services", "create", ""),
     ("", "events", "create", ""),
+    # MPI jobs: the SSH key Secret and the hostfile ConfigMap, created once, never read back.
+    ("", "secrets", "create", ""),
+    ("", "configmaps", "create", ""),
 }
 
 
