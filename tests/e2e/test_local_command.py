@@ -107,5 +107,6 @@ def test_up_trains_the_sample_job_then_down_leaves_nothing(tmp_path: Path) -> No
     assert survivors == []
     busy = [port for port in state["ports"].values() if not port_is_free(port)]
     assert busy == []
-    assert netns_names() == namespaces_before
+    # No pod network namespace of this cluster is left (others may come and go meanwhile).
+    assert netns_names() - namespaces_before == set()
     assert tfjob_local(state_dir, "status").returncode == 1

@@ -271,9 +271,9 @@ CASES = [
         id="two-evaluators",
     ),
     pytest.param(
-        kubeflow(rename_replica_type("Launcher")),
-        ['strict decoding error: unknown field "spec.tfReplicaSpecs.Launcher"'],
-        id="unknown-replica-type-Launcher",
+        kubeflow(rename_replica_type("Scheduler")),
+        ['strict decoding error: unknown field "spec.tfReplicaSpecs.Scheduler"'],
+        id="unknown-replica-type-Scheduler",
     ),
     pytest.param(
         kubeflow(rename_replica_type("worker")),
@@ -505,6 +505,72 @@ CASES = [
             "should be greater than or equal to 0",
         ],
         id="negative-backoffLimit",
+    ),
+    # --- MPI (Horovod) jobs -----------------------------------------------------------------
+    pytest.param(
+        kubeflow(with_replicas(Launcher=replica(1), Worker=replica(2))),
+        ["spec.mpi: Invalid value", "spec.mpi and a Launcher replica go together"],
+        id="launcher-without-spec-mpi",
+    ),
+    pytest.param(
+        kubeflow(setter("spec", "mpi", value={"slotsPerWorker": 2})),
+        ["spec.mpi and a Launcher replica go together"],
+        id="spec-mpi-without-launcher",
+    ),
+    pytest.param(
+        kubeflow(with_replicas(Launcher=replica(1), Chief=replica(1), Worker=replica(1))),
+        ["an MPI job (with a Launcher) has Workers and no Chief, Master, PS or Evaluator"],
+        id="launcher-with-chief",
+    ),
+    pytest.param(
+        kubeflow(
+            lambda m: (
+                with_replicas(Launcher=replica(1), Worker=replica(1))(m),
+                setter("spec", "mpi", value={"slotsPerWorker": 0})(m),
+            )
+        ),
+        ["spec.mpi.slotsPerWorker: Invalid value: 0"],
+        id="mpi-zero-slots",
+    ),
+    pytest.param(
+        kubeflow(with_replicas(Launcher=replica(2), Worker=replica(1))),
+        ["Launcher must have at most 1 replica"],
+        id="two-launchers",
+    ),
+    pytest.param(
+        estimator(setter("spec", "distribution", value={"backend": "mpi", "workerCount": 2})),
+        ["backend mpi counts nodeCount (worker pods) and processCountPerNode, not workerCount"],
+        id="mpi-with-workerCount",
+    ),
+    pytest.param(
+        estimator(
+            setter("spec", "distribution", value={"backend": "multiWorkerMirrored", "nodeCount": 2})
+        ),
+        ["nodeCount and processCountPerNode apply only to backend mpi"],
+        id="nodeCount-without-mpi",
+    ),
+    pytest.param(
+        estimator(
+            setter("spec", "distribution", value={"backend": "mpi", "processCountPerNode": 0})
+        ),
+        ["spec.distribution.processCountPerNode: Invalid value: 0"],
+        id="mpi-zero-processes-per-node",
+    ),
+    pytest.param(
+        estimator(setter("spec", "distribution", value={"backend": "mpi", "nodeCount": 0})),
+        ["spec.distribution.nodeCount: Invalid value: 0"],
+        id="mpi-no-workers",
+    ),
+    pytest.param(
+        estimator(
+            setter(
+                "spec",
+                "distribution",
+                value={"backend": "mpi", "nodeCount": 2, "processCountPerNode": 2},
+            )
+        ),
+        ["with backend mpi each worker gets processCountPerNode GPUs"],
+        id="mpi-gpu-count-differs-from-processes",
     ),
 ]
 
