@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .binaries import cache_root
+from .trainer_env import ensure_environment, pip
 
 HOROVOD = "horovod==0.28.1"
 # The newest TensorFlow Horovod 0.28.1 compiles against, and the Keras 2 of the same release.
@@ -33,12 +33,6 @@ def environment_dir() -> Path:
 
 def wheel_dir() -> Path:
     return cache_root().parent / "wheels" / f"horovod-{_key()}"
-
-
-def _pip(python: Path, *args: str, env: dict[str, str] | None = None) -> None:
-    subprocess.run(
-        [str(python), "-m", "pip", "--disable-pip-version-check", *args], check=True, env=env
-    )
 
 
 def build_wheel(python: Path, log=print) -> Path:
@@ -64,7 +58,7 @@ def build_wheel(python: Path, log=print) -> Path:
         "HOROVOD_WITHOUT_MXNET": "1",
         "MAKEFLAGS": f"-j{os.cpu_count() or 2}",
     }
-    _pip(
+    pip(
         python,
         "wheel",
         "--quiet",
@@ -80,19 +74,17 @@ def build_wheel(python: Path, log=print) -> Path:
     return sorted(wheel_dir().glob("horovod-*.whl"))[-1]
 
 
-def ensure_horovod_env(log=print) -> Path:
+def ensure_horovod_env(log: Callable[[str], object] = print) -> Path:
     """The bin/ directory of the Horovod environment, built if missing."""
-    target = environment_dir()
-    if (target / ".complete").is_file():
-        return target / "bin"
-    log(f"horovod environment: installing {', '.join(HOROVOD_TENSORFLOW)} and {HOROVOD}...")
-    if target.exists():
-        shutil.rmtree(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "venv", str(target)], check=True)
-    python = target / "bin" / "python"
-    _pip(python, "install", "--quiet", *BUILD_TOOLS, *HOROVOD_TENSORFLOW)
-    wheel = build_wheel(python, log)
-    _pip(python, "install", "--quiet", str(wheel))  # and its small pure-Python dependencies
-    (target / ".complete").write_text(f"{HOROVOD}\n" + "\n".join(HOROVOD_TENSORFLOW) + "\n")
-    return target / "bin"
+
+    def populate(python: Path) -> None:
+        pip(python, "install", "--quiet", *BUILD_TOOLS, *HOROVOD_TENSORFLOW)
+        wheel = build_wheel(python, log)
+        pip(python, "install", "--quiet", str(wheel))  # and its small pure-Python dependencies
+
+    return ensure_environment(
+        environment_dir(),
+        populate,
+        f"horovod environment: {HOROVOD}, {', '.join(HOROVOD_TENSORFLOW)}",
+        log,
+    )
