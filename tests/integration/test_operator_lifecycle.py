@@ -89,10 +89,16 @@ def test_single_node_gpu_job_runs_its_script_and_succeeds(
     assert status["replicaStatuses"]["Worker"]["succeeded"] == 1
     assert status["completionTime"] >= status["startTime"]
     assert status["observedGeneration"] == done["metadata"]["generation"]
-    events = core.list_namespaced_event(
-        namespace, field_selector="involvedObject.name=keras-gpu,involvedObject.kind=TensorFlowJob"
-    ).items
-    assert {"TFJobCreated", "TFJobRunning", "TFJobSucceeded"} <= {e.reason for e in events}
+    # Events follow the status write that records the transition: wait for them.
+    transitions = {"TFJobCreated", "TFJobRunning", "TFJobSucceeded"}
+    control.wait_for(
+        core.list_namespaced_event,
+        lambda events: transitions <= {e.reason for e in events} or None,
+        timeout=30,
+        what="an event for each transition",
+        namespace=namespace,
+        field_selector="involvedObject.name=keras-gpu,involvedObject.kind=TensorFlowJob",
+    )
 
 
 def test_multi_worker_job_gets_tf_config_and_succeeds_on_worker_zero(
