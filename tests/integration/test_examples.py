@@ -56,6 +56,14 @@ def test_example_runs_to_success(
         for n, p in expected.pods.items()
         if p["metadata"]["labels"].get("tfjob.dev/job-role") in ("chief", "launcher")
     )
-    control.end_pod(core, namespace, deciding, exit_code=0)
+    ending = [deciding]
+    if spec.success_policy == "AllWorkers":
+        ending = [
+            n
+            for n, p in expected.pods.items()
+            if p["metadata"]["labels"]["tfjob.dev/replica-type"] == "worker"
+        ]
+    for pod_name in ending:
+        control.end_pod(core, namespace, pod_name, exit_code=0)
     job = wait_for_condition(api_client, namespace, name, "Succeeded")
     assert job["status"]["state"] == "Succeeded"
