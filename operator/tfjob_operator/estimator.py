@@ -157,7 +157,7 @@ def _compile_mpi(spec: TensorFlowJobSpec, settings: OperatorSettings) -> Replica
     assert mpi is not None
     image = spec.image or settings.default_horovod_image
     script = ["python", spec.entry_script or "", *script_arguments(spec.script_params)]
-    worker_spec = spec.model_copy(update={"image": image, "entry_script": spec.entry_script})
+    worker_spec = spec.model_copy(update={"image": image})
     worker = _pod_template(worker_spec, settings, gpus=per_node if spec.use_gpu else 0)
     worker["spec"]["containers"][0]["command"] = sshd_command(mpi.ssh_port)
     launcher = _pod_template(worker_spec, settings, gpus=0)
