@@ -160,3 +160,15 @@ def test_trainer_environment_pins_match_the_tensorflow_extra() -> None:
     assert (
         tuple(pyproject["project"]["optional-dependencies"]["tensorflow"]) == TRAINER_REQUIREMENTS
     )
+
+
+def test_clear_state_removes_only_what_a_cluster_wrote(tmp_path: Path) -> None:
+    from tfjob_localcluster.cluster import LocalCluster
+
+    for directory in ("etcd", "pki", "logs", "nodes"):
+        (tmp_path / directory).mkdir()
+        (tmp_path / directory / "data").write_text("old")
+    for name in ("cluster.json", "kubeconfig", "user-x.kubeconfig", "notes.txt"):
+        (tmp_path / name).write_text("old")
+    LocalCluster(state_dir=tmp_path).clear_state()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

@@ -28,6 +28,9 @@ def _up(args: argparse.Namespace) -> int:
             _print_usage(state_dir / "kubeconfig")
             return 0
         existing.stop()  # leftovers of a cluster that half-died: clear them first
+    # Every start makes a new CA and new identities, so nothing of an older cluster (its etcd
+    # data, nodes and jobs included) could be used again: start from a clean state.
+    LocalCluster(state_dir=state_dir).clear_state()
     binaries.ensure_built()
     pools = load_node_pools(args.node_pools)
     trainer_bin = None
@@ -76,8 +79,13 @@ def _start_operator(cluster: LocalCluster, *, sample_job: bool) -> None:
         job = yaml.safe_load(resources.files(__package__).joinpath("sample-job.yaml").read_text())
         cluster.create_custom_object(job)
         print(
-            f"Sample job submitted: kubectl get tfj {job['metadata']['name']} (its pods run on "
-            "simulated nodes; end one with `kubectl annotate pod <pod> sim.tfjob.dev/exit-code=0`)"
+            f"Sample job submitted: kubectl get tfj {job['metadata']['name']}; "
+            + (
+                f"it trains on this machine: kubectl logs -f {job['metadata']['name']}-worker-0"
+                if cluster.node_pools.local_pools()
+                else "its pods only pretend to run: end one with "
+                "`kubectl annotate pod <pod> sim.tfjob.dev/exit-code=0`"
+            )
         )
 
 

@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import ssl
 import sys
 import time
@@ -31,6 +32,8 @@ SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"  # kwok hands simulated pods addresses from here; nothing routes them
 SIMULATED_NODE_IP = "10.243.0.1"
 STATE_FILE = "cluster.json"
+_STATE_DIRS = {"etcd", "pki", "logs", "nodes", "kcm-certs", "scheduler-certs"}
+_STATE_FILES = {STATE_FILE, "kubeconfig", "kwok-stages.yaml"}
 
 
 @dataclass
@@ -189,6 +192,16 @@ class LocalCluster:
         state = self.state_dir / STATE_FILE
         if state.exists():
             state.unlink()
+
+    def clear_state(self) -> None:
+        """Remove what a previous cluster left in ``state_dir`` (only what a cluster writes)."""
+        if not self.state_dir.is_dir():
+            return
+        for entry in self.state_dir.iterdir():
+            if entry.name in _STATE_DIRS and entry.is_dir():
+                shutil.rmtree(entry)
+            elif entry.name in _STATE_FILES or entry.name.endswith(".kubeconfig"):
+                entry.unlink()
 
     def __enter__(self) -> LocalCluster:
         self.start()
