@@ -8,9 +8,7 @@ import re
 import pytest
 from kubernetes import client as k8s
 
-from tests.integration.jobs import apply, wait_for_condition
-
-from .test_training import ON_LOCAL_NODE
+from tests.integration.jobs import ON_LOCAL_NODE, apply, wait_for_condition
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("operator")]
 

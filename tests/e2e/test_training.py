@@ -9,16 +9,15 @@ from pathlib import Path
 import pytest
 from kubernetes import client as k8s
 
-from tests.integration.jobs import apply, condition, job_pods, wait_for_condition
+from tests.integration.jobs import (
+    ON_LOCAL_NODE,
+    apply,
+    condition,
+    job_pods,
+    wait_for_condition,
+)
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("operator")]
-
-ON_LOCAL_NODE = {
-    "spec": {
-        "nodeSelector": {"tfjob.dev/node-pool": "local"},
-        "tolerations": [{"key": "tfjob.dev/local-node", "operator": "Exists"}],
-    }
-}
 
 
 def estimator_job(name: str, **spec: object) -> dict:

@@ -13,6 +13,38 @@ from tfjob_localcluster.control import wait_for
 from tfjob_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
 
 JOB_LABEL = "tfjob.dev/job-name"
+# Where pods run as real processes (the session's local node): its pool and its taint.
+ON_LOCAL_NODE = {
+    "spec": {
+        "nodeSelector": {"tfjob.dev/node-pool": "local"},
+        "tolerations": [{"key": "tfjob.dev/local-node", "operator": "Exists"}],
+    }
+}
+
+
+def estimator_job(name: str, **spec: object) -> dict:
+    return {
+        "apiVersion": "tfjob.dev/v1alpha1",
+        "kind": "TensorFlowJob",
+        "metadata": {"name": name},
+        "spec": {"entryScript": "train.py", **spec},
+    }
+
+
+def replica(replicas: int = 1, gpus: int = 0, **extra: object) -> dict:
+    container: dict = {"name": "tensorflow", "image": "trainer:test", "command": ["python", "t.py"]}
+    if gpus:
+        container["resources"] = {"limits": {"nvidia.com/gpu": gpus}}
+    return {"replicas": replicas, "template": {"spec": {"containers": [container]}}, **extra}
+
+
+def kubeflow_job(name: str, replica_specs: dict, **spec: object) -> dict:
+    return {
+        "apiVersion": "tfjob.dev/v1alpha1",
+        "kind": "TensorFlowJob",
+        "metadata": {"name": name},
+        "spec": {"tfReplicaSpecs": replica_specs, **spec},
+    }
 
 
 def apply(kubectl: Any, namespace: str, manifest: dict[str, Any] | str) -> None:

@@ -30,7 +30,7 @@ from .install import (
     release_name,
     restricted_namespace,
 )
-from .test_operator_lifecycle import estimator_job
+from .jobs import estimator_job
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -10,8 +10,16 @@ from tfjob_localcluster import control
 from tfjob_localcluster.cluster import LocalCluster
 from tfjob_localcluster.operator_process import OperatorProcess
 
-from .jobs import apply, get_job, job_pods, wait_for_condition, wait_for_pods
-from .test_operator_lifecycle import estimator_job, kubeflow_job, replica
+from .jobs import (
+    apply,
+    estimator_job,
+    get_job,
+    job_pods,
+    kubeflow_job,
+    replica,
+    wait_for_condition,
+    wait_for_pods,
+)
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -14,8 +14,7 @@ from tfjob_localcluster import control, processes
 from tfjob_localcluster.operator_process import OperatorProcess
 
 from .install import session_operator_stopped, wait_for_log
-from .jobs import JOB_LABEL, apply, wait_for_condition, wait_for_pods
-from .test_operator_lifecycle import estimator_job
+from .jobs import JOB_LABEL, apply, estimator_job, wait_for_condition, wait_for_pods
 
 pytestmark = pytest.mark.timeout(120)
 

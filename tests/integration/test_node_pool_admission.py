@@ -9,7 +9,7 @@ import yaml
 
 from tfjob_localcluster import processes
 
-from .test_operator_lifecycle import estimator_job, kubeflow_job, replica
+from .jobs import estimator_job, kubeflow_job, replica
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("operator")]
 

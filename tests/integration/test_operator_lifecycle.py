@@ -12,8 +12,11 @@ from tfjob_localcluster.nodepools import NODE_POOL_LABEL
 from .jobs import (
     apply,
     condition,
+    estimator_job,
     get_job,
     job_pods,
+    kubeflow_job,
+    replica,
     tf_config,
     wait_for_condition,
     wait_for_pods,
@@ -22,31 +25,6 @@ from .jobs import (
 pytestmark = [pytest.mark.timeout(180), pytest.mark.usefixtures("operator")]
 
 DOMAIN = "cluster.local"
-
-
-def estimator_job(name: str, **spec: object) -> dict:
-    return {
-        "apiVersion": "tfjob.dev/v1alpha1",
-        "kind": "TensorFlowJob",
-        "metadata": {"name": name},
-        "spec": {"entryScript": "train.py", **spec},
-    }
-
-
-def replica(replicas: int = 1, gpus: int = 0, **extra: object) -> dict:
-    container: dict = {"name": "tensorflow", "image": "trainer:test", "command": ["python", "t.py"]}
-    if gpus:
-        container["resources"] = {"limits": {"nvidia.com/gpu": gpus}}
-    return {"replicas": replicas, "template": {"spec": {"containers": [container]}}, **extra}
-
-
-def kubeflow_job(name: str, replica_specs: dict, **spec: object) -> dict:
-    return {
-        "apiVersion": "tfjob.dev/v1alpha1",
-        "kind": "TensorFlowJob",
-        "metadata": {"name": name},
-        "spec": {"tfReplicaSpecs": replica_specs, **spec},
-    }
 
 
 def host(job: str, namespace: str, pod: str) -> str:

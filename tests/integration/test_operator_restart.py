@@ -9,8 +9,16 @@ from kubernetes import client as k8s
 from tfjob_localcluster import control
 from tfjob_localcluster.operator_process import OperatorProcess
 
-from .jobs import apply, condition, get_job, job_pods, wait_for_condition, wait_for_pods
-from .test_operator_lifecycle import kubeflow_job, replica
+from .jobs import (
+    apply,
+    condition,
+    get_job,
+    job_pods,
+    kubeflow_job,
+    replica,
+    wait_for_condition,
+    wait_for_pods,
+)
 
 pytestmark = pytest.mark.timeout(180)
 

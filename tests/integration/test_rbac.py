@@ -29,8 +29,7 @@ from .install import (
     session_operator_stopped,
     wait_for_log,
 )
-from .jobs import apply, get_job, wait_for_condition, wait_for_pods
-from .test_operator_lifecycle import estimator_job
+from .jobs import apply, estimator_job, get_job, wait_for_condition, wait_for_pods
 
 pytestmark = pytest.mark.timeout(180)
 
