@@ -18,19 +18,19 @@ def _run(args: argparse.Namespace) -> int:
         os.environ["KUBECONFIG"] = args.kubeconfig
     import kopf
 
-    from . import handlers, metrics
+    from . import handlers, metrics  # noqa: F401 - importing handlers registers them with kopf
     from .settings import OperatorSettings
 
-    handlers.OPERATOR_SETTINGS["settings"] = OperatorSettings.from_environment(
+    operator_settings = OperatorSettings.from_environment(
         {
             "cluster_domain": args.cluster_domain,
             "default_gpu_node_pool": args.default_gpu_node_pool,
             "node_pool_label": args.node_pool_label,
             "manage_admission_policy": args.manage_admission_policy,
             "cluster_scanning": args.cluster_scanning,
+            "max_concurrent_passes": args.max_concurrent_passes,
         }
     )
-    handlers.OPERATOR_SETTINGS["kubeconfig"] = args.kubeconfig
     debug = args.verbose or args.log_level == "debug"
     kopf.configure(
         verbose=debug,
@@ -51,6 +51,7 @@ def _run(args: argparse.Namespace) -> int:
             )
             return 2
     kopf.run(
+        memo=kopf.Memo(settings=operator_settings, kubeconfig=args.kubeconfig),
         clusterwide=not args.namespace,
         namespaces=args.namespace,
         standalone=not args.peering,
@@ -123,6 +124,12 @@ def main(argv: list[str] | None = None) -> int:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="watch CRDs and namespaces cluster-wide (default: yes; no for namespaced RBAC)",
+    )
+    run.add_argument(
+        "--max-concurrent-passes",
+        type=int,
+        default=None,
+        help="passes over different jobs that run at once (default: 16)",
     )
     run.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8080/healthz")
     run.add_argument(

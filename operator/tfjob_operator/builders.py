@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,7 @@ from .settings import (
 from .topology import (
     PORT_NAME,
     ReplicaGroup,
+    chief_type,
     cluster_spec,
     declared_port,
     is_distributed,
@@ -81,16 +83,6 @@ class DesiredChildren:
 
 def job_labels(job_name: str) -> dict[str, str]:
     return {JOB_NAME_LABEL: job_name}
-
-
-def chief_type(replica_specs: ReplicaSpecs) -> ReplicaType | None:
-    """The replica type whose pod 0 decides success: the MPI launcher, Chief/Master, else
-    Worker."""
-    present = dict(replica_specs.items())
-    for candidate in (ReplicaType.LAUNCHER, ReplicaType.CHIEF, ReplicaType.MASTER):
-        if candidate in present and present[candidate].replicas > 0:
-            return candidate
-    return ReplicaType.WORKER if ReplicaType.WORKER in present else None
 
 
 def pod_restart_policy(policy: RestartPolicy) -> str:
@@ -239,9 +231,11 @@ def desired_children(
     settings: OperatorSettings,
     mpi: MPISpec | None = None,
     launcher_allowed: bool = True,
+    only: Collection[str] | None = None,
 ) -> DesiredChildren:
-    """Every child the job should have now. For an MPI job the launcher is left out until
-    ``launcher_allowed`` (its workers are ready, or it exists already)."""
+    """Every child the job should have now (with ``only``, just the pods of those names: a pass
+    builds what is missing, not the 1,000 pods of a large job that exist). For an MPI job the
+    launcher is left out until ``launcher_allowed`` (its workers are ready, or it exists)."""
     groups = replica_groups(replica_specs)
     cluster = (
         cluster_spec(job.name, job.namespace, groups, settings.cluster_domain)
@@ -257,6 +251,8 @@ def desired_children(
         if replica_type is ReplicaType.LAUNCHER and not launcher_allowed:
             continue
         for index in range(spec.replicas):
+            if only is not None and pod_name(job.name, replica_type, index) not in only:
+                continue
             pod = build_pod(
                 job,
                 replica_type,

@@ -1,40 +1,62 @@
-"""The operator's own calls to the API server: a thin async layer over the `kubernetes` client.
+"""The operator's own calls to the API server: a thin asyncio layer over `kubernetes.aio`.
 
-Everything the reconcile does to the cluster goes through here, so the client can be swapped
-(or measured) in one place. Calls run in threads: the client is synchronous.
+Everything the operator writes goes through here, so the client can be swapped (or measured) in
+one place. Reads never come here: a pass reads the watch-fed cache. Bodies go out and come back
+as plain JSON dicts, never through the client's generated models, whose (de)serialisation costs
+more CPU than the request itself.
 """
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import re
 import secrets
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
-from kubernetes.client.rest import ApiException
+from kubernetes.aio import client as k8s
+from kubernetes.aio import config as k8s_config
 
 from . import metrics
 from .api.v1alpha1 import GROUP, PLURAL, VERSION
-from .settings import JOB_NAME_LABEL
-from .status import JobEvent
+from .events import JobEvent
 
 # How RBAC words a refusal: `... User "u" cannot create resource "pods" in API group "" ...`
 _RBAC_REFUSAL = re.compile(r'cannot (\w+) resource "([^"]+)"')
+REQUEST_TIMEOUT = 60.0
+# Connections the client keeps open to the API server at most (aiohttp speaks HTTP/1.1: one
+# in-flight request per connection).
+CONNECTIONS = 64
+
+_CORE_PATHS = {
+    "Pod": "pods",
+    "Service": "services",
+    "ConfigMap": "configmaps",
+    "Secret": "secrets",
+    "Event": "events",
+}
+_ADMISSION = "/apis/admissionregistration.k8s.io/v1"
+_ADMISSION_PLURALS = {
+    "ValidatingAdmissionPolicy": "validatingadmissionpolicies",
+    "ValidatingAdmissionPolicyBinding": "validatingadmissionpolicybindings",
+}
 
 
-class Rejected(Exception):
-    """The API server refused an object for good (invalid, forbidden by policy...)."""
+class ApiError(Exception):
+    """An error answer of the API server."""
 
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
+        super().__init__(f"{status}: {message}")
         self.status = status
         self.message = message
+
+
+class Rejected(ApiError):
+    """The API server refused an object for good (invalid, forbidden by policy...)."""
+
+
+class Conflict(ApiError):
+    """The object changed since it was read (409 on an update)."""
 
 
 class Forbidden(Exception):
@@ -56,221 +78,203 @@ class Forbidden(Exception):
         )
 
 
-def api_message(error: ApiException) -> str:
+def status_message(status: int, raw: bytes) -> str:
+    """The `message` of a Kubernetes Status body, or the raw text."""
+    text = raw.decode(errors="replace")
     try:
-        return str(json.loads(error.body or "{}").get("message") or error.reason)
+        message = json.loads(raw).get("message")
     except (ValueError, AttributeError):
-        return str(error.reason)
+        message = None
+    return str(message or text or f"HTTP {status}")
 
 
-def load_client(kubeconfig: str | None = None) -> k8s.ApiClient:
-    """An API client from a kubeconfig, or from the pod's service account in a cluster."""
+def error_for(status: int, message: str, namespace: str | None) -> Exception:
+    """The exception an error answer means to the operator."""
+    if status == 403:
+        refusal = _RBAC_REFUSAL.search(message)
+        if refusal is not None:
+            return Forbidden(refusal.group(1), refusal.group(2), namespace, message)
+    if status == 409:
+        return Conflict(status, message)
+    if status in (400, 422) or (status == 403 and is_policy_denial(message)):
+        return Rejected(status, message)
+    return ApiError(status, message)
+
+
+def is_policy_denial(message: str) -> bool:
+    """A 403 from admission that retrying cannot fix (pod security, a policy), as opposed to
+    RBAC (fixed by an administrator) or an exceeded quota (freed when other pods end)."""
+    return "cannot create resource" not in message and "exceeded quota" not in message
+
+
+async def load_configuration(kubeconfig: str | None = None) -> k8s.Configuration:
+    """Client settings from a kubeconfig, or from the pod's service account in a cluster."""
+    configuration = k8s.Configuration()
     if kubeconfig is None:
         try:
-            k8s_config.load_incluster_config()
-            return k8s.ApiClient()
+            k8s_config.load_incluster_config(client_configuration=configuration)
         except k8s_config.ConfigException:
-            pass
-    return k8s_config.new_client_from_config(config_file=kubeconfig)
+            await k8s_config.load_kube_config(client_configuration=configuration)
+    else:
+        await k8s_config.load_kube_config(
+            config_file=kubeconfig, client_configuration=configuration
+        )
+    configuration.connection_pool_maxsize = CONNECTIONS
+    return configuration
 
 
-@dataclass
 class Kube:
-    api: k8s.ApiClient
+    """The writes of the operator: create (409 = exists), delete, status, events."""
 
-    def __post_init__(self) -> None:
-        self.core = k8s.CoreV1Api(self.api)
-        self.custom = k8s.CustomObjectsApi(self.api)
+    def __init__(self, api: k8s.ApiClient) -> None:
+        self.api = api
 
-    def _plain(self, obj: Any) -> dict[str, Any]:
-        return self.api.sanitize_for_serialization(obj)  # type: ignore[no-any-return]
+    @classmethod
+    async def connect(cls, kubeconfig: str | None = None) -> Kube:
+        return cls(k8s.ApiClient(await load_configuration(kubeconfig)))
 
-    async def _call(
+    async def close(self) -> None:
+        await self.api.close()
+
+    async def request(
         self,
+        method: str,
+        path: str,
+        *,
         verb: str,
         resource: str,
         namespace: str | None,
-        call: Callable[..., Any],
-        *args: Any,
-        **kwargs: Any,
-    ) -> Any:
-        """One API call in a thread; counts error answers and names RBAC refusals."""
-        try:
-            return await asyncio.to_thread(call, *args, **kwargs)
-        except ApiException as error:
-            metrics.API_ERRORS.labels(verb=verb, resource=resource, code=str(error.status)).inc()
-            if error.status == 403:
-                message = api_message(error)
-                refusal = _RBAC_REFUSAL.search(message)
-                if refusal is not None:
-                    raise Forbidden(
-                        refusal.group(1), refusal.group(2), namespace, message
-                    ) from error
-            raise
-
-    async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return await self._call(
-                "get",
-                PLURAL,
-                namespace,
-                self.custom.get_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                namespace,
-                PLURAL,
-                name,
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-
-    async def list_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
-        result = await self._call(
-            "list",
-            "pods",
-            namespace,
-            self.core.list_namespaced_pod,
-            namespace,
-            label_selector=f"{JOB_NAME_LABEL}={job_name}",
+        body: Any = None,
+    ) -> dict[str, Any]:
+        """One call; error answers are counted and raised as the exception they mean."""
+        headers = {"Accept": "application/json", "Content-Type": "application/json"}
+        await self.api.update_params_for_auth(headers, [], ["BearerToken"], path, method, body)
+        response = await self.api.rest_client.request(
+            method,
+            self.api.configuration.host + path,
+            headers=headers,
+            body=body,
+            _request_timeout=REQUEST_TIMEOUT,
         )
-        return [self._plain(p) for p in result.items]
+        raw = await response.read()
+        if response.status >= 400:
+            metrics.API_ERRORS.labels(verb=verb, resource=resource, code=str(response.status)).inc()
+            raise error_for(response.status, status_message(response.status, raw), namespace)
+        return json.loads(raw) if raw else {}
 
-    async def list_services(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
-        result = await self._call(
-            "list",
-            "services",
-            namespace,
-            self.core.list_namespaced_service,
-            namespace,
-            label_selector=f"{JOB_NAME_LABEL}={job_name}",
-        )
-        return [self._plain(s) for s in result.items]
-
-    async def create(self, kind: str, body: dict[str, Any]) -> bool:
-        """Create a Pod or Service; False when it already exists (a retried create is fine)."""
+    async def create(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """Create a namespaced core object; None when it exists already (a retried create)."""
         namespace = body["metadata"]["namespace"]
-        create = {
-            "Pod": self.core.create_namespaced_pod,
-            "Service": self.core.create_namespaced_service,
-            "ConfigMap": self.core.create_namespaced_config_map,
-            "Secret": self.core.create_namespaced_secret,
-        }[kind]
+        resource = _CORE_PATHS[body["kind"]]
         try:
-            await self._call("create", f"{kind.lower()}s", namespace, create, namespace, body)
-        except ApiException as error:
-            if error.status == 409:
-                return False
-            if error.status in (400, 422) or (error.status == 403 and _is_policy_denial(error)):
-                raise Rejected(error.status, api_message(error)) from error
-            raise
-        return True
+            return await self.request(
+                "POST",
+                f"/api/v1/namespaces/{namespace}/{resource}",
+                verb="create",
+                resource=resource,
+                namespace=namespace,
+                body=body,
+            )
+        except Conflict:
+            return None
 
     async def delete_pod(self, namespace: str, name: str, uid: str) -> None:
         """Delete exactly this pod (by uid), in the background; gone already is fine."""
         try:
-            await self._call(
-                "delete",
-                "pods",
-                namespace,
-                self.core.delete_namespaced_pod,
-                name,
-                namespace,
-                body=k8s.V1DeleteOptions(preconditions=k8s.V1Preconditions(uid=uid)),
+            await self.request(
+                "DELETE",
+                f"/api/v1/namespaces/{namespace}/pods/{name}",
+                verb="delete",
+                resource="pods",
+                namespace=namespace,
+                body={"preconditions": {"uid": uid}, "propagationPolicy": "Background"},
             )
-        except ApiException as error:
+        except ApiError as error:
             if error.status not in (404, 409):
                 raise
 
-    async def replace_status(self, job: dict[str, Any], status: dict[str, Any]) -> None:
-        """Write the whole status at once, only if the job is still the one we read (409 else)."""
-        body = {**job, "status": status}
+    async def replace_status(self, job: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+        """Write the whole status, only if the job is still the version read (Conflict else);
+        returns the job as stored."""
         metadata = job["metadata"]
-        await self._call(
-            "update",
-            f"{PLURAL}/status",
-            metadata["namespace"],
-            self.custom.replace_namespaced_custom_object_status,
-            GROUP,
-            VERSION,
-            metadata["namespace"],
-            PLURAL,
-            metadata["name"],
-            body,
+        namespace = metadata["namespace"]
+        return await self.request(
+            "PUT",
+            f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{metadata['name']}/status",
+            verb="update",
+            resource=f"{PLURAL}/status",
+            namespace=namespace,
+            body={**job, "status": status},
+        )
+
+    async def post_event(self, job: dict[str, Any], event: JobEvent) -> None:
+        metadata = job["metadata"]
+        namespace = metadata["namespace"]
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        await self.request(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/events",
+            verb="create",
+            resource="events",
+            namespace=namespace,
+            body={
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {
+                    "name": f"{metadata['name']}.{secrets.token_hex(8)}",
+                    "namespace": namespace,
+                },
+                "involvedObject": {
+                    "apiVersion": job["apiVersion"],
+                    "kind": job["kind"],
+                    "name": metadata["name"],
+                    "namespace": namespace,
+                    "uid": metadata["uid"],
+                    "resourceVersion": metadata.get("resourceVersion"),
+                },
+                "type": event.type,
+                "reason": event.reason,
+                "message": event.message[:1024],
+                "firstTimestamp": now,
+                "lastTimestamp": now,
+                "count": 1,
+                "source": {"component": "tfjob-operator"},
+                "reportingComponent": "tfjob.dev/operator",
+                "reportingInstance": "tfjob-operator",
+            },
         )
 
     async def ensure_admission_policy(self, documents: list[dict[str, Any]]) -> None:
         """Create or update a ValidatingAdmissionPolicy and its binding."""
-        admission = k8s.AdmissionregistrationV1Api(self.api)
-        calls = {
-            "ValidatingAdmissionPolicy": (
-                admission.create_validating_admission_policy,
-                admission.read_validating_admission_policy,
-                admission.replace_validating_admission_policy,
-            ),
-            "ValidatingAdmissionPolicyBinding": (
-                admission.create_validating_admission_policy_binding,
-                admission.read_validating_admission_policy_binding,
-                admission.replace_validating_admission_policy_binding,
-            ),
-        }
         for document in documents:
-            create, read, replace = calls[document["kind"]]
-            resource = f"{document['kind'].lower()}s"
+            resource = _ADMISSION_PLURALS[document["kind"]]
+            collection = f"{_ADMISSION}/{resource}"
             name = document["metadata"]["name"]
             try:
-                await self._call("create", resource, None, create, document)
-            except ApiException as error:
-                if error.status != 409:
-                    raise
-                current = await self._call("get", resource, None, read, name)
+                await self.request(
+                    "POST",
+                    collection,
+                    verb="create",
+                    resource=resource,
+                    namespace=None,
+                    body=document,
+                )
+            except Conflict:
+                current = await self.request(
+                    "GET", f"{collection}/{name}", verb="get", resource=resource, namespace=None
+                )
                 body = {
                     **document,
                     "metadata": {
                         **document["metadata"],
-                        "resourceVersion": current.metadata.resource_version,
+                        "resourceVersion": current["metadata"]["resourceVersion"],
                     },
                 }
-                await self._call("update", resource, None, replace, name, body)
-
-    async def post_event(self, job: dict[str, Any], event: JobEvent) -> None:
-        metadata = job["metadata"]
-        now = dt.datetime.now(dt.UTC)
-        body = k8s.CoreV1Event(
-            metadata=k8s.V1ObjectMeta(
-                name=f"{metadata['name']}.{secrets.token_hex(8)}", namespace=metadata["namespace"]
-            ),
-            involved_object=k8s.V1ObjectReference(
-                api_version=job["apiVersion"],
-                kind=job["kind"],
-                name=metadata["name"],
-                namespace=metadata["namespace"],
-                uid=metadata["uid"],
-                resource_version=metadata.get("resourceVersion"),
-            ),
-            type=event.type,
-            reason=event.reason,
-            message=event.message[:1024],
-            first_timestamp=now,
-            last_timestamp=now,
-            count=1,
-            source=k8s.V1EventSource(component="tfjob-operator"),
-            reporting_component="tfjob.dev/operator",
-            reporting_instance="tfjob-operator",
-        )
-        await self._call(
-            "create",
-            "events",
-            metadata["namespace"],
-            self.core.create_namespaced_event,
-            metadata["namespace"],
-            body,
-        )
-
-
-def _is_policy_denial(error: ApiException) -> bool:
-    """A 403 from admission that retrying cannot fix (pod security, a policy), as opposed to
-    RBAC (fixed by an administrator) or an exceeded quota (freed when other pods end)."""
-    message = api_message(error)
-    return "cannot create resource" not in message and "exceeded quota" not in message
+                await self.request(
+                    "PUT",
+                    f"{collection}/{name}",
+                    verb="update",
+                    resource=resource,
+                    namespace=None,
+                    body=body,
+                )

@@ -31,7 +31,16 @@ RECONCILE_SECONDS = Histogram(
     f"{PREFIX}_reconcile_duration_seconds",
     "Time of one reconcile pass over a job, by result (success or error).",
     ["result"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+QUEUE_DEPTH = Gauge(
+    f"{PREFIX}_queue_depth", "Jobs waiting for a pass to start (triggered, not yet running)."
+)
+QUEUE_WAIT_SECONDS = Histogram(
+    f"{PREFIX}_queue_wait_seconds",
+    "Time from a job's trigger (an event about it or its children, a retry, a due look) to "
+    "the start of its pass.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 PODS_CREATED = Counter(
     f"{PREFIX}_pods_created", "Pods created by the operator, by replica type.", ["replica_type"]

@@ -76,6 +76,15 @@ class OperatorSettings(BaseModel):
         ),
     )
 
+    max_concurrent_passes: int = Field(
+        16,
+        ge=1,
+        description=(
+            "Passes over different jobs that run at once; more wait in a queue (its depth is "
+            "the tfjob_operator_queue_depth metric)."
+        ),
+    )
+
     @classmethod
     def from_environment(cls, overrides: dict[str, Any] | None = None) -> OperatorSettings:
         """Read `TFJOB_<FIELD>` variables (JSON for mappings), then apply ``overrides``."""

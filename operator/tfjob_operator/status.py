@@ -20,17 +20,17 @@ from .api.v1alpha1 import (
     SuccessPolicy,
     TensorFlowJobStatus,
 )
-from .builders import chief_type
-from .settings import REPLICA_INDEX_LABEL, REPLICA_TYPE_LABEL
-from .topology import TRAINER_CONTAINER
+from .events import JobEvent
+from .settings import REPLICA_INDEX_LABEL, REPLICA_TYPE_LABEL, SPEC_HASH_ANNOTATION
+from .topology import TRAINER_CONTAINER, chief_type
 
 _TYPE_BY_LABEL = {t.value.lower(): t for t in ReplicaType}
 TERMINAL = (ConditionType.SUCCEEDED, ConditionType.FAILED)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PodObservation:
-    """What status needs to know of one pod."""
+    """What the operator keeps of one pod: enough to decide, small enough to cache thousands."""
 
     name: str
     replica_type: ReplicaType | None
@@ -41,6 +41,9 @@ class PodObservation:
     exit_code: int | None = None
     reason: str | None = None
     message: str | None = None
+    uid: str = ""
+    owner_uid: str | None = None  # the uid of its controller (the job that made it)
+    spec_hash: str | None = None  # what the operator put in it, as the builder hashed it
 
     @classmethod
     def from_pod(cls, pod: dict[str, Any]) -> PodObservation:
@@ -66,7 +69,18 @@ class PodObservation:
             exit_code=exit_code,
             reason=reason,
             message=message,
+            uid=metadata.get("uid", ""),
+            owner_uid=controller_uid(metadata),
+            spec_hash=(metadata.get("annotations") or {}).get(SPEC_HASH_ANNOTATION),
         )
+
+
+def controller_uid(metadata: dict[str, Any]) -> str | None:
+    """The uid of an object's controlling owner, if it has one."""
+    for ref in metadata.get("ownerReferences") or []:
+        if ref.get("controller"):
+            return str(ref.get("uid"))
+    return None
 
 
 def _termination(status: dict[str, Any]) -> tuple[int | None, str | None, str | None]:
@@ -85,13 +99,6 @@ def _termination(status: dict[str, Any]) -> tuple[int | None, str | None, str | 
                 status.get("message") or terminated.get("message"),
             )
     return None, status.get("reason"), status.get("message")
-
-
-@dataclass(frozen=True)
-class JobEvent:
-    type: str  # Normal or Warning
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,21 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .api.v1alpha1 import ReplicaType
+from .api.v1alpha1 import ReplicaSpecs, ReplicaType
 
 DEFAULT_PORT = 2222
 PORT_NAME = "tfjob-port"
 TRAINER_CONTAINER = "tensorflow"
+
+
+def chief_type(replica_specs: ReplicaSpecs) -> ReplicaType | None:
+    """The replica type whose pod 0 decides success: the MPI launcher, Chief/Master, else
+    Worker."""
+    present = dict(replica_specs.items())
+    for candidate in (ReplicaType.LAUNCHER, ReplicaType.CHIEF, ReplicaType.MASTER):
+        if candidate in present and present[candidate].replicas > 0:
+            return candidate
+    return ReplicaType.WORKER if ReplicaType.WORKER in present else None
 
 
 def tf_task_type(replica_type: ReplicaType) -> str:

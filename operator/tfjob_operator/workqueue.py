@@ -1,10 +1,12 @@
-"""Run the reconcile of each job one at a time, coalescing triggers and retrying with backoff.
+"""Run the passes over jobs: one at a time per job, a bounded number at once, triggers
+coalesced, failures retried with backoff, and later looks scheduled.
 
 kopf calls handlers per watched object, so a job's own events and its pods' events would run
-reconciles of the same job concurrently. Here a trigger for a job that is already being
-reconciled only marks it dirty: the running pass is followed by exactly one more. A pass that
-raises is retried after a growing delay (1 s doubling to 60 s), so a failing API never turns
-into a retry storm.
+passes over the same job concurrently. Here a trigger for a job whose pass is running only marks
+it dirty: the running pass is followed by exactly one more; a trigger for a job still waiting for
+a slot adds nothing. A pass that raises is retried after a growing delay (1 s doubling to 60 s),
+so a failing API never turns into a retry storm, and at most ``max_concurrent`` passes run at
+once, so a burst of a thousand jobs queues instead of opening a thousand requests.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Hashable
 
+from . import metrics
+
 log = logging.getLogger(__name__)
 
 MIN_RETRY_DELAY = 1.0
 MAX_RETRY_DELAY = 60.0
+DEFAULT_CONCURRENCY = 16
 
 
 def _describe(key: Hashable) -> str:
@@ -32,77 +37,113 @@ class RetryLater(Exception):
 
 
 class WorkQueue:
-    def __init__(self, work: Callable[[Hashable], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        work: Callable[[Hashable], Awaitable[None]],
+        *,
+        max_concurrent: int = DEFAULT_CONCURRENCY,
+    ) -> None:
         self._work = work
-        self._running: dict[Hashable, asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._tasks: dict[Hashable, asyncio.Task[None]] = {}
+        self._started: set[Hashable] = set()
         self._dirty: set[Hashable] = set()
         self._failures: dict[Hashable, int] = {}
-        self._retries: dict[Hashable, asyncio.TimerHandle] = {}
+        self._timers: dict[Hashable, tuple[float, asyncio.TimerHandle]] = {}
 
     def trigger(self, key: Hashable) -> None:
         """Ask for a pass over ``key`` soon; cheap and safe to call from any handler."""
-        if key in self._running:
-            self._dirty.add(key)
+        task = self._tasks.get(key)
+        if task is not None:
+            if key in self._started:
+                self._dirty.add(key)
             return
-        retry = self._retries.pop(key, None)
-        if retry is not None:
-            retry.cancel()
-        self._running[key] = asyncio.get_running_loop().create_task(self._run(key))
-
-    async def _run(self, key: Hashable) -> None:
-        try:
-            while True:
-                self._dirty.discard(key)
-                try:
-                    await self._work(key)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as error:
-                    failures = self._failures.get(key, 0) + 1
-                    self._failures[key] = failures
-                    delay = min(MAX_RETRY_DELAY, MIN_RETRY_DELAY * 2 ** (failures - 1))
-                    if isinstance(error, RetryLater):
-                        log.error(
-                            "reconcile of %s failed (attempt %d): %s; retrying in %.0f s",
-                            _describe(key),
-                            failures,
-                            error,
-                            delay,
-                        )
-                    else:
-                        log.exception(
-                            "reconcile of %s failed (attempt %d); retrying in %.0f s",
-                            _describe(key),
-                            failures,
-                            delay,
-                        )
-                    self._schedule_retry(key, delay)
-                    return
-                self._failures.pop(key, None)
-                if key not in self._dirty:
-                    return
-        finally:
-            self._running.pop(key, None)
-
-    def _schedule_retry(self, key: Hashable, delay: float) -> None:
+        if self._failures.get(key) and key in self._timers:
+            return  # backing off: the retry serves this trigger, so failing passes stay bounded
+        self._cancel_timer(key)
         loop = asyncio.get_running_loop()
-        self._retries[key] = loop.call_later(delay, self._retry, key)
+        metrics.QUEUE_DEPTH.inc()
+        self._tasks[key] = loop.create_task(self._run(key, loop.time()))
 
-    def _retry(self, key: Hashable) -> None:
-        self._retries.pop(key, None)
+    def trigger_after(self, key: Hashable, delay: float) -> None:
+        """Ask for a pass over ``key`` in ``delay`` seconds (an earlier request stands)."""
+        loop = asyncio.get_running_loop()
+        due = loop.time() + max(0.0, delay)
+        current = self._timers.get(key)
+        if current is not None and current[0] <= due:
+            return
+        self._cancel_timer(key)
+        self._timers[key] = (due, loop.call_at(due, self._due, key))
+
+    def _due(self, key: Hashable) -> None:
+        self._timers.pop(key, None)
         self.trigger(key)
 
+    def _cancel_timer(self, key: Hashable) -> None:
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer[1].cancel()
+
+    async def _run(self, key: Hashable, queued_at: float) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                async with self._slots:
+                    metrics.QUEUE_DEPTH.dec()
+                    metrics.QUEUE_WAIT_SECONDS.observe(loop.time() - queued_at)
+                    self._started.add(key)
+                    self._dirty.discard(key)
+                    try:
+                        await self._work(key)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception as error:  # noqa: BLE001 - every failure is retried
+                        self._failed(key, error)
+                        return
+                    finally:
+                        self._started.discard(key)
+                    self._failures.pop(key, None)
+                if key not in self._dirty:
+                    return
+                self._dirty.discard(key)
+                queued_at = loop.time()
+                metrics.QUEUE_DEPTH.inc()
+        finally:
+            self._tasks.pop(key, None)
+
+    def _failed(self, key: Hashable, error: Exception) -> None:
+        failures = self._failures.get(key, 0) + 1
+        self._failures[key] = failures
+        delay = min(MAX_RETRY_DELAY, MIN_RETRY_DELAY * 2 ** (failures - 1))
+        if isinstance(error, RetryLater):
+            log.error(
+                "reconcile of %s failed (attempt %d): %s; retrying in %.0f s",
+                _describe(key),
+                failures,
+                error,
+                delay,
+            )
+        else:
+            log.error(
+                "reconcile of %s failed (attempt %d); retrying in %.0f s",
+                _describe(key),
+                failures,
+                delay,
+                exc_info=error,
+            )
+        # A trigger that came during the failed pass is served by the retry, not at once.
+        self._dirty.discard(key)
+        self.trigger_after(key, delay)
+
     def forget(self, key: Hashable) -> None:
-        """Drop pending retries of a key whose object is gone."""
-        retry = self._retries.pop(key, None)
-        if retry is not None:
-            retry.cancel()
+        """Drop pending retries and looks of a key whose object is gone."""
+        self._cancel_timer(key)
         self._failures.pop(key, None)
 
     async def drain(self) -> None:
-        """Wait for running passes (tests and shutdown)."""
-        while self._running:
-            await asyncio.gather(*self._running.values(), return_exceptions=True)
+        """Wait for running and waiting passes (tests and shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
     def failures(self, key: Hashable) -> int:
         return self._failures.get(key, 0)

@@ -14,13 +14,13 @@ from tfjob_operator.builders import (
     JobRef,
     build_pod,
     build_service,
-    chief_type,
     desired_children,
     pod_restart_policy,
     requests_gpus,
     spec_hash,
 )
 from tfjob_operator.settings import OperatorSettings
+from tfjob_operator.topology import chief_type
 
 pytestmark = pytest.mark.timeout(10)
 

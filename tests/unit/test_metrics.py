@@ -6,10 +6,8 @@ import asyncio
 import json
 import logging
 import urllib.request
-from typing import Any
 
 import pytest
-from kubernetes.client.rest import ApiException
 from prometheus_client import REGISTRY, CollectorRegistry, Gauge
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -24,12 +22,6 @@ RBAC_MESSAGE = (
     'pods is forbidden: User "system:serviceaccount:ops:tfjob-operator" cannot create resource '
     '"pods" in API group "" in the namespace "team-a"'
 )
-
-
-def api_exception(status: int, message: str) -> ApiException:
-    error = ApiException(status=status, reason="Forbidden")
-    error.body = json.dumps({"kind": "Status", "code": status, "message": message})
-    return error
 
 
 def sample(name: str, **labels: str) -> float | None:
@@ -58,43 +50,39 @@ def test_job_states_gauge_counts_each_job_once() -> None:
     assert (value("Running"), value("Succeeded")) == (0, 1)
 
 
-class FakeApi:
-    """Enough of ApiClient for Kube's constructor."""
-
-    def sanitize_for_serialization(self, obj: Any) -> Any:
-        return obj
-
-
-@pytest.mark.asyncio
-async def test_rbac_refusal_becomes_forbidden_naming_verb_and_resource() -> None:
-    client = kube.Kube(FakeApi())  # type: ignore[arg-type]
-    before = (
-        sample("tfjob_operator_api_errors_total", verb="create", resource="pods", code="403") or 0
-    )
-
-    def refuse(*args: Any, **kwargs: Any) -> None:
-        raise api_exception(403, RBAC_MESSAGE)
-
-    with pytest.raises(kube.Forbidden) as caught:
-        await client._call("create", "pods", "team-a", refuse)
-    refusal = caught.value
+def test_rbac_refusal_becomes_forbidden_naming_verb_and_resource() -> None:
+    refusal = kube.error_for(403, RBAC_MESSAGE, "team-a")
+    assert isinstance(refusal, kube.Forbidden)
     assert (refusal.verb, refusal.resource, refusal.namespace) == ("create", "pods", "team-a")
     assert 'may not create "pods" in namespace "team-a"' in str(refusal)
     assert "grant the verb 'create' on 'pods'" in str(refusal)
-    after = sample("tfjob_operator_api_errors_total", verb="create", resource="pods", code="403")
-    assert after == before + 1
 
 
-@pytest.mark.asyncio
-async def test_other_refusals_stay_api_exceptions() -> None:
-    """A 403 from admission (pod security, a policy) is not a permission the operator lacks."""
-    client = kube.Kube(FakeApi())  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    ("status", "message", "meaning"),
+    [
+        # A 403 from admission (pod security, a policy) is not a permission the operator lacks.
+        (403, 'pods "x" is forbidden: violates PodSecurity "restricted"', kube.Rejected),
+        (403, 'pods "x" is forbidden: exceeded quota: gpus', kube.ApiError),
+        (422, 'Pod "x" is invalid: spec.containers[0].image: Required value', kube.Rejected),
+        (409, 'pods "x" already exists', kube.Conflict),
+        (500, "etcdserver: request timed out", kube.ApiError),
+    ],
+)
+def test_other_error_answers_keep_their_meaning(
+    status: int, message: str, meaning: type[Exception]
+) -> None:
+    error = kube.error_for(status, message, "team-a")
+    assert type(error) is meaning
+    assert isinstance(error, kube.ApiError)
+    assert error.message == message
 
-    def deny(*args: Any, **kwargs: Any) -> None:
-        raise api_exception(403, 'pods "x" is forbidden: violates PodSecurity "restricted"')
 
-    with pytest.raises(ApiException):
-        await client._call("create", "pods", "team-a", deny)
+def test_status_message_reads_a_status_body_or_the_raw_text() -> None:
+    body = json.dumps({"kind": "Status", "code": 403, "message": RBAC_MESSAGE}).encode()
+    assert kube.status_message(403, body) == RBAC_MESSAGE
+    assert kube.status_message(502, b"Bad Gateway") == "Bad Gateway"
+    assert kube.status_message(503, b"") == "HTTP 503"
 
 
 @pytest.mark.asyncio

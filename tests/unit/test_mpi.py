@@ -15,9 +15,10 @@ from tfjob_operator.api.v1alpha1 import (
     TensorFlowJobSpec,
 )
 from tfjob_operator.builders import JobRef, desired_children
+from tfjob_operator.decide import launcher_may_start
 from tfjob_operator.estimator import compile_replica_specs, effective_mpi
-from tfjob_operator.reconcile import launcher_may_start
 from tfjob_operator.settings import OperatorSettings
+from tfjob_operator.status import PodObservation
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -197,20 +198,22 @@ def test_launcher_is_left_out_until_allowed() -> None:
     assert set(children.pods) == {"hvd-worker-0", "hvd-worker-1"}
 
 
-def pod(name: str, replica_type: str, index: int, *, ready: bool) -> dict:
-    return {
-        "metadata": {
-            "name": name,
-            "labels": {
-                "tfjob.dev/replica-type": replica_type,
-                "tfjob.dev/replica-index": str(index),
+def pod(name: str, replica_type: str, index: int, *, ready: bool) -> PodObservation:
+    return PodObservation.from_pod(
+        {
+            "metadata": {
+                "name": name,
+                "labels": {
+                    "tfjob.dev/replica-type": replica_type,
+                    "tfjob.dev/replica-index": str(index),
+                },
             },
-        },
-        "status": {
-            "phase": "Running",
-            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-        },
-    }
+            "status": {
+                "phase": "Running",
+                "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            },
+        }
+    )
 
 
 def test_launcher_may_start_once_every_worker_is_ready() -> None:

@@ -624,6 +624,10 @@ def test_observed_generation_follows_a_new_generation() -> None:
 # ----- PodObservation.from_pod ------------------------------------------------------------------
 
 
+POD_UID = "6a1e0f7c-2c4b-4f5e-9d1a-3b2c1d0e9f8a"
+JOB_UID = "0b5d9c2e-7f3a-4e1b-8c6d-2a9f4e7b1c3d"
+
+
 def api_pod(name: str, kind: str, index: str, status: dict[str, Any] | None, **meta: Any) -> dict:
     """A pod as the Kubernetes API returns it (camelCase keys)."""
     pod_dict: dict[str, Any] = {
@@ -632,7 +636,12 @@ def api_pod(name: str, kind: str, index: str, status: dict[str, Any] | None, **m
         "metadata": {
             "name": name,
             "namespace": "ml",
-            "uid": "6a1e0f7c-2c4b-4f5e-9d1a-3b2c1d0e9f8a",
+            "uid": POD_UID,
+            "ownerReferences": [
+                {"kind": "ConfigMap", "name": "not-the-controller", "uid": "0"},
+                {"kind": "TensorFlowJob", "name": "mnist", "uid": JOB_UID, "controller": True},
+            ],
+            "annotations": {"tfjob.dev/spec-hash": "5f1c0aa3b2d4e6f7"},
             "labels": {
                 "tfjob.dev/job-name": "mnist",
                 "tfjob.dev/replica-type": kind,
@@ -690,13 +699,22 @@ def test_from_pod_of_a_running_ready_worker() -> None:
         exit_code=None,
         reason=None,
         message=None,
+        uid=POD_UID,
+        owner_uid=JOB_UID,
+        spec_hash="5f1c0aa3b2d4e6f7",
     )
 
 
 def test_from_pod_just_created_has_no_status() -> None:
     observed = PodObservation.from_pod(api_pod("mnist-ps-0", "ps", "0", None))
     assert observed == PodObservation(
-        name="mnist-ps-0", replica_type=ReplicaType.PS, index=0, phase="Pending"
+        name="mnist-ps-0",
+        replica_type=ReplicaType.PS,
+        index=0,
+        phase="Pending",
+        uid=POD_UID,
+        owner_uid=JOB_UID,
+        spec_hash="5f1c0aa3b2d4e6f7",
     )
 
 

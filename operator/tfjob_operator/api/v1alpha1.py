@@ -579,6 +579,17 @@ class ReplicaStatus(Model):
     failed: int = Field(0, description="Pods that failed.")
 
 
+RECONCILE_FAILURES_REPORTED = 3
+
+
+class ReconcileFailure(Model):
+    """Why the operator cannot currently act on a job."""
+
+    message: str = Field(description="The last error of a pass over this job.")
+    attempts: int = Field(description="Passes that failed in a row.")
+    since: dt.datetime = Field(description="When the first of those passes failed.")
+
+
 class TensorFlowJobStatus(Model):
     """What the operator observed, written by it alone."""
 
@@ -601,6 +612,15 @@ class TensorFlowJobStatus(Model):
     completion_time: dt.datetime | None = Field(None, description="When it finished.")
     observed_generation: int | None = Field(
         None, description="The metadata.generation this status describes."
+    )
+    reconcile_failure: ReconcileFailure | None = Field(
+        None,
+        description=(
+            "Set while the operator's passes over this job keep failing (once "
+            f"{RECONCILE_FAILURES_REPORTED} passes in a row failed): the last error and how many "
+            "passes failed. The operator retries with a delay doubling from 1 s to 60 s, and "
+            "clears this field with the next pass that succeeds."
+        ),
     )
 
 

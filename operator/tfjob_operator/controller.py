@@ -1,0 +1,355 @@
+"""The shell around ``decide``: the cache a pass reads, and the I/O that applies a decision.
+
+The cache is fed by the watches kopf already runs: kopf indexes hold a small observation of
+every pod and Service of our jobs, keyed by job (kopf fills them before any handler runs, so a
+pass never sees a half-listed world), and the job bodies come from the job watch. A pass never
+LISTs or GETs. What the watch has not yet shown of the operator's own writes is kept as short-
+lived expectations: a pod just created counts as existing, a pod just deleted as going, and the
+job as its status write returned it. So a job's own status write coming back through the watch
+causes no second pass, and a pass right after a create does not create the pod again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from typing import Any
+
+from . import metrics
+from .api.v1alpha1 import PLURAL, RECONCILE_FAILURES_REPORTED, ReconcileFailure
+from .builders import JobRef, mpi_ssh_secret
+from .decide import CompiledJob, Decision, Observed, compile_job, decide
+from .events import JobEvent
+from .kube import Conflict, Forbidden, Kube, Rejected
+from .mpi import generate_ssh_keypair
+from .settings import REPLICA_TYPE_LABEL, OperatorSettings
+from .status import PodObservation, Problem, controller_uid
+from .workqueue import RetryLater, WorkQueue
+
+log = logging.getLogger(__name__)
+
+JobKey = tuple[str, str]  # (namespace, name)
+# How long an object the operator created (or deleted) counts as such without the watch showing
+# it; far longer than a watch takes, short enough that a lost event heals itself.
+EXPECTATION_SECONDS = 30.0
+# How long a status write that only changes pod counts (ready, replicaStatuses) may wait.
+COUNTS_DELAY = 1.0
+
+
+def _resource_version(body: Mapping[str, Any]) -> int | None:
+    try:
+        return int(body["metadata"]["resourceVersion"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _is_older(candidate: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    """Whether ``candidate`` is an older version of the same job than ``current``."""
+    if candidate["metadata"].get("uid") != current["metadata"].get("uid"):
+        return False
+    new, old = _resource_version(candidate), _resource_version(current)
+    return new is not None and old is not None and new < old
+
+
+@dataclasses.dataclass
+class _Expectations:
+    """The operator's own writes that the watch has not shown yet, for one job."""
+
+    created: dict[str, tuple[float, PodObservation]] = dataclasses.field(default_factory=dict)
+    deleted: dict[str, float] = dataclasses.field(default_factory=dict)  # pod uid -> when
+    service: float | None = None
+
+    def empty(self) -> bool:
+        return not self.created and not self.deleted and self.service is None
+
+
+class Controller:
+    """Everything between the watches and the API server's write endpoints."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        settings: OperatorSettings,
+        pods: Mapping[JobKey, Iterable[PodObservation]],
+        services: Mapping[JobKey, Iterable[str | None]],
+        *,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.pods = pods
+        self.services = services
+        self.clock = clock
+        self.jobs: dict[JobKey, dict[str, Any]] = {}
+        self.queue = WorkQueue(self._work, max_concurrent=settings.max_concurrent_passes)
+        self.job_states = metrics.JobStates()
+        self._settled: dict[JobKey, int | None] = {}  # resourceVersion a pass finished with
+        self._compiled: dict[JobKey, tuple[tuple[str, int | None], CompiledJob]] = {}
+        self._expected: dict[JobKey, _Expectations] = {}
+        self._failing: dict[JobKey, dt.datetime] = {}  # when its passes began to fail
+        self._counts_since: dict[JobKey, float] = {}  # when unwritten count changes began
+        self._denied: dict[JobKey, str] = {}  # the refusal already reported on a job
+
+    # ----- what the watches tell -------------------------------------------------------------
+    def job_seen(self, body: dict[str, Any]) -> None:
+        """A job was added or changed: keep it and ask for a pass unless nothing is new."""
+        metadata = body["metadata"]
+        key = (metadata["namespace"], metadata["name"])
+        current = self.jobs.get(key)
+        if current is not None and _is_older(body, current):
+            return  # the status write this operator made is newer
+        self.jobs[key] = body
+        if current is not None and current["metadata"].get("uid") != metadata.get("uid"):
+            self._forget_state(key)  # the same name, a new job
+        version = _resource_version(body)
+        if version is not None and self._settled.get(key) == version:
+            return  # the version a pass already finished with: its own write coming back
+        self.queue.trigger(key)
+
+    def job_gone(self, namespace: str, name: str) -> None:
+        key = (namespace, name)
+        self.jobs.pop(key, None)
+        self._forget_state(key)
+        self.queue.forget(key)
+        self.job_states.forget(key)
+
+    def children_changed(self, namespace: str, job_name: str) -> None:
+        if (namespace, job_name) in self.jobs:
+            self.queue.trigger((namespace, job_name))
+
+    def _forget_state(self, key: JobKey) -> None:
+        self._settled.pop(key, None)
+        self._compiled.pop(key, None)
+        self._expected.pop(key, None)
+        self._failing.pop(key, None)
+        self._denied.pop(key, None)
+        self._counts_since.pop(key, None)
+
+    # ----- one pass ----------------------------------------------------------------------------
+    def compiled(self, key: JobKey, job: dict[str, Any]) -> CompiledJob:
+        """The job's compiled spec, parsed once per generation."""
+        version = (job["metadata"]["uid"], job["metadata"].get("generation"))
+        cached = self._compiled.get(key)
+        if cached is None or cached[0] != version:
+            cached = (version, compile_job(job.get("spec"), self.settings))
+            self._compiled[key] = cached
+        return cached[1]
+
+    def observe(self, key: JobKey) -> Observed:
+        """The cache's view of a job's children, with the operator's own unseen writes."""
+        pods = list(self.pods.get(key, ()))
+        service_owners = tuple(self.services.get(key, ()))
+        expected = self._expected.get(key)
+        if expected is None:
+            return Observed(tuple(pods), service_owners)
+        deadline = time.monotonic() - EXPECTATION_SECONDS
+        seen = {p.name for p in pods}
+        for name, (when, pod) in list(expected.created.items()):
+            if name in seen or when < deadline:
+                del expected.created[name]
+            else:
+                pods.append(pod)
+        present = {p.uid: p for p in pods}
+        for uid, when in list(expected.deleted.items()):
+            pod = present.get(uid)
+            if pod is None or pod.deleting or when < deadline:
+                del expected.deleted[uid]
+        pods = [
+            dataclasses.replace(p, deleting=True) if p.uid in expected.deleted else p for p in pods
+        ]
+        job_uid = self.jobs[key]["metadata"]["uid"]
+        if expected.service is not None:
+            if job_uid in service_owners or expected.service < deadline:
+                expected.service = None
+            else:
+                service_owners = (*service_owners, job_uid)
+        if expected.empty():
+            del self._expected[key]
+        return Observed(tuple(pods), service_owners)
+
+    async def reconcile(self, key: JobKey) -> str | None:
+        """One pass; returns the job's state afterwards (None: the job is gone or going)."""
+        job = self.jobs.get(key)
+        if job is None or job["metadata"].get("deletionTimestamp"):
+            return None
+        compiled = self.compiled(key, job)
+        decision = decide(job, compiled, self.observe(key), self.settings, self.clock())
+        refused = await self._apply_children(key, job, decision)
+        if refused is not None:
+            decision = decide(
+                job, compiled, self.observe(key), self.settings, self.clock(), refused=refused
+            )
+            await self._apply_children(key, job, decision)
+        if decision.status is not None and self._may_wait(key, decision):
+            decision.status = None
+        if decision.status is not None:
+            self._counts_since.pop(key, None)
+            try:
+                stored = await self.kube.replace_status(job, decision.status)
+            except Conflict:
+                # The job changed since the watch showed it: its newer version's event (come
+                # or coming) runs the next pass.
+                log.debug("%s/%s: status write raced a change; waiting for it", *key)
+                return decision.state
+            if (job.get("status") or {}).get("state") != decision.state:
+                log.info("%s/%s: %s", *key, decision.state)
+            self.jobs[key] = job = stored
+        self._settled[key] = _resource_version(job)
+        await self._post_events(job, decision.events)
+        if decision.look_again_after is not None:
+            self.queue.trigger_after(key, decision.look_again_after)
+        return decision.state
+
+    def _may_wait(self, key: JobKey, decision: Decision) -> bool:
+        """Whether a status write that only changes pod counts can wait: for at most
+        COUNTS_DELAY, so pods starting or ending together cost one write, not one each."""
+        if decision.status_urgent:
+            return False
+        now = time.monotonic()
+        since = self._counts_since.setdefault(key, now)
+        if now - since >= COUNTS_DELAY:
+            return False
+        self.queue.trigger_after(key, since + COUNTS_DELAY - now)
+        return True
+
+    async def _apply_children(
+        self, key: JobKey, job: dict[str, Any], decision: Decision
+    ) -> Problem | None:
+        """Create (objects pods mount first, then the rest at once) and delete; a refused
+        object is returned as the problem that fails the job."""
+        ref = JobRef(key[1], key[0], job["metadata"]["uid"])
+        first = [body for body in decision.create if body["kind"] in ("Secret", "ConfigMap")]
+        rest = [body for body in decision.create if body["kind"] not in ("Secret", "ConfigMap")]
+        if decision.create_ssh_secret:
+            first.insert(0, mpi_ssh_secret(ref, *generate_ssh_keypair()))
+        for body in first:
+            refused = await self._create(key, body)
+            if refused is not None:
+                return refused
+        outcomes = await asyncio.gather(*(self._create(key, body) for body in rest))
+        await asyncio.gather(*(self._delete(key, pod) for pod in decision.delete))
+        return next((problem for problem in outcomes if problem is not None), None)
+
+    async def _create(self, key: JobKey, body: dict[str, Any]) -> Problem | None:
+        kind, name = body["kind"], body["metadata"]["name"]
+        try:
+            stored = await self.kube.create(body)
+        except Rejected as rejected:
+            return Problem(
+                "TFJobFailed" if kind == "Pod" else f"{kind}Rejected",
+                f"TFJob {key[0]}/{key[1]} has failed: the API server refused "
+                f"{kind.lower()} {name}: {rejected.message}",
+            )
+        expected = self._expected.setdefault(key, _Expectations())
+        if kind == "Pod":
+            # Created now, or (None) created by an earlier pass the watch has not shown yet.
+            pod = PodObservation.from_pod(stored if stored is not None else body)
+            if stored is None:
+                pod = dataclasses.replace(pod, owner_uid=controller_uid(body["metadata"]))
+            expected.created[name] = (time.monotonic(), pod)
+        elif kind == "Service":
+            expected.service = time.monotonic()
+        if stored is not None:
+            if kind == "Pod":
+                replica_type = body["metadata"]["labels"].get(REPLICA_TYPE_LABEL, "")
+                metrics.PODS_CREATED.labels(replica_type=replica_type).inc()
+            log.info("%s/%s: created %s %s", *key, kind.lower(), name)
+        return None
+
+    async def _delete(self, key: JobKey, pod: PodObservation) -> None:
+        log.info("%s/%s: deleting pod %s", *key, pod.name)
+        await self.kube.delete_pod(key[0], pod.name, pod.uid)
+        self._expected.setdefault(key, _Expectations()).deleted[pod.uid] = time.monotonic()
+
+    async def _post_events(self, job: dict[str, Any], events: list[JobEvent]) -> None:
+        outcomes = await asyncio.gather(
+            *(self.kube.post_event(job, event) for event in events), return_exceptions=True
+        )
+        for event, outcome in zip(events, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                log.warning(
+                    "could not post event %s for %s/%s: %s",
+                    event.reason,
+                    job["metadata"]["namespace"],
+                    job["metadata"]["name"],
+                    outcome,
+                )
+
+    # ----- the queue's work: one pass, measured, its failures reported -------------------------
+    async def _work(self, key: Hashable) -> None:
+        assert isinstance(key, tuple)
+        started = time.monotonic()
+        try:
+            state = await self.reconcile(key)
+        except Forbidden as refusal:
+            metrics.RECONCILE_SECONDS.labels(result="error").observe(time.monotonic() - started)
+            metrics.PERMISSION_DENIED.labels(verb=refusal.verb, resource=refusal.resource).inc()
+            self.job_states.seen(key)
+            await self._report_permission_problem(key, refusal)
+            await self._report_failure(key, str(refusal))
+            raise RetryLater(str(refusal)) from refusal
+        except Exception as error:
+            metrics.RECONCILE_SECONDS.labels(result="error").observe(time.monotonic() - started)
+            self.job_states.seen(key)
+            await self._report_failure(key, f"{type(error).__name__}: {error}")
+            raise
+        metrics.RECONCILE_SECONDS.labels(result="success").observe(time.monotonic() - started)
+        self._denied.pop(key, None)
+        self._failing.pop(key, None)
+        if state is None:
+            self.job_states.forget(key)
+        else:
+            self.job_states.set(key, state)
+
+    async def _report_failure(self, key: JobKey, message: str) -> None:
+        """Once passes over a job keep failing, say so on its status (best effort: the status
+        write may be what fails)."""
+        since = self._failing.setdefault(key, self.clock())
+        attempts = self.queue.failures(key) + 1
+        job = self.jobs.get(key)
+        if job is None or attempts < RECONCILE_FAILURES_REPORTED:
+            return
+        failure = ReconcileFailure(message=message[:1024], attempts=attempts, since=since)
+        status = {
+            **(job.get("status") or {}),
+            "reconcileFailure": failure.model_dump(by_alias=True, mode="json"),
+        }
+        try:
+            self.jobs[key] = await self.kube.replace_status(job, status)
+            if attempts == RECONCILE_FAILURES_REPORTED:
+                await self.kube.post_event(
+                    job,
+                    JobEvent(
+                        "Warning",
+                        "ReconcileFailing",
+                        f"The operator's last {attempts} passes over this job failed; it keeps "
+                        f"retrying with backoff. Last error: {message}",
+                    ),
+                )
+        except Exception as error:  # noqa: BLE001 - the operator's log still says it
+            log.warning("could not report the failing passes of %s/%s: %s", *key, error)
+
+    async def _report_permission_problem(self, key: JobKey, refusal: Forbidden) -> None:
+        """Tell the job's owner, once per distinct refusal, why nothing happens to their job."""
+        what = f"{refusal.verb} {refusal.resource}"
+        job = self.jobs.get(key)
+        if self._denied.get(key) == what or refusal.resource == PLURAL or job is None:
+            return  # told already, or the job itself cannot be read: the log says it
+        where = f"in namespace {refusal.namespace}" if refusal.namespace else "cluster-wide"
+        event = JobEvent(
+            "Warning",
+            "PermissionDenied",
+            f"The operator is not allowed to {refusal.verb} {refusal.resource} {where}, so it "
+            f"cannot run this job; it retries with backoff. An administrator must grant that "
+            f"verb in the operator's ClusterRole or Role. API server: {refusal.message}",
+        )
+        try:
+            await self.kube.post_event(job, event)
+        except Exception as error:  # noqa: BLE001 - the log line still says it
+            log.warning("could not post event PermissionDenied for %s/%s: %s", *key, error)
+            return
+        self._denied[key] = what

@@ -1,0 +1,150 @@
+"""The shell around decide: what it reads from the cache, what it remembers of its own writes,
+and which events cause a pass. The API server's side is a recorder here; the same behaviour is
+proven against the real control plane in tests/integration."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+from collections import defaultdict
+from typing import Any
+
+import pytest
+
+from tfjob_operator import kube
+from tfjob_operator.api.v1alpha1 import RECONCILE_FAILURES_REPORTED
+from tfjob_operator.controller import Controller
+from tfjob_operator.events import JobEvent
+from tfjob_operator.settings import OperatorSettings
+from tfjob_operator.status import PodObservation
+
+pytestmark = [pytest.mark.timeout(10), pytest.mark.asyncio]
+
+KEY = ("ml", "mnist")
+TEMPLATE = {"spec": {"containers": [{"name": "tensorflow", "image": "tf:2.21"}]}}
+
+
+class RecordingKube:
+    """Answers writes the way the API server does and records them."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[str, str]] = []
+        self.versions = itertools.count(200)
+        self.fail_status_with: Exception | None = None
+
+    async def create(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        self.writes.append(("create", body["metadata"]["name"]))
+        stored = copy.deepcopy(body)
+        stored["metadata"]["uid"] = f"uid-{body['metadata']['name']}"
+        return stored
+
+    async def delete_pod(self, namespace: str, name: str, uid: str) -> None:
+        self.writes.append(("delete", name))
+
+    async def replace_status(self, job: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+        self.writes.append(("status", status.get("state") or ""))
+        if self.fail_status_with is not None and "reconcileFailure" not in status:
+            raise self.fail_status_with
+        stored = copy.deepcopy({**job, "status": status})
+        stored["metadata"]["resourceVersion"] = str(next(self.versions))
+        return stored
+
+    async def post_event(self, job: dict[str, Any], event: JobEvent) -> None:
+        self.writes.append(("event", event.reason))
+
+
+def job_body(replicas: int = 2) -> dict[str, Any]:
+    return {
+        "apiVersion": "tfjob.dev/v1alpha1",
+        "kind": "TensorFlowJob",
+        "metadata": {
+            "name": "mnist",
+            "namespace": "ml",
+            "uid": "job-uid",
+            "generation": 1,
+            "resourceVersion": "100",
+        },
+        "spec": {"tfReplicaSpecs": {"Worker": {"replicas": replicas, "template": TEMPLATE}}},
+    }
+
+
+def controller() -> tuple[Controller, RecordingKube, dict, dict]:
+    recorder = RecordingKube()
+    pods: dict[tuple[str, str], list[PodObservation]] = defaultdict(list)
+    services: dict[tuple[str, str], list[str | None]] = defaultdict(list)
+    return Controller(recorder, OperatorSettings(), pods, services), recorder, pods, services  # type: ignore[arg-type]
+
+
+async def test_a_jobs_own_status_write_coming_back_causes_no_pass() -> None:
+    ctl, recorder, _, _ = controller()
+    ctl.job_seen(job_body())
+    await ctl.queue.drain()
+    assert recorder.writes[:3] == [
+        ("create", "mnist"),
+        ("create", "mnist-worker-0"),
+        ("create", "mnist-worker-1"),
+    ]
+    assert ("status", "Created") in recorder.writes
+    written = ctl.jobs[KEY]
+    recorder.writes.clear()
+    ctl.job_seen(copy.deepcopy(written))  # the watch shows the operator's own write
+    await ctl.queue.drain()
+    assert recorder.writes == []
+    changed = copy.deepcopy(written)
+    changed["metadata"]["resourceVersion"] = "999"
+    changed["metadata"]["labels"] = {"team": "vision"}
+    ctl.job_seen(changed)  # somebody else changed the job: a pass, which finds nothing to do
+    await ctl.queue.drain()
+    assert recorder.writes == []
+
+
+async def test_an_older_version_from_the_watch_does_not_replace_the_written_one() -> None:
+    ctl, _, _, _ = controller()
+    original = job_body()
+    ctl.job_seen(original)
+    await ctl.queue.drain()
+    ctl.job_seen(original)  # resourceVersion 100, older than the status write's answer
+    assert ctl.jobs[KEY]["metadata"]["resourceVersion"] != "100"
+
+
+async def test_pods_just_created_are_not_created_again_before_the_watch_shows_them() -> None:
+    ctl, recorder, pods, services = controller()
+    ctl.job_seen(job_body())
+    await ctl.queue.drain()
+    recorder.writes.clear()
+    ctl.children_changed(*KEY)  # e.g. the Service's event: the pods' are not in the cache yet
+    await ctl.queue.drain()
+    assert [w for w in recorder.writes if w[0] == "create"] == []
+    # Once the watch shows them, the cache speaks for itself.
+    for name in ("mnist-worker-0", "mnist-worker-1"):
+        pods[KEY].append(
+            PodObservation(name=name, replica_type=None, index=None, phase="Running", uid=name)
+        )
+    services[KEY].append("job-uid")
+    assert [p.name for p in ctl.observe(KEY).pods] == ["mnist-worker-0", "mnist-worker-1"]
+    assert KEY not in ctl._expected
+
+
+async def test_a_pass_that_keeps_failing_says_so_on_the_status_once_and_backs_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tfjob_operator import workqueue
+
+    monkeypatch.setattr(workqueue, "MIN_RETRY_DELAY", 0.01)
+    ctl, recorder, _, _ = controller()
+    recorder.fail_status_with = kube.ApiError(500, "etcdserver: request timed out")
+    ctl.job_seen(job_body())
+    while ctl.queue.failures(KEY) < RECONCILE_FAILURES_REPORTED + 1:
+        await asyncio.sleep(0.01)
+    events = [w for w in recorder.writes if w[0] == "event"]
+    assert events.count(("event", "ReconcileFailing")) == 1
+    failure = ctl.jobs[KEY]["status"]["reconcileFailure"]
+    assert failure["attempts"] >= RECONCILE_FAILURES_REPORTED
+    assert failure["message"] == "ApiError: 500: etcdserver: request timed out"
+    recorder.fail_status_with = None
+    while ctl.queue.failures(KEY):
+        await asyncio.sleep(0.01)
+    await ctl.queue.drain()
+    assert "reconcileFailure" not in ctl.jobs[KEY]["status"]
+    ctl.job_gone(*KEY)

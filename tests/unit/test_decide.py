@@ -1,0 +1,296 @@
+"""One pass decided purely: what to create and delete, the status to write and the events, from
+the job, the cached children and the time. No cluster."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from tfjob_operator import builders
+from tfjob_operator.api.v1alpha1 import ReplicaType
+from tfjob_operator.decide import Decision, Observed, compile_job, decide
+from tfjob_operator.settings import OperatorSettings
+from tfjob_operator.status import PodObservation, Problem
+
+pytestmark = pytest.mark.timeout(20)
+
+SETTINGS = OperatorSettings()
+NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
+UID = "5e0c1a2b-job"
+TEMPLATE = {"spec": {"containers": [{"name": "tensorflow", "image": "tf:2.21"}]}}
+TYPES = {t.value.lower(): t for t in ReplicaType}
+
+
+def kubeflow_spec(clean: str | None = None, **replicas: int) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "tfReplicaSpecs": {
+            kind: {"replicas": count, "restartPolicy": "Never", "template": TEMPLATE}
+            for kind, count in replicas.items()
+        }
+    }
+    if clean is not None:
+        spec["runPolicy"] = {"cleanPodPolicy": clean}
+    return spec
+
+
+def job(
+    spec: dict[str, Any], *, status: dict[str, Any] | None = None, generation: int = 1
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": "tfjob.dev/v1alpha1",
+        "kind": "TensorFlowJob",
+        "metadata": {
+            "name": "mnist",
+            "namespace": "ml",
+            "uid": UID,
+            "generation": generation,
+            "resourceVersion": "100",
+        },
+        "spec": spec,
+    }
+    if status is not None:
+        body["status"] = status
+    return body
+
+
+def pod(
+    kind: str, index: int, phase: str = "Running", *, owner: str = UID, **fields: Any
+) -> PodObservation:
+    return PodObservation(
+        name=f"mnist-{kind}-{index}",
+        replica_type=TYPES[kind],
+        index=index,
+        phase=phase,
+        uid=f"uid-{kind}-{index}",
+        owner_uid=owner,
+        **fields,
+    )
+
+
+def run(
+    body: dict[str, Any],
+    pods: list[PodObservation] = (),  # type: ignore[assignment]
+    *,
+    service: bool = True,
+    refused: Problem | None = None,
+    now: dt.datetime = NOW,
+) -> Decision:
+    observed = Observed(tuple(pods), (UID,) if service else ())
+    return decide(
+        body, compile_job(body["spec"], SETTINGS), observed, SETTINGS, now, refused=refused
+    )
+
+
+def settle(body: dict[str, Any], decision: Decision) -> dict[str, Any]:
+    """The job as the API server stores it after the decision's status write."""
+    assert decision.status is not None
+    return {**body, "status": decision.status}
+
+
+def names(objects: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(o["kind"], o["metadata"]["name"]) for o in objects]
+
+
+def conditions(decision: Decision) -> dict[str, tuple[str, str]]:
+    assert decision.status is not None
+    return {c["type"]: (c["status"], c["reason"]) for c in decision.status["conditions"]}
+
+
+# ----- creating ---------------------------------------------------------------------------
+def test_a_new_job_gets_its_service_and_every_pod_and_is_created() -> None:
+    decision = run(job(kubeflow_spec(Chief=1, Worker=2, PS=1)), service=False)
+    assert names(decision.create) == [
+        ("Service", "mnist"),
+        ("Pod", "mnist-chief-0"),
+        ("Pod", "mnist-worker-0"),
+        ("Pod", "mnist-worker-1"),
+        ("Pod", "mnist-ps-0"),
+    ]
+    assert decision.delete == []
+    assert conditions(decision) == {"Created": ("True", "TFJobCreated")}
+    assert [(e.type, e.reason) for e in decision.events] == [("Normal", "TFJobCreated")]
+    assert decision.state == "Created"
+    assert decision.status["observedGeneration"] == 1
+
+
+def test_only_missing_pods_are_created() -> None:
+    first = run(job(kubeflow_spec(Worker=3)), service=False)
+    body = settle(job(kubeflow_spec(Worker=3)), first)
+    decision = run(body, [pod("worker", 0), pod("worker", 2, "Pending")])
+    assert names(decision.create) == [("Pod", "mnist-worker-1")]
+
+
+def test_a_pass_over_a_settled_job_writes_and_creates_nothing() -> None:
+    """Idempotent: with its pods and status in place, a pass decides to do nothing at all."""
+    body = job(kubeflow_spec(Worker=2))
+    pods = [pod("worker", 0), pod("worker", 1)]
+    once = run(body, pods)
+    assert once.status is not None  # Running is new
+    twice = run(settle(body, once), pods)
+    assert twice == Decision(state="Running")
+
+
+def test_a_large_job_whose_pods_exist_builds_no_pod(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 1,000-worker job's TF_CONFIG is ~86 KB per pod: a pass builds only what is missing."""
+    body = job(kubeflow_spec(Worker=1000))
+    pods = [pod("worker", i) for i in range(1000)]
+    settled = settle(body, run(body, pods))
+    built: list[str] = []
+    real_build_pod = builders.build_pod
+
+    def counting_build_pod(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        built.append(args[1])
+        return real_build_pod(*args, **kwargs)
+
+    monkeypatch.setattr(builders, "build_pod", counting_build_pod)
+    assert run(settled, pods) == Decision(state="Running")
+    assert built == []
+    decision = run(settled, [p for p in pods if p.index != 500])
+    assert names(decision.create) == [("Pod", "mnist-worker-500")]
+    assert len(built) == 1
+
+
+def test_pods_of_another_job_with_the_same_name_are_not_ours() -> None:
+    """A pod left by a deleted job of the same name is neither counted nor deleted."""
+    stranger = pod("worker", 0, "Failed", owner="uid-of-an-older-job", exit_code=1)
+    decision = run(job(kubeflow_spec(Worker=1)), [stranger])
+    assert names(decision.create) == [("Pod", "mnist-worker-0")]
+    assert decision.delete == []
+    assert "Failed" not in conditions(decision)
+
+
+def test_a_pod_nobody_wants_any_more_is_deleted() -> None:
+    extra = pod("worker", 2)
+    decision = run(job(kubeflow_spec(Worker=2)), [pod("worker", 0), pod("worker", 1), extra])
+    assert decision.create == []
+    assert decision.delete == [extra]
+    going = dataclasses.replace(extra, deleting=True)
+    assert run(job(kubeflow_spec(Worker=2)), [going]).delete == []
+
+
+# ----- finishing --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("clean", "deleted"),
+    [
+        ("Running", ["mnist-worker-1", "mnist-ps-0"]),
+        ("All", ["mnist-worker-0", "mnist-worker-1", "mnist-ps-0"]),
+        ("None", []),
+    ],
+)
+def test_success_of_worker_0_finishes_the_job_and_cleans_pods_by_policy(
+    clean: str, deleted: list[str]
+) -> None:
+    body = job(kubeflow_spec(clean, Worker=2, PS=1))
+    pods = [pod("worker", 0, "Succeeded"), pod("worker", 1), pod("ps", 0)]
+    decision = run(body, pods)
+    assert conditions(decision)["Succeeded"] == ("True", "TFJobSucceeded")
+    assert decision.state == "Succeeded"
+    assert [p.name for p in decision.delete] == deleted
+    assert ("Normal", "TFJobSucceeded") in [(e.type, e.reason) for e in decision.events]
+
+
+def test_a_failed_pod_fails_the_job_with_its_exit_code() -> None:
+    body = job(kubeflow_spec(Worker=2))
+    running = settle(body, run(body, [pod("worker", 0), pod("worker", 1)]))
+    decision = run(running, [pod("worker", 0), pod("worker", 1, "Failed", exit_code=3)])
+    assert conditions(decision)["Failed"] == ("True", "TFJobFailed")
+    failed = next(c for c in decision.status["conditions"] if c["type"] == "Failed")
+    assert "Worker 1 (pod mnist-worker-1) exited with code 3" in failed["message"]
+    assert [(e.type, e.reason) for e in decision.events] == [("Warning", "TFJobFailed")]
+    assert [p.name for p in decision.delete] == ["mnist-worker-0"]
+
+
+def test_a_finished_job_creates_nothing_even_when_its_pods_are_gone() -> None:
+    body = job(kubeflow_spec(Worker=2))
+    finished = settle(body, run(body, [pod("worker", 0, "Succeeded"), pod("worker", 1)]))
+    decision = run(finished, [], service=False)
+    assert decision.create == []
+    assert decision.status is None
+    assert decision.state == "Succeeded"
+
+
+def test_an_invalid_spec_fails_the_job_and_creates_nothing() -> None:
+    spec = {
+        "entryScript": "train.py",
+        "scriptParams": {"--epochs": {"nested": "dict"}},
+    }
+    decision = run(job(spec), service=False)
+    assert decision.create == []
+    assert conditions(decision)["Failed"][1] == "InvalidSpec"
+
+
+def test_a_child_the_api_server_refused_fails_the_job() -> None:
+    refusal = Problem("TFJobFailed", "TFJob ml/mnist has failed: the API server refused pod x")
+    decision = run(job(kubeflow_spec(Worker=1)), [], service=False, refused=refusal)
+    assert decision.create == []
+    failed = next(c for c in decision.status["conditions"] if c["type"] == "Failed")
+    assert failed["message"] == refusal.message
+
+
+def test_a_job_being_deleted_is_left_to_garbage_collection() -> None:
+    body = job(kubeflow_spec(Worker=1))
+    body["metadata"]["deletionTimestamp"] = "2026-11-30T12:00:00Z"
+    assert run(body, [], service=False) == Decision()
+
+
+# ----- spec changes -----------------------------------------------------------------------
+def test_a_spec_change_running_pods_cannot_take_is_reported_once() -> None:
+    body = job(kubeflow_spec(Worker=2))
+    first = run(body, service=False)
+    built = {b["metadata"]["name"]: b for b in first.create if b["kind"] == "Pod"}
+    pods = [
+        dataclasses.replace(
+            pod("worker", i),
+            spec_hash=built[f"mnist-worker-{i}"]["metadata"]["annotations"]["tfjob.dev/spec-hash"],
+        )
+        for i in range(2)
+    ]
+    settled = settle(body, run(body, pods))
+    changed_spec = kubeflow_spec(Worker=2)
+    changed_spec["tfReplicaSpecs"]["Worker"]["template"] = {
+        "spec": {"containers": [{"name": "tensorflow", "image": "tf:2.22"}]}
+    }
+    changed = {
+        **settled,
+        "spec": changed_spec,
+        "metadata": {**settled["metadata"], "generation": 2},
+    }
+    decision = run(changed, pods)
+    warnings = [e for e in decision.events if e.reason == "SpecChangeNotApplied"]
+    assert len(warnings) == 1
+    assert "mnist-worker-0, mnist-worker-1" in warnings[0].message
+    assert decision.create == []
+    assert decision.status["observedGeneration"] == 2
+    again = run(settle(changed, decision), pods)
+    assert [e.reason for e in again.events] == []
+
+
+# ----- MPI --------------------------------------------------------------------------------
+MPI_SPEC = {
+    "image": "horovod:0.28.1",
+    "entryScript": "train_horovod.py",
+    "distribution": {"backend": "mpi", "nodeCount": 2, "processCountPerNode": 1},
+}
+
+
+def test_an_mpi_job_starts_with_its_key_hostfile_and_workers_but_no_launcher() -> None:
+    decision = run(job(MPI_SPEC), service=False)
+    assert decision.create_ssh_secret
+    assert names(decision.create) == [
+        ("ConfigMap", "mnist-mpi"),
+        ("Service", "mnist"),
+        ("Pod", "mnist-worker-0"),
+        ("Pod", "mnist-worker-1"),
+    ]
+
+
+def test_an_mpi_launcher_comes_once_every_worker_is_ready_and_reuses_the_key() -> None:
+    body = job(MPI_SPEC)
+    one_ready = [pod("worker", 0, ready=True), pod("worker", 1, ready=False)]
+    assert run(body, one_ready).create == []
+    decision = run(body, [pod("worker", 0, ready=True), pod("worker", 1, ready=True)])
+    assert names(decision.create) == [("Pod", "mnist-launcher-0")]
+    assert not decision.create_ssh_secret
