@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: up down status test unit lint binaries manifests
+.PHONY: up down status test unit lint binaries manifests bench bench-scale
 
 $(VENV)/.installed: pyproject.toml operator/localcluster/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,15 @@ lint: $(VENV)/.installed
 
 unit: $(VENV)/.installed
 	$(BIN)/pytest tests/unit
+
+## bench: the benchmark (issue 9) on a fresh local cluster: 200 jobs x 4 pods through a bare
+## client (the limit), our operator, Kubeflow's shipped and tuned; table and plot in bench-results/
+bench: binaries
+	$(BIN)/tfjob-local bench --out bench-results
+
+## bench-scale: P3, 1,000 jobs x 5 pods over 500 simulated GPU nodes (the limit and ours)
+bench-scale: binaries
+	$(BIN)/tfjob-local bench --scale --out bench-results/scale
 
 ## test: lint, then every test layer against a real control plane started by the tests
 test: lint binaries

@@ -128,6 +128,18 @@ def _build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    from .bench.cli import add_arguments
+
+    add_arguments(parser)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench.cli import main as bench_main
+
+    return bench_main(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tfjob-local", description=__doc__)
     parser.add_argument(
@@ -157,6 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     build.add_argument("components", nargs="*")
     build.set_defaults(run=_build)
+    bench = commands.add_parser(
+        "bench",
+        help="the benchmark: limit, our operator and Kubeflow's, side by side on a fresh cluster",
+    )
+    _add_bench_arguments(bench)
+    bench.set_defaults(run=_bench)
     args = parser.parse_args(argv)
     return int(args.run(args))
 

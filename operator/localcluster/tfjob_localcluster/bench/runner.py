@@ -1,0 +1,843 @@
+"""One benchmark run: one control plane, the contestants one after another, side by side.
+
+Contestants:
+- ``limit``: a bare async client creating each job's Service and pods (rendered by the
+  operator's own builder, owned by pre-created TensorFlowJobs) as fast as the server takes them;
+- ``ours``: the TensorFlowJob operator as its own process;
+- ``kubeflow-shipped`` / ``kubeflow-tuned``: Kubeflow's training-operator v1.9.4.
+
+Only the contestant under test runs. Each gets a fresh namespace (its default ServiceAccount
+exists before t0), is started and warmed up before t0, and is driven by the same driver with
+the same concurrency. One observer process per round lists then watches pods and jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tfjob_localcluster import binaries
+from tfjob_localcluster.cluster import LocalCluster
+from tfjob_localcluster.control import EXIT_CODE
+from tfjob_localcluster.nodepools import NodePools
+from tfjob_localcluster.nodepools import load as load_node_pools
+from tfjob_localcluster.operator_process import OperatorProcess
+
+from . import audit, workload
+from .kubeapi import ApiError, RawApi, namespaced
+from .kubeflow import KubeflowProcess, install, private_tmp_supported, webhook_certificates
+
+CONTESTANTS = ("limit", "ours", "kubeflow-shipped", "kubeflow-tuned")
+DRIVER = "bench-driver"
+LIMIT = "bench-limit"
+OBSERVER = "bench-observer"
+IDENTITIES = {
+    "limit": LIMIT,
+    "ours": "tfjob-operator-bench",
+    "kubeflow-shipped": "kubeflow-training-operator-shipped",
+    "kubeflow-tuned": "kubeflow-training-operator-tuned",
+}
+# The minimum status writes per job: one per condition change (Created, Running, and
+# Succeeded or Failed).
+MIN_STATUS_WRITES = 3
+
+
+@dataclass
+class BenchConfig:
+    jobs: int = 200
+    pods_per_job: int = 4
+    contestants: tuple[str, ...] = CONTESTANTS
+    out: Path = Path("bench-results")
+    concurrency: int = 128
+    wave: int = 0  # jobs per wave (0: all at once)
+    fail_every: int = 10  # every n-th job's worker 0 exits 1
+    nodes: int = 10
+    max_pods: int = 110
+    scale: bool = False  # long node leases, KCM grace period: for hundreds of nodes
+    limit_client: str = "aiohttp"  # or kubernetes-aio
+    state_dir: Path | None = None
+    settle_seconds: float = 2.0
+    log: Callable[[str], None] = print
+
+    def phase_timeout(self) -> float:
+        return 120 + 0.5 * self.jobs * self.pods_per_job
+
+
+@dataclass
+class ContestantResult:
+    name: str
+    identity: str
+    namespace: str = ""
+    ok: bool = False
+    error: str | None = None
+    submit_seconds: float | None = None
+    p1_seconds: float | None = None
+    p1_audit_seconds: float | None = None
+    pods_created: int = 0
+    services_created: int = 0
+    running_seconds: float | None = None
+    p2_succeeded: list[float] = field(default_factory=list)
+    p2_failed: list[float] = field(default_factory=list)
+    expected_succeeded: int = 0
+    expected_failed: int = 0
+    wrong_terminal: list[str] = field(default_factory=list)
+    missing_terminal: list[str] = field(default_factory=list)
+    jobs_with_wrong_pod_count: list[str] = field(default_factory=list)
+    writes: dict[str, Any] = field(default_factory=dict)
+    writes_create_phase: dict[str, Any] = field(default_factory=dict)
+    writes_finish_phase: dict[str, Any] = field(default_factory=dict)
+    rss_peak_mb: float | None = None
+    cpu_seconds_total: float | None = None
+    cpu_seconds_measured: float | None = None
+    client_cpu_seconds: float | None = None  # the limit's own client, while it creates
+    log_errors: int | None = None
+    log_error_samples: list[str] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def jobs_ok(self) -> bool:
+        return not (self.wrong_terminal or self.missing_terminal or self.jobs_with_wrong_pod_count)
+
+
+# ----- process figures --------------------------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for {pid}")
+
+
+_ERROR_LINE = re.compile(r"(\bERROR\b|\berror\b\s|\"level\":\"error\"|^Traceback)", re.MULTILINE)
+
+
+def log_errors(text: str) -> list[str]:
+    """ERROR lines and tracebacks (kopf's `[... ERROR ]`, zap's `ERROR` / `"level":"error"`)."""
+    found = []
+    for line in text.splitlines():
+        if (
+            " ERROR " in line
+            or "\tERROR\t" in line
+            or '"level":"error"' in line
+            or line.startswith("Traceback")
+            or re.search(r"\[[^\]]*ERROR\s*\]", line)
+        ):
+            found.append(line[:300])
+    return found
+
+
+# ----- the observer -----------------------------------------------------------------------
+class Observer:
+    """The observer process of one round, and what it has reported so far."""
+
+    def __init__(
+        self,
+        kubeconfig: Path,
+        namespace: str,
+        selector: str,
+        jobs: workload.JobKind | None,
+        log_path: Path,
+    ) -> None:
+        self.argv = [
+            sys.executable,
+            "-m",
+            "tfjob_localcluster.bench.observer",
+            f"--kubeconfig={kubeconfig}",
+            f"--namespace={namespace}",
+            f"--selector={selector}",
+        ]
+        if jobs is not None:
+            self.argv.append(f"--jobs={jobs.group}/{jobs.version}/{jobs.plural}")
+        self.log_path = log_path
+        self.pod_first_seen: dict[str, float] = {}
+        self.pod_phase: dict[str, str] = {}
+        # Counts kept as events arrive, so that a wait costs O(1) per event at 5,000 pods.
+        self.phase_count: Counter[str] = Counter()
+        self.worker0_phase_count: Counter[str] = Counter()
+        self.terminal_jobs: set[str] = set()
+        self.pod_phase_at: dict[tuple[str, str], float] = {}
+        self.job_condition_at: dict[tuple[str, str], float] = {}
+        self.errors: list[str] = []
+        self._changed = asyncio.Condition()
+        self._process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    async def __aenter__(self) -> Observer:
+        self._stderr = self.log_path.open("ab")
+        self._process = await asyncio.create_subprocess_exec(
+            *self.argv,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=self._stderr,
+            limit=1 << 20,
+        )
+        self._reader = asyncio.create_task(self._read())
+        await asyncio.wait(
+            [asyncio.create_task(self._ready.wait()), self._reader],
+            timeout=60,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        if not self._ready.is_set():
+            raise RuntimeError(f"the observer did not open its watches; see {self.log_path}")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._process is not None and self._process.returncode is None:
+            self._process.terminate()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._process.wait(), 10)
+            if self._process.returncode is None:
+                self._process.kill()
+                await self._process.wait()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        self._stderr.close()
+
+    async def _read(self) -> None:
+        assert self._process is not None
+        assert self._process.stdout is not None
+        while True:
+            line = await self._process.stdout.readline()
+            if not line:
+                break
+            record = json.loads(line)
+            kind = record["e"]
+            if kind == "ready":
+                self._ready.set()
+            elif kind == "pod":
+                name, phase = record["name"], record["phase"]
+                self.pod_first_seen.setdefault(name, record["t"])
+                counts = [self.phase_count]
+                if name.endswith("-worker-0"):
+                    counts.append(self.worker0_phase_count)
+                previous = self.pod_phase.get(name)
+                for count in counts:
+                    if previous is not None:
+                        count[previous] -= 1
+                    count[phase] += 1
+                self.pod_phase[name] = phase
+                self.pod_phase_at.setdefault((name, phase), record["t"])
+            elif kind == "job":
+                self.job_condition_at.setdefault((record["name"], record["cond"]), record["t"])
+                if record["cond"] in ("Succeeded", "Failed"):
+                    self.terminal_jobs.add(record["name"])
+            elif kind == "error":
+                self.errors.append(record["what"])
+            async with self._changed:
+                self._changed.notify_all()
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait(self, predicate: Callable[[], bool], timeout: float, what: str) -> None:
+        async def until() -> None:
+            async with self._changed:
+                while not predicate():
+                    if self._reader is not None and self._reader.done():
+                        raise RuntimeError(f"the observer stopped; see {self.log_path}")
+                    await self._changed.wait()
+
+        try:
+            await asyncio.wait_for(until(), timeout)
+        except TimeoutError as error:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}") from error
+
+    def others_in_phase(self, phase: str) -> int:
+        """Pods other than worker 0 in ``phase``."""
+        return self.phase_count[phase] - self.worker0_phase_count[phase]
+
+
+# ----- the harness ------------------------------------------------------------------------
+class Bench:
+    def __init__(self, config: BenchConfig) -> None:
+        self.config = config
+        self.run_id = time.strftime("%H%M%S")
+        self.out = config.out
+        self.results: dict[str, ContestantResult] = {}
+        self.environment: dict[str, Any] = {}
+        self.marker_seq = 0
+        self.cluster: LocalCluster | None = None
+        self.kubeconfigs: dict[str, Path] = {}
+        self.kubeflow_certificates: dict[str, bytes] | None = None
+
+    def log(self, message: str) -> None:
+        self.config.log(f"[bench {time.strftime('%H:%M:%S')}] {message}")
+
+    # --- setup ---
+    def node_pools(self) -> NodePools:
+        pools = load_node_pools(Path(__file__).parent.parent / "nodepools-bench.yaml")
+        gpu = pools.pool(workload.BENCH_POOL).model_copy(
+            update={"count": self.config.nodes, "max_pods": self.config.max_pods}
+        )
+        return NodePools(pools=[gpu if p.name == gpu.name else p for p in pools.pools])
+
+    def build(self) -> None:
+        names = list(binaries.DEFAULT_COMPONENTS)
+        if any(c.startswith("kubeflow") for c in self.config.contestants):
+            names.append("training-operator")
+        spent = binaries.ensure_built(names, log=self.log)
+        self.environment["build_seconds"] = spent
+
+    def start_cluster(self) -> LocalCluster:
+        state_dir = self.config.state_dir or (self.out / "cluster")
+        cluster = LocalCluster(
+            state_dir=state_dir,
+            node_pools=self.node_pools(),
+            audit_policy=audit.POLICY,
+            # KCM's default 20 QPS would make namespace cleanup and GC the slowest part;
+            # the same for every contestant.
+            component_api_qps=500,
+            node_lease_seconds=120 if self.config.scale else 40,
+            node_monitor_grace_period="240s" if self.config.scale else None,
+        )
+        cluster.clear_state()
+        self.log(f"starting the control plane in {state_dir} ({self.config.nodes} GPU nodes)")
+        cluster.start(timeout=300 if self.config.scale else 120)
+        self.log(f"control plane ready in {cluster.startup_seconds['total']:.1f} s")
+        self.cluster = cluster
+        for user in (DRIVER, LIMIT, OBSERVER, *IDENTITIES.values()):
+            self.kubeconfigs[user] = cluster.kubeconfig_for(user, groups=("system:masters",))
+        return cluster
+
+    def install_crds(self) -> None:
+        from tfjob_operator.api.crd import custom_resource_definition
+
+        assert self.cluster is not None
+        self.cluster.install_crd(custom_resource_definition())
+        if any(c.startswith("kubeflow") for c in self.config.contestants):
+            self.kubeflow_certificates = webhook_certificates()
+            install(binaries.kubectl(), self.cluster.kubeconfig, self.kubeflow_certificates)
+
+    # --- helpers ---
+    async def mark(self, api: RawApi, label: str) -> None:
+        self.marker_seq += 1
+        name = f"{audit.MARKER_PREFIX}{self.marker_seq:03d}-{label}"
+        await api.create(
+            namespaced(audit.MARKER_NAMESPACE, "configmaps"),
+            {"metadata": {"name": name}, "data": {"at": str(time.time())}},
+        )
+
+    async def fresh_namespace(self, api: RawApi, name: str) -> None:
+        await api.create("/api/v1/namespaces", {"metadata": {"name": name}})
+        deadline = time.monotonic() + 60
+        while not await api.exists(namespaced(name, "serviceaccounts", name="default")):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no default ServiceAccount in {name} after 60 s")
+            await asyncio.sleep(0.1)
+
+    async def delete_namespace(self, api: RawApi, name: str, timeout: float = 600) -> float:
+        started = time.monotonic()
+        await api.delete(f"/api/v1/namespaces/{name}")
+        while await api.exists(f"/api/v1/namespaces/{name}"):
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"namespace {name} still there after {timeout:.0f} s")
+            await asyncio.sleep(0.5)
+        return time.monotonic() - started
+
+    async def in_parallel(
+        self, items: list[Any], work: Callable[[Any], Any], concurrency: int | None = None
+    ) -> None:
+        """Run ``work`` over ``items`` with a fixed number of workers (first error wins)."""
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        for item in items:
+            queue.put_nowait(item)
+
+        async def worker() -> None:
+            while True:
+                try:
+                    item = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                await work(item)
+
+        workers = concurrency or self.config.concurrency
+        await asyncio.gather(*(worker() for _ in range(min(workers, len(items)) or 1)))
+
+    def observer(self, namespace: str, kind: workload.JobKind | None, label: str) -> Observer:
+        return Observer(
+            self.kubeconfigs[OBSERVER],
+            namespace,
+            f"{workload.RUN_LABEL}={label}",
+            kind,
+            self.out / "logs" / f"observer-{label}.log",
+        )
+
+    # --- the limit ---
+    async def run_limit(self, driver: RawApi, result: ContestantResult) -> None:
+        config = self.config
+        namespace = result.namespace
+        label = f"limit-{self.run_id}"
+        await self.fresh_namespace(driver, namespace)
+        # Owners first (not timed): the children carry their real UIDs.
+        bodies = [
+            workload.job(workload.OURS, workload.job_name(i), namespace, config.pods_per_job, label)
+            for i in range(config.jobs)
+        ]
+        uids: dict[str, str] = {}
+
+        async def create_owner(body: dict[str, Any]) -> None:
+            created = await driver.create(
+                namespaced(namespace, workload.OURS.plural, group="tfjob.dev", version="v1alpha1"),
+                body,
+            )
+            uids[body["metadata"]["name"]] = created["metadata"]["uid"]
+
+        await self.in_parallel(bodies, create_owner)
+        children = [
+            (plural, child)
+            for body in bodies
+            for plural, child in workload.render_children(body, uids[body["metadata"]["name"]])
+        ]
+        pod_names = [c["metadata"]["name"] for p, c in children if p == "pods"]
+        create = await self.limit_creator()
+        async with self.observer(namespace, None, label) as observer, create as limit:
+            await limit.warm(namespaced(namespace, "pods"), config.concurrency)
+            await self.mark(driver, "limit-start")
+            t0 = time.monotonic()
+            cpu0 = time.process_time()
+            await self.in_parallel(
+                children, lambda pc: limit.create(namespaced(namespace, pc[0]), pc[1])
+            )
+            result.submit_seconds = time.monotonic() - t0
+            result.client_cpu_seconds = time.process_time() - cpu0
+            await observer.wait(
+                lambda: len(observer.pod_first_seen) >= len(pod_names),
+                config.phase_timeout(),
+                "every pod of the limit",
+            )
+            result.p1_seconds = max(observer.pod_first_seen.values()) - t0
+            result.pods_created = len(observer.pod_first_seen)
+            result.services_created = config.jobs
+            await self.mark(driver, "limit-end")
+        result.ok = True
+
+    async def limit_creator(self) -> Any:
+        """An async context manager yielding ``create(path, body)`` for the limit's client."""
+        kubeconfig = self.kubeconfigs[LIMIT]
+        if self.config.limit_client == "kubernetes-aio":
+            return _KubernetesAioCreator(kubeconfig, self.config.concurrency)
+        return _RawCreator(kubeconfig, self.config.concurrency)
+
+    # --- an operator ---
+    def start_operator(self, name: str) -> tuple[Any, int]:
+        assert self.cluster is not None
+        kubeconfig = self.kubeconfigs[IDENTITIES[name]]
+        log_dir = self.out / "logs"
+        if name == "ours":
+            pools = {p.name: {"gpu": p.gpus > 0} for p in self.cluster.node_pools.pools}
+            operator = OperatorProcess(
+                kubeconfig=kubeconfig,
+                log_dir=log_dir,
+                env={"TFJOB_NODE_POOLS": json.dumps(pools)},
+                extra_args=["--metrics-address=127.0.0.1", f"--metrics-port={_free_port()}"],
+            )
+            process = operator.start(timeout=120)
+            return operator, process.pid
+        assert self.kubeflow_certificates is not None
+        peer = KubeflowProcess(
+            kubeconfig=kubeconfig,
+            log_dir=log_dir,
+            work_dir=self.out / "kubeflow",
+            certificates=self.kubeflow_certificates,
+            tuned=name == "kubeflow-tuned",
+        )
+        process = peer.start()
+        return peer, process.pid
+
+    async def warm_up(self, driver: RawApi, name: str, kind: workload.JobKind) -> None:
+        """One job through the operator in a scratch namespace: its informers are live."""
+        namespace = f"bench-warm-{name}-{self.run_id}"
+        label = f"warm-{name}-{self.run_id}"
+        await self.fresh_namespace(driver, namespace)
+        pods = self.config.pods_per_job
+        async with self.observer(namespace, kind, label) as observer:
+            body = workload.job(kind, "warm-up", namespace, pods, label)
+            await driver.create(
+                namespaced(namespace, kind.plural, group=kind.group, version=kind.version), body
+            )
+            await observer.wait(
+                lambda: len(observer.pod_first_seen) >= pods, 120, f"{name}'s warm-up pods"
+            )
+        await self.delete_namespace(driver, namespace)
+
+    async def run_operator(self, driver: RawApi, result: ContestantResult) -> None:
+        config = self.config
+        name = result.name
+        kind = workload.OURS if name == "ours" else workload.KUBEFLOW
+        namespace = result.namespace
+        label = f"{name}-{self.run_id}"
+        operator, pid = self.start_operator(name)
+        try:
+            await self.warm_up(driver, name, kind)
+            await self.fresh_namespace(driver, namespace)
+            names = [workload.job_name(i) for i in range(config.jobs)]
+            bodies = [workload.job(kind, n, namespace, config.pods_per_job, label) for n in names]
+            all_pods = [
+                workload.worker_pod_name(n, i) for n in names for i in range(config.pods_per_job)
+            ]
+            jobs_path = namespaced(namespace, kind.plural, group=kind.group, version=kind.version)
+            async with self.observer(namespace, kind, label) as observer:
+                await warm(driver, jobs_path, config.concurrency)
+                cpu_at_t0 = cpu_seconds(pid)
+                await self.mark(driver, f"{name}-start")
+                t0 = time.monotonic()
+                wave = config.wave or config.jobs
+                for first in range(0, config.jobs, wave):
+                    batch = bodies[first : first + wave]
+                    await self.in_parallel(batch, lambda b: driver.create(jobs_path, b))
+                    wanted = (first + len(batch)) * config.pods_per_job
+                    if first + wave < config.jobs:
+                        await observer.wait(
+                            lambda wanted=wanted: len(observer.pod_first_seen) >= wanted,
+                            config.phase_timeout(),
+                            f"the pods of jobs {first}..{first + len(batch) - 1}",
+                        )
+                    if first == 0:
+                        result.submit_seconds = time.monotonic() - t0
+                await observer.wait(
+                    lambda: len(observer.pod_first_seen) >= len(all_pods),
+                    config.phase_timeout(),
+                    f"every pod of {name}",
+                )
+                result.p1_seconds = max(observer.pod_first_seen.values()) - t0
+                result.pods_created = len(observer.pod_first_seen)
+                self.log(f"{name}: all {len(all_pods)} pods seen after {result.p1_seconds:.2f} s")
+                await observer.wait(
+                    lambda: observer.phase_count["Running"] >= len(all_pods),
+                    config.phase_timeout(),
+                    f"every pod of {name} Running",
+                )
+                result.running_seconds = time.monotonic() - t0
+                await self.mark(driver, f"{name}-running")
+                await self.finish(driver, observer, result, names)
+                await asyncio.sleep(config.settle_seconds)  # trailing writes of the last pass
+                await self.mark(driver, f"{name}-end")
+                result.cpu_seconds_measured = cpu_seconds(pid) - cpu_at_t0
+            result.cpu_seconds_total = cpu_seconds(pid)
+            result.rss_peak_mb = peak_rss_mb(pid)
+            await self.check_children(driver, result, names, kind)
+            result.metrics = self.scrape(operator, name)
+        finally:
+            operator.stop()
+            errors = log_errors(operator.log())
+            result.log_errors = len(errors)
+            result.log_error_samples = errors[:5]
+            result.notes.extend(getattr(operator, "notes", []))
+        result.ok = True
+
+    async def finish(
+        self, driver: RawApi, observer: Observer, result: ContestantResult, names: list[str]
+    ) -> None:
+        """End every pod through kwok, worker 0 last; time worker 0's end -> the job's end."""
+        config = self.config
+        namespace = result.namespace
+        others = [
+            workload.worker_pod_name(n, i) for n in names for i in range(1, config.pods_per_job)
+        ]
+
+        async def end(pod: str, code: int) -> None:
+            await driver.merge_patch(
+                namespaced(namespace, "pods", name=pod),
+                {"metadata": {"annotations": {EXIT_CODE: str(code)}}},
+            )
+
+        await self.in_parallel(others, lambda pod: end(pod, 0))
+        await observer.wait(
+            lambda: observer.others_in_phase("Succeeded") >= len(others),
+            config.phase_timeout(),
+            "every worker but worker 0 Succeeded",
+        )
+        await asyncio.sleep(config.settle_seconds)  # let the operator take those in first
+        await self.mark(driver, f"{result.name}-finish")
+        failing = {n for i, n in enumerate(names) if workload.fails(i, config.fail_every)}
+        result.expected_failed = len(failing)
+        result.expected_succeeded = len(names) - len(failing)
+        await self.in_parallel(
+            names, lambda n: end(workload.worker_pod_name(n, 0), 1 if n in failing else 0)
+        )
+
+        def terminal(job: str) -> str | None:
+            for condition in ("Succeeded", "Failed"):
+                if (job, condition) in observer.job_condition_at:
+                    return condition
+            return None
+
+        try:
+            await observer.wait(
+                lambda: len(observer.terminal_jobs) >= len(names),
+                config.phase_timeout(),
+                f"every job of {result.name} Succeeded or Failed",
+            )
+        except TimeoutError as error:
+            result.notes.append(str(error))
+        for job in names:
+            expected = "Failed" if job in failing else "Succeeded"
+            got = terminal(job)
+            if got is None:
+                result.missing_terminal.append(job)
+                continue
+            if got != expected:
+                result.wrong_terminal.append(f"{job}: {got}, expected {expected}")
+                continue
+            pod = workload.worker_pod_name(job, 0)
+            pod_done = observer.pod_phase_at.get((pod, expected))
+            if pod_done is None:
+                result.notes.append(f"{pod} never seen {expected}")
+                continue
+            latency = observer.job_condition_at[(job, got)] - pod_done
+            (result.p2_failed if expected == "Failed" else result.p2_succeeded).append(latency)
+
+    async def check_children(
+        self, api: RawApi, result: ContestantResult, names: list[str], kind: workload.JobKind
+    ) -> None:
+        """Every job has exactly its pods; count the Services made."""
+        pods, _ = await api.list_all(namespaced(result.namespace, "pods"))
+        services, _ = await api.list_all(namespaced(result.namespace, "services"))
+        per_job: dict[str, int] = {}
+        for pod in pods:
+            for owner in pod["metadata"].get("ownerReferences") or []:
+                if owner.get("kind") == kind.kind:
+                    per_job[owner["name"]] = per_job.get(owner["name"], 0) + 1
+        result.jobs_with_wrong_pod_count = [
+            f"{n}: {per_job.get(n, 0)} pods"
+            for n in names
+            if per_job.get(n, 0) != self.config.pods_per_job
+        ]
+        result.services_created = len(services)
+
+    def scrape(self, operator: Any, name: str) -> dict[str, float]:
+        """The operator's own metrics (saved whole); a few numbers picked out if present."""
+        try:
+            if isinstance(operator, KubeflowProcess):
+                text = operator.metrics()
+            else:
+                port = next(
+                    int(a.split("=", 1)[1])
+                    for a in operator.extra_args
+                    if a.startswith("--metrics-port=")
+                )
+                import urllib.request
+
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    text = r.read().decode()
+        except Exception as error:  # noqa: BLE001 - nice to have, never fatal
+            return {"scrape_error": 1.0} if str(error) else {}
+        (self.out / f"metrics-{name}.txt").write_text(text)
+        picked: dict[str, float] = {}
+        for line in text.splitlines():
+            if line.startswith("#"):
+                continue
+            for prefix in (
+                "tfjob_operator_queue_depth",
+                "tfjob_operator_pods_created_total",
+                "workqueue_depth",
+            ):
+                if line.startswith(prefix):
+                    key, _, value = line.rpartition(" ")
+                    with contextlib.suppress(ValueError):
+                        picked[key] = float(value)
+        return picked
+
+    # --- the whole run ---
+    async def run_contestants(self) -> None:
+        assert self.cluster is not None
+        async with RawApi(self.kubeconfigs[DRIVER], connections=self.config.concurrency) as api:
+            await self.mark(api, "begin")
+            for name in self.config.contestants:
+                result = ContestantResult(
+                    name=name,
+                    identity=IDENTITIES[name],
+                    namespace=f"bench-{name}-{self.run_id}",
+                )
+                self.results[name] = result
+                self.log(f"{name}: start")
+                try:
+                    if name == "limit":
+                        await self.run_limit(api, result)
+                    else:
+                        await self.run_operator(api, result)
+                except Exception as error:  # noqa: BLE001 - a failed contestant is reported
+                    result.error = f"{type(error).__name__}: {error}"
+                    self.log(f"{name}: FAILED: {result.error}")
+                with contextlib.suppress(Exception):
+                    await self.mark(api, f"{name}-end")
+                try:
+                    seconds = await self.delete_namespace(api, result.namespace)
+                    self.log(f"{name}: namespace deleted in {seconds:.1f} s")
+                except Exception as error:  # noqa: BLE001
+                    result.notes.append(f"namespace cleanup: {error}")
+                self.log(f"{name}: done: {summary_line(result)}")
+            await self.mark(api, "finish")
+
+    def attribute_writes(self) -> None:
+        assert self.cluster is not None
+        writes = audit.read(self.cluster.audit_log)
+        for name, result in self.results.items():
+            phase = audit.between(writes, f"{name}-start", f"{name}-end")
+            result.writes = audit.count(phase, result.identity).as_dict()
+            if name != "limit":
+                created = audit.between(writes, f"{name}-start", f"{name}-running")
+                finished = audit.between(writes, f"{name}-finish", f"{name}-end")
+                result.writes_create_phase = audit.count(created, result.identity).as_dict()
+                result.writes_finish_phase = audit.count(finished, result.identity).as_dict()
+            first_user = LIMIT if name == "limit" else DRIVER
+            first_resource = (
+                None
+                if name == "limit"
+                else (workload.OURS.plural if name == "ours" else workload.KUBEFLOW.plural)
+            )
+            window = audit.creation_window(phase, result.namespace, first_user, first_resource)
+            if window is not None:
+                start, end, _pods = window
+                result.p1_audit_seconds = end - start
+            induced = audit.induced(phase, {result.identity, DRIVER, OBSERVER, LIMIT})
+            result.writes["induced"] = dict(induced.most_common(12))
+
+    def run(self) -> dict[str, ContestantResult]:
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "logs").mkdir(exist_ok=True)
+        self.build()
+        cluster = self.start_cluster()
+        try:
+            self.install_crds()
+            self.environment.update(environment(self.config, cluster))
+            asyncio.run(self.run_contestants())
+            self.attribute_writes()
+        finally:
+            cluster.stop()
+        return self.results
+
+
+def _free_port() -> int:
+    from tfjob_localcluster.processes import free_port
+
+    return free_port()
+
+
+async def warm(api: RawApi, path: str, connections: int) -> None:
+    """Open ``connections`` connections (TLS handshakes) before t0, with cheap reads."""
+    await asyncio.gather(*(api.get(path, params={"limit": "1"}) for _ in range(connections)))
+
+
+class _RawCreator:
+    def __init__(self, kubeconfig: Path, connections: int) -> None:
+        self.api = RawApi(kubeconfig, connections=connections)
+
+    async def __aenter__(self) -> _RawCreator:
+        await self.api.__aenter__()
+        return self
+
+    async def create(self, path: str, body: dict[str, Any]) -> Any:
+        return await self.api.create(path, body)
+
+    async def warm(self, path: str, connections: int) -> None:
+        await warm(self.api, path, connections)
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.api.__aexit__(*exc)
+
+
+class _KubernetesAioCreator:
+    """The same creates through `kubernetes.aio`'s ApiClient, raw JSON, no models."""
+
+    def __init__(self, kubeconfig: Path, connections: int) -> None:
+        self.kubeconfig = kubeconfig
+        self.connections = connections
+        self.client: Any = None
+
+    async def __aenter__(self) -> _KubernetesAioCreator:
+        from kubernetes.aio import config as aio_config
+        from kubernetes.aio.client import ApiClient, Configuration
+
+        configuration = Configuration()
+        await aio_config.load_kube_config(
+            config_file=str(self.kubeconfig), client_configuration=configuration
+        )
+        configuration.connection_pool_maxsize = self.connections
+        self.client = ApiClient(configuration)
+        self.host = configuration.host
+        return self
+
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
+        response = await self.client.call_api(
+            method,
+            self.host + path,
+            header_params={"Content-Type": "application/json", "Accept": "application/json"},
+            body=body,
+        )
+        data = await response.read()
+        if response.status >= 400:
+            raise ApiError(response.status, method, path, data.decode(errors="replace"))
+        return json.loads(data)
+
+    async def create(self, path: str, body: dict[str, Any]) -> Any:
+        return await self._call("POST", path, body)
+
+    async def warm(self, path: str, connections: int) -> None:
+        await asyncio.gather(
+            *(self._call("GET", path + "?limit=1", None) for _ in range(connections))
+        )
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.client is not None:
+            await self.client.close()
+
+
+def summary_line(result: ContestantResult) -> str:
+    if result.error:
+        return f"FAILED ({result.error})"
+    parts = [f"P1 {result.p1_seconds:.2f} s" if result.p1_seconds is not None else "P1 -"]
+    if result.p2_succeeded:
+        parts.append(f"P2 p50 {percentile(result.p2_succeeded, 50):.3f} s")
+    if result.rss_peak_mb:
+        parts.append(f"RSS {result.rss_peak_mb:.0f} MB")
+    return ", ".join(parts)
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(p / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def environment(config: BenchConfig, cluster: LocalCluster) -> dict[str, Any]:
+    import platform
+
+    import kopf
+
+    return {
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()}",
+        "python": platform.python_version(),
+        "kopf": kopf.__version__ if hasattr(kopf, "__version__") else "?",
+        "kubernetes": binaries.KUBERNETES_VERSION,
+        "etcd": binaries.ETCD_VERSION,
+        "kwok": binaries.KWOK_VERSION,
+        "training_operator": binaries.TRAINING_OPERATOR_VERSION,
+        "nodes": f"{config.nodes} kwok GPU nodes x {config.max_pods} pods",
+        "jobs": config.jobs,
+        "pods_per_job": config.pods_per_job,
+        "concurrency": config.concurrency,
+        "wave": config.wave or config.jobs,
+        "fail_every": config.fail_every,
+        "limit_client": config.limit_client,
+        "private_tmp_for_kubeflow": private_tmp_supported(),
+        "startup_seconds": round(cluster.startup_seconds.get("total", 0), 1),
+    }

@@ -1,0 +1,114 @@
+"""What every contestant is asked to do: the same jobs, the same pods, the same placement.
+
+A job is `N` Workers (restartPolicy Never) on the simulated GPU pool, placed by nodeSelector and
+a toleration (no GPU request), with no ServiceAccount token, and `cleanPodPolicy: None` so that
+no contestant deletes pods when the job ends. Our kind and Kubeflow's differ only in
+apiVersion/kind: the TensorFlowJob is written in the Kubeflow form.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+RUN_LABEL = "bench.tfjob.dev/run"
+BENCH_POOL = "gpu-bench"
+NODE_POOL_LABEL = "tfjob.dev/node-pool"
+GPU_TAINT_KEY = "nvidia.com/gpu"
+IMAGE = "tensorflow/tensorflow:2.21.0-gpu"  # never pulled: kwok only pretends to run it
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """A job resource as the driver creates it and the observer watches it."""
+
+    group: str
+    version: str
+    kind: str
+    plural: str
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}"
+
+
+OURS = JobKind("tfjob.dev", "v1alpha1", "TensorFlowJob", "tensorflowjobs")
+KUBEFLOW = JobKind("kubeflow.org", "v1", "TFJob", "tfjobs")
+
+
+def job_name(index: int) -> str:
+    return f"job-{index:05d}"
+
+
+def fails(index: int, every: int) -> bool:
+    """Whether job ``index`` is the one in ``every`` whose worker 0 exits with code 1."""
+    return every > 0 and index % every == every - 1
+
+
+def pod_template(run: str) -> dict[str, Any]:
+    return {
+        "metadata": {"labels": {RUN_LABEL: run}},
+        "spec": {
+            "automountServiceAccountToken": False,
+            "nodeSelector": {NODE_POOL_LABEL: BENCH_POOL},
+            "tolerations": [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}],
+            "containers": [
+                {
+                    "name": "tensorflow",
+                    "image": IMAGE,
+                    "command": ["python", "/opt/train.py"],
+                }
+            ],
+        },
+    }
+
+
+def job_spec(pods_per_job: int, run: str) -> dict[str, Any]:
+    return {
+        "tfReplicaSpecs": {
+            "Worker": {
+                "replicas": pods_per_job,
+                "restartPolicy": "Never",
+                "template": pod_template(run),
+            }
+        },
+        "runPolicy": {"cleanPodPolicy": "None"},
+    }
+
+
+def job(kind: JobKind, name: str, namespace: str, pods_per_job: int, run: str) -> dict[str, Any]:
+    return {
+        "apiVersion": kind.api_version,
+        "kind": kind.kind,
+        "metadata": {"name": name, "namespace": namespace, "labels": {RUN_LABEL: run}},
+        "spec": job_spec(pods_per_job, run),
+    }
+
+
+def worker_pod_name(job: str, index: int) -> str:
+    """Both operators name pods `<job>-worker-<index>`."""
+    return f"{job}-worker-{index}"
+
+
+def render_children(job_body: dict[str, Any], uid: str) -> list[tuple[str, dict[str, Any]]]:
+    """The Service and pods our operator would create for ``job_body``, by its own pure code.
+
+    Returns (plural, body) pairs, the Service first. The operator's builder is imported when
+    called, so that the limit always renders what the operator renders at that moment.
+    """
+    from tfjob_operator.api.v1alpha1 import TensorFlowJobSpec
+    from tfjob_operator.builders import JobRef, desired_children
+    from tfjob_operator.estimator import compile_replica_specs
+    from tfjob_operator.settings import OperatorSettings
+
+    settings = OperatorSettings.from_environment()
+    spec = TensorFlowJobSpec.model_validate(job_body["spec"])
+    metadata = job_body["metadata"]
+    reference = JobRef(name=metadata["name"], namespace=metadata["namespace"], uid=uid)
+    children = desired_children(
+        reference,
+        compile_replica_specs(spec, settings),
+        node_pool=spec.node_pool,
+        settings=settings,
+    )
+    return [("services", children.service), *(("pods", pod) for pod in children.pods.values())]
