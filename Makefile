@@ -39,11 +39,11 @@ unit: $(VENV)/.installed
 
 ## bench: the benchmark (issue 9) on a fresh local cluster: 200 jobs x 4 pods through a bare
 ## client (the limit), our operator, Kubeflow's shipped and tuned; table and plot in bench-results/
-bench: binaries
+bench: $(VENV)/.installed
 	$(BIN)/tfjob-local bench --out bench-results
 
 ## bench-scale: P3, 1,000 jobs x 5 pods over 500 simulated GPU nodes (the limit and ours)
-bench-scale: binaries
+bench-scale: $(VENV)/.installed
 	$(BIN)/tfjob-local bench --scale --out bench-results/scale
 
 ## test: lint, then every test layer against a real control plane started by the tests
