@@ -269,7 +269,8 @@ class Bench:
     def __init__(self, config: BenchConfig) -> None:
         self.config = config
         self.run_id = time.strftime("%H%M%S")
-        self.out = config.out
+        # Absolute: the kubeconfigs written under it name their certificate files by path.
+        self.out = config.out.resolve()
         self.results: dict[str, ContestantResult] = {}
         self.environment: dict[str, Any] = {}
         self.marker_seq = 0
@@ -296,7 +297,7 @@ class Bench:
         self.environment["build_seconds"] = spent
 
     def start_cluster(self) -> LocalCluster:
-        state_dir = self.config.state_dir or (self.out / "cluster")
+        state_dir = (self.config.state_dir or (self.out / "cluster")).resolve()
         cluster = LocalCluster(
             state_dir=state_dir,
             node_pools=self.node_pools(),
