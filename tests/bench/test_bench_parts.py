@@ -1,0 +1,98 @@
+"""The benchmark's pure parts: audit attribution, percentiles, the workload, Kubeflow's certs."""
+
+from __future__ import annotations
+
+import json
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from tfjob_localcluster.bench import audit, kubeflow, workload
+from tfjob_localcluster.bench.runner import log_errors, percentile
+
+
+def _line(user: str, verb: str, resource: str, name: str, code: int = 201, **ref: str) -> str:
+    return json.dumps(
+        {
+            "verb": verb,
+            "user": {"username": user},
+            "objectRef": {"resource": resource, "name": name, **ref},
+            "responseStatus": {"code": code},
+            "requestReceivedTimestamp": "2026-11-30T10:00:00.000100Z",
+            "stageTimestamp": "2026-11-30T10:00:00.002100Z",
+        }
+    )
+
+
+def test_writes_are_counted_per_identity_between_markers() -> None:
+    marker = {"namespace": audit.MARKER_NAMESPACE}
+    lines = [
+        _line("op", "create", "pods", "before"),
+        _line("driver", "create", "configmaps", "bench-mark-001-ours-start", **marker),
+        _line("op", "create", "pods", "a", namespace="ns"),
+        _line("op", "create", "pods", "a", code=409, namespace="ns"),
+        _line("op", "update", "tensorflowjobs", "j", subresource="status"),
+        _line("kwok", "patch", "pods", "a", subresource="status"),
+        _line("driver", "create", "configmaps", "bench-mark-002-ours-end", **marker),
+        _line("op", "create", "pods", "after"),
+        "not json",
+    ]
+    writes = [w for w in map(audit.parse_line, lines) if w is not None]
+    counts = audit.count(audit.between(writes, "ours-start", "ours-end"), "op")
+    assert counts.by_verb_resource == {"create pods": 2, "update tensorflowjobs/status": 1}
+    assert counts.errors == {"409 create pods": 1}
+    assert counts.total == 3
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert (percentile(values, 50), percentile(values, 99), percentile(values, 100)) == (
+        50.0,
+        99.0,
+        100.0,
+    )
+    assert percentile([3.0], 99) == 3.0
+
+
+def test_every_tenth_job_fails_and_jobs_differ_only_in_kind() -> None:
+    assert [i for i in range(30) if workload.fails(i, 10)] == [9, 19, 29]
+    ours = workload.job(workload.OURS, "job-00001", "ns", 4, "run")
+    theirs = workload.job(workload.KUBEFLOW, "job-00001", "ns", 4, "run")
+    assert ours["spec"] == theirs["spec"]
+    assert ours["spec"]["runPolicy"] == {"cleanPodPolicy": "None"}
+    pod_spec = ours["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]
+    assert pod_spec["automountServiceAccountToken"] is False
+    assert "resources" not in pod_spec["containers"][0]  # placed, not requesting GPUs
+
+
+def test_the_limit_renders_the_operators_own_children() -> None:
+    body = workload.job(workload.OURS, "job-00000", "ns", 3, "run")
+    children = workload.render_children(body, "uid-1")
+    assert [plural for plural, _ in children] == ["services", "pods", "pods", "pods"]
+    for _, child in children:
+        assert child["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    names = [c["metadata"]["name"] for p, c in children if p == "pods"]
+    assert names == [workload.worker_pod_name("job-00000", i) for i in range(3)]
+
+
+def test_kubeflow_certificates_have_pkcs1_keys_and_its_service_name() -> None:
+    files = kubeflow.webhook_certificates()
+    for key in ("ca.key", "tls.key"):
+        assert files[key].startswith(b"-----BEGIN RSA PRIVATE KEY-----")
+    cert = x509.load_pem_x509_certificate(files["tls.crt"])
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == [kubeflow.SERVICE_DNS]
+    serialization.load_pem_private_key(files["tls.key"], password=None)
+
+
+def test_error_lines_of_both_logs_are_found() -> None:
+    text = "\n".join(
+        [
+            "[2026-11-30 10:00:00,000] kopf.objects [ERROR   ] Handler failed",
+            "2026-11-30T10:00:00Z\tERROR\tReconciler error\t{}",
+            '2026-11-30T10:00:00Z\tDEBUG\thealthz\t{"error": "not ready"}',
+            "Traceback (most recent call last):",
+            "[2026-11-30 10:00:00,000] kopf.objects [INFO    ] fine",
+        ]
+    )
+    assert len(log_errors(text)) == 3
