@@ -33,21 +33,33 @@ def main_table(config: BenchConfig, results: dict[str, ContestantResult]) -> lis
     limit = results.get("limit")
     limit_p1 = limit.p1_seconds if limit and limit.ok else None
     rows = [
-        "| contestant | P1: all pods seen (s) | ratio to limit | P1 from audit log (s) "
+        "| contestant | P1: all pods seen (s) | ratio to limit | P1 on the server's clock (s) "
+        "| ratio to limit (server's clock) "
         "| pods / Services | P2 Succeeded p50 / p99 / max (s) | P2 Failed p50 / p99 / max (s) "
         "| right terminal condition (S + F) | writes per job (all / without Events) "
         "| minimum per job | writes / minimum | peak RSS (MB) | CPU s (t0→end / whole process) "
-        "| ERROR lines in its log |",
-        "|" + "---|" * 14,
+        "| ERROR lines in its log, t0→end (whole run) |",
+        "|" + "---|" * 15,
     ]
     for name, r in results.items():
         if r.error and r.p1_seconds is None:
-            rows.append(f"| {name} | FAILED: {r.error} |" + " |" * 12)
+            rows.append(f"| {name} | FAILED: {r.error} |" + " |" * 13)
             continue
         ratio = (
             f"{r.p1_seconds / limit_p1:.2f}"
             if r.p1_seconds is not None and limit_p1
             else ("1.00" if name == "limit" and r.p1_seconds else "—")
+        )
+        limit_audit = limit.p1_audit_seconds if limit and limit.ok else None
+        audit_ratio = (
+            f"{r.p1_audit_seconds / limit_audit:.2f}"
+            if r.p1_audit_seconds is not None and limit_audit
+            else "—"
+        )
+        errors = (
+            "—"
+            if r.log_errors_whole_run is None
+            else f"{'?' if r.log_errors is None else r.log_errors} ({r.log_errors_whole_run})"
         )
         total = r.writes.get("total")
         plain = r.writes.get("without_events")
@@ -71,11 +83,12 @@ def main_table(config: BenchConfig, results: dict[str, ContestantResult]) -> lis
         )
         rows.append(
             f"| {name}{' (FAILED)' if r.error else ''} | {_seconds(r.p1_seconds)} | {ratio} "
-            f"| {_seconds(r.p1_audit_seconds)} | {r.pods_created} / {r.services_created} "
+            f"| {_seconds(r.p1_audit_seconds)} | {audit_ratio} "
+            f"| {r.pods_created} / {r.services_created} "
             f"| {_spread(r.p2_succeeded) if name != 'limit' else '—'} "
             f"| {_spread(r.p2_failed) if name != 'limit' else '—'} | {right} | {per_job} "
             f"| {minimum} | {over} | {_seconds(r.rss_peak_mb, 0)} | {cpu} "
-            f"| {'—' if r.log_errors is None else r.log_errors} |"
+            f"| {errors} |"
         )
     return rows
 
@@ -160,8 +173,9 @@ def render(
             lines.append(f"- no terminal condition: {len(r.missing_terminal)} jobs")
         if r.jobs_with_wrong_pod_count:
             lines.append(f"- jobs without exactly their pods: {r.jobs_with_wrong_pod_count[:10]}")
-        if r.log_error_samples:
-            lines.append("- first ERROR lines: " + "; ".join(f"`{s}`" for s in r.log_error_samples))
+        if r.log_error_kinds:
+            lines.append("- ERROR lines from t0 to the end, by kind:")
+            lines.extend(f"  - {n} x `{kind}`" for kind, n in r.log_error_kinds.items())
         if r.metrics:
             lines.append(f"- its metrics: {r.metrics}")
         lines.extend(f"- note: {n}" for n in r.notes)
@@ -183,7 +197,7 @@ def plot(results: dict[str, ContestantResult], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(9, 5.5), dpi=110)
+    figure, axis = plt.subplots(figsize=(9, 6.5), dpi=110)
     colours = {"ours": "#1f77b4", "kubeflow-shipped": "#d62728", "kubeflow-tuned": "#2ca02c"}
     drawn = False
     for name, r in results.items():
@@ -215,7 +229,7 @@ def plot(results: dict[str, ContestantResult], path: Path) -> None:
     axis.grid(True, which="both", alpha=0.3)
     axis.set_title("P2: pod that decides → job condition (CDF)")
     if drawn:
-        axis.legend(loc="lower right", fontsize=8)
+        axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=8)
     else:
         axis.text(0.5, 0.5, "no P2 samples", transform=axis.transAxes, ha="center")
     figure.tight_layout()

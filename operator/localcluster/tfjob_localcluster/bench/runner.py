@@ -101,7 +101,9 @@ class ContestantResult:
     cpu_seconds_total: float | None = None
     cpu_seconds_measured: float | None = None
     client_cpu_seconds: float | None = None  # the limit's own client, while it creates
-    log_errors: int | None = None
+    log_errors: int | None = None  # ERROR lines and tracebacks from t0 to the end
+    log_errors_whole_run: int | None = None  # with startup, warm-up and cleanup
+    log_error_kinds: dict[str, int] = field(default_factory=dict)  # t0 to the end, by kind
     log_error_samples: list[str] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -126,6 +128,17 @@ def peak_rss_mb(pid: int) -> float:
 
 
 _ERROR_LINE = re.compile(r"(\bERROR\b|\berror\b\s|\"level\":\"error\"|^Traceback)", re.MULTILINE)
+
+
+_VARYING = re.compile(
+    r"job-\d+|warm-up|bench-[\w-]+|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+    r"|\d{4}-\d\d-\d\d[T ][\d:.,]+Z?|\b\d+\b"
+)
+
+
+def error_kind(line: str) -> str:
+    """An error line with names, ids, times and numbers blanked, to count alike ones."""
+    return _VARYING.sub("*", line)[:160]
 
 
 def log_errors(text: str) -> list[str]:
@@ -486,6 +499,9 @@ class Bench:
         namespace = result.namespace
         label = f"{name}-{self.run_id}"
         operator, pid = self.start_operator(name)
+        log_path = operator.process.log_path
+        log_window: tuple[int, int] | None = None
+        log_offset: int | None = None
         try:
             await self.warm_up(driver, name, kind)
             await self.fresh_namespace(driver, namespace)
@@ -498,6 +514,7 @@ class Bench:
             async with self.observer(namespace, kind, label) as observer:
                 await warm(driver, jobs_path, config.concurrency)
                 cpu_at_t0 = cpu_seconds(pid)
+                log_offset = operator.process.log_path.stat().st_size
                 await self.mark(driver, f"{name}-start")
                 t0 = time.monotonic()
                 wave = config.wave or config.jobs
@@ -532,15 +549,22 @@ class Bench:
                 await asyncio.sleep(config.settle_seconds)  # trailing writes of the last pass
                 await self.mark(driver, f"{name}-end")
                 result.cpu_seconds_measured = cpu_seconds(pid) - cpu_at_t0
+                log_window = (log_offset, operator.process.log_path.stat().st_size)
             result.cpu_seconds_total = cpu_seconds(pid)
             result.rss_peak_mb = peak_rss_mb(pid)
             await self.check_children(driver, result, names, kind)
             result.metrics = self.scrape(operator, name)
         finally:
             operator.stop()
-            errors = log_errors(operator.log())
-            result.log_errors = len(errors)
-            result.log_error_samples = errors[:5]
+            text = log_path.read_bytes()
+            result.log_errors_whole_run = len(log_errors(text.decode(errors="replace")))
+            if log_window is None and log_offset is not None:  # it failed after t0
+                log_window = (log_offset, len(text))
+            if log_window is not None:
+                measured = log_errors(text[log_window[0] : log_window[1]].decode(errors="replace"))
+                result.log_errors = len(measured)
+                result.log_error_kinds = dict(Counter(map(error_kind, measured)).most_common(8))
+                result.log_error_samples = measured[:3]
             result.notes.extend(getattr(operator, "notes", []))
         result.ok = True
 
