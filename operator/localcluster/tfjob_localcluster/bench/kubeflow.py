@@ -191,7 +191,11 @@ class KubeflowProcess:
         ]
         if self.tuned:
             flags += TUNED_FLAGS
-        return [str(binaries.binary("training-operator.v1")), *flags]
+        return [self.binary, *flags]
+
+    @property
+    def binary(self) -> str:
+        return str(binaries.binary("training-operator.v1"))
 
     def start(self, timeout: float = 120) -> processes.RunningProcess:
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -227,6 +231,19 @@ class KubeflowProcess:
             )
             argv = self.argv(str(self.private_tmp / "kubeconfig"))
             env["TMPDIR"] = str(self.private_tmp)
+        self.notes.append(
+            "flags: " + " ".join(a for a in argv[argv.index(self.binary) + 1 :] if "=" in a)
+        )
+        self.notes.append(
+            "ran without its admission webhook: no ValidatingWebhookConfiguration is installed "
+            "out of cluster, so the API server never calls it (it logs 'Webhook not found' once)"
+        )
+        if private_tmp_supported():
+            self.notes.append(
+                "its webhook certificates sat in a private /tmp (a mount namespace of its own): "
+                "v1.9.4 compiles /tmp/k8s-webhook-server/serving-certs into its cert rotator, so "
+                "TMPDIR alone would not keep them out of the shared /tmp"
+            )
         self.process = processes.start(self.name, argv, self.log_dir, detach=False, env=env)
         processes.wait_until(
             self._ready, timeout=timeout, what=f"{self.name} /readyz", process=self.process

@@ -181,6 +181,18 @@ def render(
         lines.extend(f"- note: {n}" for n in r.notes)
         lines.append("")
     lines += [
+        "## Caveats",
+        "",
+        "- One round per contestant, in the order shown, on a machine whose every core is shared "
+        "by the control plane, kwok, the observer and the contestant: expect run-to-run noise of "
+        "tens of percent; compare contestants within a run, and rerun before trusting a small gap.",
+        "- P1 ends when the observer has seen the last pod; under a burst its watch can trail the "
+        "server (the server's-clock column, from the audit log, does not).",
+        "- Kubeflow makes one Service per pod and has a 611 kB CRD schema; neither is corrected "
+        "for. Its log level is debug as shipped and info when tuned.",
+        "- Writes are counted at the audit log's Metadata level (reads and Leases not logged), the "
+        "same audit cost for every contestant.",
+        "",
         "## Environment",
         "",
         *(f"- {k}: {v}" for k, v in environment.items()),
