@@ -165,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("status", help="show its processes").set_defaults(run=_status)
     build = commands.add_parser(
         "build",
-        help="only build what is missing: binaries (etcd, kubernetes, kwok, helm), trainer-env",
+        help="only build what is missing: binaries (etcd, kubernetes, kwok, helm; "
+        "training-operator when named), trainer-env, horovod-env",
     )
     build.add_argument("components", nargs="*")
     build.set_defaults(run=_build)
