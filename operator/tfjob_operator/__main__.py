@@ -51,7 +51,9 @@ def _run(args: argparse.Namespace) -> int:
             )
             return 2
     kopf.run(
-        memo=kopf.Memo(settings=operator_settings, kubeconfig=args.kubeconfig),
+        memo=kopf.Memo(
+            settings=operator_settings, kubeconfig=args.kubeconfig, namespaces=args.namespace
+        ),
         clusterwide=not args.namespace,
         namespaces=args.namespace,
         standalone=not args.peering,

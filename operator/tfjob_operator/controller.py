@@ -17,13 +17,14 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from . import metrics
 from .api.v1alpha1 import PLURAL, RECONCILE_FAILURES_REPORTED, ReconcileFailure
 from .builders import JobRef, mpi_ssh_secret
 from .decide import CompiledJob, Decision, Observed, compile_job, decide
 from .events import JobEvent
+from .informer import Informer
 from .kube import Conflict, Forbidden, Kube, Rejected
 from .mpi import generate_ssh_keypair
 from .settings import REPLICA_TYPE_LABEL, OperatorSettings
@@ -32,12 +33,22 @@ from .workqueue import RetryLater, WorkQueue
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T", covariant=True)
+
 JobKey = tuple[str, str]  # (namespace, name)
+
+
+class ChildCache(Protocol[T]):
+    """Observations of a job's children (an ``Informer``; a dict in unit tests)."""
+
+    def get(self, key: JobKey, default: Iterable[T] = ..., /) -> Iterable[T]: ...
+
+
 # How long an object the operator created (or deleted) counts as such without the watch showing
 # it; far longer than a watch takes, short enough that a lost event heals itself.
 EXPECTATION_SECONDS = 30.0
 # How long a status write that only changes pod counts (ready, replicaStatuses) may wait.
-COUNTS_DELAY = 1.0
+COUNTS_DELAY = 5.0
 
 
 def _resource_version(body: Mapping[str, Any]) -> int | None:
@@ -74,16 +85,15 @@ class Controller:
         self,
         kube: Kube,
         settings: OperatorSettings,
-        pods: Mapping[JobKey, Iterable[PodObservation]],
-        services: Mapping[JobKey, Iterable[str | None]],
         *,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.kube = kube
         self.settings = settings
-        self.pods = pods
-        self.services = services
         self.clock = clock
+        self.pods: ChildCache[PodObservation] = {}
+        self.services: ChildCache[str | None] = {}
+        self._synced: list[asyncio.Event] = []
         self.jobs: dict[JobKey, dict[str, Any]] = {}
         self.queue = WorkQueue(self._work, max_concurrent=settings.max_concurrent_passes)
         self.job_states = metrics.JobStates()
@@ -93,6 +103,13 @@ class Controller:
         self._failing: dict[JobKey, dt.datetime] = {}  # when its passes began to fail
         self._counts_since: dict[JobKey, float] = {}  # when unwritten count changes began
         self._denied: dict[JobKey, str] = {}  # the refusal already reported on a job
+
+    def watch_children(
+        self, pods: ChildCache[PodObservation], services: ChildCache[str | None]
+    ) -> None:
+        """Read children from these caches; passes wait until each has listed once."""
+        self.pods, self.services = pods, services
+        self._synced = [c.synced for c in (pods, services) if isinstance(c, Informer)]
 
     # ----- what the watches tell -------------------------------------------------------------
     def job_seen(self, body: dict[str, Any]) -> None:
@@ -117,9 +134,9 @@ class Controller:
         self.queue.forget(key)
         self.job_states.forget(key)
 
-    def children_changed(self, namespace: str, job_name: str) -> None:
-        if (namespace, job_name) in self.jobs:
-            self.queue.trigger((namespace, job_name))
+    def children_changed(self, key: JobKey) -> None:
+        if key in self.jobs:
+            self.queue.trigger(key)
 
     def _forget_state(self, key: JobKey) -> None:
         self._settled.pop(key, None)
@@ -189,7 +206,7 @@ class Controller:
         if decision.status is not None:
             self._counts_since.pop(key, None)
             try:
-                stored = await self.kube.replace_status(job, decision.status)
+                stored = await self.kube.write_status(job, decision.status)
             except Conflict:
                 # The job changed since the watch showed it: its newer version's event (come
                 # or coming) runs the next pass.
@@ -282,6 +299,8 @@ class Controller:
     # ----- the queue's work: one pass, measured, its failures reported -------------------------
     async def _work(self, key: Hashable) -> None:
         assert isinstance(key, tuple)
+        for synced in self._synced:
+            await synced.wait()
         started = time.monotonic()
         try:
             state = await self.reconcile(key)
@@ -319,7 +338,7 @@ class Controller:
             "reconcileFailure": failure.model_dump(by_alias=True, mode="json"),
         }
         try:
-            self.jobs[key] = await self.kube.replace_status(job, status)
+            self.jobs[key] = await self.kube.write_status(job, status)
             if attempts == RECONCILE_FAILURES_REPORTED:
                 await self.kube.post_event(
                     job,

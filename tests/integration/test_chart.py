@@ -101,10 +101,9 @@ def rules(document: dict[str, Any]) -> set[tuple[str, str, str, str]]:
 
 
 JOB_RULES = {
-    ("tfjob.dev", "tensorflowjobs", "get", ""),
     ("tfjob.dev", "tensorflowjobs", "list", ""),
     ("tfjob.dev", "tensorflowjobs", "watch", ""),
-    ("tfjob.dev", "tensorflowjobs/status", "update", ""),
+    ("tfjob.dev", "tensorflowjobs/status", "patch", ""),
     ("", "pods", "list", ""),
     ("", "pods", "watch", ""),
     ("", "pods", "create", ""),

@@ -172,7 +172,7 @@ ATTEMPT = re.compile(
 
 @pytest.mark.parametrize(
     ("resource", "verb"),
-    [("pods", "create"), ("tensorflowjobs/status", "update")],
+    [("pods", "create"), ("tensorflowjobs/status", "patch")],
     ids=["create-pods", "update-status"],
 )
 def test_a_missing_verb_is_reported_on_the_job_and_retried_with_backoff(

@@ -42,7 +42,7 @@ class RecordingKube:
     async def delete_pod(self, namespace: str, name: str, uid: str) -> None:
         self.writes.append(("delete", name))
 
-    async def replace_status(self, job: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+    async def write_status(self, job: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
         self.writes.append(("status", status.get("state") or ""))
         if self.fail_status_with is not None and "reconcileFailure" not in status:
             raise self.fail_status_with
@@ -73,7 +73,9 @@ def controller() -> tuple[Controller, RecordingKube, dict, dict]:
     recorder = RecordingKube()
     pods: dict[tuple[str, str], list[PodObservation]] = defaultdict(list)
     services: dict[tuple[str, str], list[str | None]] = defaultdict(list)
-    return Controller(recorder, OperatorSettings(), pods, services), recorder, pods, services  # type: ignore[arg-type]
+    ctl = Controller(recorder, OperatorSettings())  # type: ignore[arg-type]
+    ctl.watch_children(pods, services)
+    return ctl, recorder, pods, services
 
 
 async def test_a_jobs_own_status_write_coming_back_causes_no_pass() -> None:
@@ -113,7 +115,7 @@ async def test_pods_just_created_are_not_created_again_before_the_watch_shows_th
     ctl.job_seen(job_body())
     await ctl.queue.drain()
     recorder.writes.clear()
-    ctl.children_changed(*KEY)  # e.g. the Service's event: the pods' are not in the cache yet
+    ctl.children_changed(KEY)  # e.g. the Service's event: the pods' are not in the cache yet
     await ctl.queue.drain()
     assert [w for w in recorder.writes if w[0] == "create"] == []
     # Once the watch shows them, the cache speaks for itself.

@@ -37,6 +37,7 @@ SHELL = {
     "tfjob_operator.kube",
     "tfjob_operator.controller",
     "tfjob_operator.handlers",
+    "tfjob_operator.informer",
     "tfjob_operator.workqueue",
 }
 

@@ -61,18 +61,20 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/*
 The namespaced rules, the same in the ClusterRole and in each Role: exactly the calls the
-operator makes (kopf's watches; the reconcile's reads, creates, deletes and status writes; Events).
+operator makes (kopf's watch of jobs; the informers' lists and watches of pods and Services;
+the passes' creates, deletes and status writes; Events).
 */}}
 {{- define "tfjob-operator.jobRules" -}}
-# kopf lists and watches jobs; every reconcile pass reads its job first.
+# kopf lists and watches jobs; a pass reads its job from that watch, never by GET.
 - apiGroups: [tfjob.dev]
   resources: [tensorflowjobs]
-  verbs: [get, list, watch]
-# The status is written whole, once per pass, only when it changed.
+  verbs: [list, watch]
+# The status is written once per pass, only when it changed, as a merge patch.
 - apiGroups: [tfjob.dev]
   resources: [tensorflowjobs/status]
-  verbs: [update]
-# kopf watches the jobs' pods (by label); the reconcile lists, creates and deletes them.
+  verbs: [patch]
+# The operator's informer lists and watches the jobs' pods (by label); passes create and
+# delete them.
 - apiGroups: [""]
   resources: [pods]
   verbs: [list, watch, create, delete]

@@ -1,0 +1,104 @@
+"""The informer's cache: watch events in, observations by job out, a callback only on change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tfjob_operator.informer import Informer, watch_scopes
+from tfjob_operator.status import PodObservation
+
+pytestmark = pytest.mark.timeout(10)
+
+LABEL = "tfjob.dev/job-name"
+
+
+def pod(name: str, job: str | None, phase: str = "Pending", **metadata: Any) -> dict[str, Any]:
+    labels = {LABEL: job} if job else {}
+    return {
+        "metadata": {"name": name, "namespace": "ml", "uid": f"uid-{name}", "labels": labels}
+        | metadata,
+        "spec": {"nodeName": metadata.pop("node", None)},
+        "status": {"phase": phase},
+    }
+
+
+def informer(namespaces: list[str] | None = None) -> tuple[Informer, list[tuple[str, str]]]:
+    changed: list[tuple[str, str]] = []
+    cache = Informer(None, "pods", LABEL, PodObservation.from_pod, changed.append, namespaces)  # type: ignore[arg-type]
+    return cache, changed
+
+
+def names(cache: Informer, job: str) -> list[str]:
+    return sorted(p.name for p in cache.get(("ml", job)))
+
+
+def test_events_keep_observations_by_job_and_call_back_only_on_change() -> None:
+    cache, changed = informer()
+    cache.apply("ADDED", pod("a-0", "a"))
+    cache.apply("ADDED", pod("a-1", "a"))
+    assert names(cache, "a") == ["a-0", "a-1"]
+    assert changed == [("ml", "a"), ("ml", "a")]
+    changed.clear()
+    bound = pod("a-0", "a")
+    bound["spec"]["nodeName"] = "gpu-a100-0"  # the scheduler's binding changes nothing we read
+    cache.apply("MODIFIED", bound)
+    assert changed == []
+    cache.apply("MODIFIED", pod("a-0", "a", "Running"))
+    assert changed == [("ml", "a")]
+    assert {p.phase for p in cache.get(("ml", "a"))} == {"Running", "Pending"}
+    cache.apply("DELETED", pod("a-0", "a", "Running"))
+    assert names(cache, "a") == ["a-1"]
+    assert len(cache) == 1
+
+
+def test_a_pod_relabelled_to_another_job_moves_and_both_jobs_hear_of_it() -> None:
+    cache, changed = informer()
+    cache.apply("ADDED", pod("x", "a"))
+    changed.clear()
+    cache.apply("MODIFIED", pod("x", "b"))
+    assert names(cache, "a") == []
+    assert names(cache, "b") == ["x"]
+    assert changed == [("ml", "a"), ("ml", "b")]
+    cache.apply("MODIFIED", pod("x", None))
+    assert names(cache, "b") == []
+    assert len(cache) == 0
+
+
+def test_a_fresh_list_forgets_what_it_lacks_in_its_scope_only() -> None:
+    cache, changed = informer(["ml", "other"])
+    cache.apply("ADDED", pod("a-0", "a"))
+    cache.apply("ADDED", pod("a-1", "a"))
+    elsewhere = pod("c-0", "c")
+    elsewhere["metadata"]["namespace"] = "other"
+    cache.apply("ADDED", elsewhere)
+    changed.clear()
+    cache._replace("ml", [pod("a-1", "a")])  # a-0 went while the watch was down
+    assert names(cache, "a") == ["a-1"]
+    assert [p.name for p in cache.get(("other", "c"))] == ["c-0"]
+    assert changed == [("ml", "a")]
+
+
+@pytest.mark.parametrize(
+    ("namespaces", "scopes", "counted", "ignored"),
+    [
+        ([], [None], ["any"], []),
+        (["team-a", "team-b", "team-a"], ["team-a", "team-b"], ["team-a"], []),
+        (["team-*", "!team-x"], [None], ["team-a"], ["team-x", "ml"]),
+    ],
+)
+def test_watch_scopes_follow_kopfs_namespace_options(
+    namespaces: list[str], scopes: list[str | None], counted: list[str], ignored: list[str]
+) -> None:
+    where, counts = watch_scopes(namespaces)
+    assert where == scopes
+    assert all(counts(n) for n in counted)
+    assert not any(counts(n) for n in ignored)
+
+
+def test_pods_outside_the_watched_namespaces_are_not_kept() -> None:
+    cache, changed = informer(["team-*"])
+    cache.apply("ADDED", pod("a-0", "a"))  # namespace ml
+    assert len(cache) == 0
+    assert changed == []
