@@ -176,6 +176,10 @@ def render(
         if r.log_error_kinds:
             lines.append("- ERROR lines from t0 to the end, by kind:")
             lines.extend(f"  - {n} x `{kind}`" for kind, n in r.log_error_kinds.items())
+        warnings = getattr(r, "log_warning_kinds", None)
+        if warnings:
+            lines.append("- WARNING lines from t0 to the end, by kind (top 5):")
+            lines.extend(f"  - {n} x `{kind}`" for kind, n in warnings.items())
         if r.metrics:
             lines.append(f"- its metrics: {r.metrics}")
         lines.extend(f"- note: {n}" for n in r.notes)

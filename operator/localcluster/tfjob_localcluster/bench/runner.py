@@ -105,6 +105,7 @@ class ContestantResult:
     log_errors_whole_run: int | None = None  # with startup, warm-up and cleanup
     log_error_kinds: dict[str, int] = field(default_factory=dict)  # t0 to the end, by kind
     log_error_samples: list[str] = field(default_factory=list)
+    log_warning_kinds: dict[str, int] = field(default_factory=dict)  # t0 to the end, by kind
     metrics: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -154,6 +155,15 @@ def log_errors(text: str) -> list[str]:
         ):
             found.append(line[:300])
     return found
+
+
+def log_warnings(text: str) -> list[str]:
+    """WARNING lines (kopf's `[WARNING ]`, zap's `WARN`): not errors, but worth a look."""
+    return [
+        line[:300]
+        for line in text.splitlines()
+        if "[WARNING" in line or "\tWARN\t" in line or '"level":"warn' in line
+    ]
 
 
 # ----- the observer -----------------------------------------------------------------------
@@ -565,6 +575,10 @@ class Bench:
                 result.log_errors = len(measured)
                 result.log_error_kinds = dict(Counter(map(error_kind, measured)).most_common(8))
                 result.log_error_samples = measured[:3]
+                warnings = log_warnings(
+                    text[log_window[0] : log_window[1]].decode(errors="replace")
+                )
+                result.log_warning_kinds = dict(Counter(map(error_kind, warnings)).most_common(5))
             result.notes.extend(getattr(operator, "notes", []))
         result.ok = True
 
@@ -834,6 +848,13 @@ def summary_line(result: ContestantResult) -> str:
         parts.append(f"P2 p50 {percentile(result.p2_succeeded, 50):.3f} s")
     if result.rss_peak_mb:
         parts.append(f"RSS {result.rss_peak_mb:.0f} MB")
+    if result.missing_terminal or result.wrong_terminal:
+        parts.append(
+            f"JOBS NOT ENDED RIGHT: {len(result.missing_terminal)} without a terminal "
+            f"condition, {len(result.wrong_terminal)} with the wrong one"
+        )
+    if result.jobs_with_wrong_pod_count:
+        parts.append(f"{len(result.jobs_with_wrong_pod_count)} jobs without exactly their pods")
     return ", ".join(parts)
 
 
