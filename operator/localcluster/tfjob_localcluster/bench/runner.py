@@ -138,8 +138,15 @@ _VARYING = re.compile(
 
 
 def error_kind(line: str) -> str:
-    """An error line with names, ids, times and numbers blanked, to count alike ones."""
-    return _VARYING.sub("*", line)[:160]
+    """An error line with names, ids, times and numbers blanked, to count alike ones.
+
+    For a structured (zap) line, its message and its `error` field, which tells them apart.
+    """
+    text = _VARYING.sub("*", line)
+    if '"error": ' in text:
+        head = text.split("{", 1)[0].strip()
+        text = f"{head} error: {text.split(chr(34) + 'error' + chr(34) + ': ', 1)[1]}"
+    return text[:200]
 
 
 def log_errors(text: str) -> list[str]:
@@ -153,7 +160,7 @@ def log_errors(text: str) -> list[str]:
             or line.startswith("Traceback")
             or re.search(r"\[[^\]]*ERROR\s*\]", line)
         ):
-            found.append(line[:300])
+            found.append(line[:1000])
     return found
 
 
