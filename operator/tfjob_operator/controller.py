@@ -47,6 +47,7 @@ class ChildCache(Protocol[T]):
 # How long an object the operator created (or deleted) counts as such without the watch showing
 # it; far longer than a watch takes, short enough that a lost event heals itself.
 EXPECTATION_SECONDS = 30.0
+EVENT_CONCURRENCY = 4
 # How long a status write that only changes pod counts (ready, replicaStatuses) may wait.
 COUNTS_DELAY = 5.0
 
@@ -94,6 +95,10 @@ class Controller:
         self.pods: ChildCache[PodObservation] = {}
         self.services: ChildCache[str | None] = {}
         self._synced: list[asyncio.Event] = []
+        self._posting: set[asyncio.Task[None]] = set()  # events on their way
+        # Events trickle out a few at a time: when a thousand jobs start, the pods' creates and
+        # the status writes go first, and the Events that tell of them follow a moment later.
+        self._event_slots = asyncio.Semaphore(EVENT_CONCURRENCY)
         self.jobs: dict[JobKey, dict[str, Any]] = {}
         self.queue = WorkQueue(self._work, max_concurrent=settings.max_concurrent_passes)
         self.job_states = metrics.JobStates()
@@ -103,6 +108,12 @@ class Controller:
         self._failing: dict[JobKey, dt.datetime] = {}  # when its passes began to fail
         self._counts_since: dict[JobKey, float] = {}  # when unwritten count changes began
         self._denied: dict[JobKey, str] = {}  # the refusal already reported on a job
+
+    async def drain(self) -> None:
+        """Wait for running passes and the events they post (tests and shutdown)."""
+        await self.queue.drain()
+        while self._posting:
+            await asyncio.gather(*self._posting, return_exceptions=True)
 
     def watch_children(
         self, pods: ChildCache[PodObservation], services: ChildCache[str | None]
@@ -202,7 +213,9 @@ class Controller:
             )
             await self._apply_children(key, job, decision)
         if decision.status is not None and self._may_wait(key, decision):
-            decision.status = None
+            # The events tell of the changes this status records: both wait for the next pass,
+            # which decides them again.
+            decision.status, decision.events = None, []
         if decision.status is not None:
             self._counts_since.pop(key, None)
             try:
@@ -216,14 +229,21 @@ class Controller:
                 log.info("%s/%s: %s", *key, decision.state)
             self.jobs[key] = job = stored
         self._settled[key] = _resource_version(job)
-        await self._post_events(job, decision.events)
+        if decision.events:
+            # Posted after the status write that records them, without holding the pass's slot:
+            # a slot is worth a round trip to the API server when a thousand jobs start.
+            posting = asyncio.get_running_loop().create_task(
+                self._post_events(job, decision.events)
+            )
+            self._posting.add(posting)
+            posting.add_done_callback(self._posting.discard)
         if decision.look_again_after is not None:
             self.queue.trigger_after(key, decision.look_again_after)
         return decision.state
 
     def _may_wait(self, key: JobKey, decision: Decision) -> bool:
         """Whether a status write that only changes pod counts can wait: for at most
-        COUNTS_DELAY, so pods starting or ending together cost one write, not one each."""
+        COUNTS_DELAY, so pods starting or ending one by one cost one write, not one each."""
         if decision.status_urgent:
             return False
         now = time.monotonic()
@@ -283,9 +303,10 @@ class Controller:
         self._expected.setdefault(key, _Expectations()).deleted[pod.uid] = time.monotonic()
 
     async def _post_events(self, job: dict[str, Any], events: list[JobEvent]) -> None:
-        outcomes = await asyncio.gather(
-            *(self.kube.post_event(job, event) for event in events), return_exceptions=True
-        )
+        async with self._event_slots:
+            outcomes = await asyncio.gather(
+                *(self.kube.post_event(job, event) for event in events), return_exceptions=True
+            )
         for event, outcome in zip(events, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 log.warning(

@@ -98,7 +98,7 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
         task.cancel()
     controller: Controller | None = memo.get("controller")
     if controller is not None:
-        await controller.queue.drain()
+        await controller.drain()
     kube: Kube | None = memo.get("kube")
     if kube is not None:
         await kube.close()

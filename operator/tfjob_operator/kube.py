@@ -27,7 +27,7 @@ _RBAC_REFUSAL = re.compile(r'cannot (\w+) resource "([^"]+)"')
 REQUEST_TIMEOUT = 60.0
 # Connections the client keeps open to the API server at most (aiohttp speaks HTTP/1.1: one
 # in-flight request per connection).
-CONNECTIONS = 64
+CONNECTIONS = 128
 
 _CORE_PATHS = {
     "Pod": "pods",

@@ -81,7 +81,7 @@ def controller() -> tuple[Controller, RecordingKube, dict, dict]:
 async def test_a_jobs_own_status_write_coming_back_causes_no_pass() -> None:
     ctl, recorder, _, _ = controller()
     ctl.job_seen(job_body())
-    await ctl.queue.drain()
+    await ctl.drain()
     assert recorder.writes[:3] == [
         ("create", "mnist"),
         ("create", "mnist-worker-0"),
@@ -91,13 +91,13 @@ async def test_a_jobs_own_status_write_coming_back_causes_no_pass() -> None:
     written = ctl.jobs[KEY]
     recorder.writes.clear()
     ctl.job_seen(copy.deepcopy(written))  # the watch shows the operator's own write
-    await ctl.queue.drain()
+    await ctl.drain()
     assert recorder.writes == []
     changed = copy.deepcopy(written)
     changed["metadata"]["resourceVersion"] = "999"
     changed["metadata"]["labels"] = {"team": "vision"}
     ctl.job_seen(changed)  # somebody else changed the job: a pass, which finds nothing to do
-    await ctl.queue.drain()
+    await ctl.drain()
     assert recorder.writes == []
 
 
@@ -105,7 +105,7 @@ async def test_an_older_version_from_the_watch_does_not_replace_the_written_one(
     ctl, _, _, _ = controller()
     original = job_body()
     ctl.job_seen(original)
-    await ctl.queue.drain()
+    await ctl.drain()
     ctl.job_seen(original)  # resourceVersion 100, older than the status write's answer
     assert ctl.jobs[KEY]["metadata"]["resourceVersion"] != "100"
 
@@ -113,10 +113,10 @@ async def test_an_older_version_from_the_watch_does_not_replace_the_written_one(
 async def test_pods_just_created_are_not_created_again_before_the_watch_shows_them() -> None:
     ctl, recorder, pods, services = controller()
     ctl.job_seen(job_body())
-    await ctl.queue.drain()
+    await ctl.drain()
     recorder.writes.clear()
     ctl.children_changed(KEY)  # e.g. the Service's event: the pods' are not in the cache yet
-    await ctl.queue.drain()
+    await ctl.drain()
     assert [w for w in recorder.writes if w[0] == "create"] == []
     # Once the watch shows them, the cache speaks for itself.
     for name in ("mnist-worker-0", "mnist-worker-1"):
@@ -147,6 +147,6 @@ async def test_a_pass_that_keeps_failing_says_so_on_the_status_once_and_backs_of
     recorder.fail_status_with = None
     while ctl.queue.failures(KEY):
         await asyncio.sleep(0.01)
-    await ctl.queue.drain()
+    await ctl.drain()
     assert "reconcileFailure" not in ctl.jobs[KEY]["status"]
     ctl.job_gone(*KEY)
