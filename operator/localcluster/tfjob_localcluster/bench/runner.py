@@ -872,12 +872,34 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[rank - 1]
 
 
+def operator_revision() -> str:
+    """The commit the operator ran from, and whether its folder had uncommitted changes."""
+    import subprocess
+
+    import tfjob_operator
+
+    folder = Path(tfjob_operator.__file__).parent
+
+    def git(*args: str) -> str:
+        result = subprocess.run(
+            ["git", "-C", str(folder), *args], capture_output=True, text=True, check=False
+        )
+        return result.stdout.strip() if result.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return "unknown (not a git checkout)"
+    changed = git("status", "--porcelain", "--", ".")
+    return commit + (f" with {len(changed.splitlines())} uncommitted file(s)" if changed else "")
+
+
 def environment(config: BenchConfig, cluster: LocalCluster) -> dict[str, Any]:
     import platform
 
     import kopf
 
     return {
+        "operator_revision": operator_revision(),
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()}",
         "python": platform.python_version(),
         "kopf": kopf.__version__ if hasattr(kopf, "__version__") else "?",
