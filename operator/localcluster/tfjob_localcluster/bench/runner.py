@@ -19,6 +19,7 @@ import json
 import math
 import os
 import re
+import shutil
 import sys
 import time
 from collections import Counter
@@ -769,6 +770,8 @@ class Bench:
             self.attribute_writes()
         finally:
             cluster.stop()
+            # Its logs and audit log stay for a look; its etcd data (hundreds of MB) does not.
+            shutil.rmtree(cluster.state_dir / "etcd", ignore_errors=True)
         return self.results
 
 
