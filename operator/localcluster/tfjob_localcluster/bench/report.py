@@ -124,9 +124,10 @@ def render(
         "",
         *main_table(config, results),
         "",
-        "- P1: from the first create (CR; for the limit, the first child) to the observer's "
-        "watch having seen every pod. Audit column: first create received to the last pod "
-        "create completed, on the API server's clock.",
+        "- P1: from the driver's first job create to the observer's watch having seen every "
+        "pod, for every contestant. The limit creates each job's children as soon as the "
+        "driver's create of that job returns (no watch in between). Audit column: the first "
+        "job create received to the last pod create completed, on the API server's clock.",
         "- P2: the observer sees worker 0 Succeeded (Failed) -> it sees the job's Succeeded "
         f"(Failed) condition True. Every {config.fail_every}th job's worker 0 exits 1.",
         f"- Minimum writes per job: {config.pods_per_job} pods + 1 Service + "
@@ -150,6 +151,10 @@ def render(
             lines.append(f"- **failed**: {r.error}")
         if r.submit_seconds is not None:
             lines.append(f"- submit (first wave): {r.submit_seconds:.2f} s")
+        if r.children_seconds is not None:
+            lines.append(
+                f"- its children alone (first child create to last): {r.children_seconds:.2f} s"
+            )
         if r.client_cpu_seconds is not None:
             lines.append(
                 f"- the limit's client ({config.limit_client}) used "
