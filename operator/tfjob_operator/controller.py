@@ -48,8 +48,10 @@ class ChildCache(Protocol[T]):
 # it; far longer than a watch takes, short enough that a lost event heals itself.
 EXPECTATION_SECONDS = 30.0
 EVENT_CONCURRENCY = 4
-# How long a status write that only changes pod counts (ready, replicaStatuses) may wait.
-COUNTS_DELAY = 5.0
+# How long a status write that only changes pod counts (ready, replicaStatuses) waits at least,
+# and at most while pods are still starting.
+COUNTS_DELAY = 10.0
+COUNTS_MAX_DELAY = 30.0
 
 
 def _resource_version(body: Mapping[str, Any]) -> int | None:
@@ -212,7 +214,9 @@ class Controller:
                 job, compiled, self.observe(key), self.settings, self.clock(), refused=refused
             )
             await self._apply_children(key, job, decision)
-        if decision.status is not None and self._may_wait(key, decision):
+        if decision.status is None:
+            self._counts_since.pop(key, None)  # nothing waits to be written
+        elif self._may_wait(key, decision):
             # The events tell of the changes this status records: both wait for the next pass,
             # which decides them again.
             decision.status, decision.events = None, []
@@ -242,15 +246,18 @@ class Controller:
         return decision.state
 
     def _may_wait(self, key: JobKey, decision: Decision) -> bool:
-        """Whether a status write that only changes pod counts can wait: for at most
-        COUNTS_DELAY, so pods starting or ending one by one cost one write, not one each."""
+        """Whether a status write that only changes pod counts can wait, to take later count
+        changes along: until the pods settle (none Pending or starting) and COUNTS_DELAY has
+        passed, and never longer than COUNTS_MAX_DELAY. A job whose pods start one by one then
+        costs one count write, not one per pod."""
         if decision.status_urgent:
             return False
         now = time.monotonic()
-        since = self._counts_since.setdefault(key, now)
-        if now - since >= COUNTS_DELAY:
+        waited = now - self._counts_since.setdefault(key, now)
+        if waited >= COUNTS_MAX_DELAY or (decision.pods_settled and waited >= COUNTS_DELAY):
             return False
-        self.queue.trigger_after(key, since + COUNTS_DELAY - now)
+        due = COUNTS_DELAY if decision.pods_settled else COUNTS_MAX_DELAY
+        self.queue.trigger_after(key, due - waited)
         return True
 
     async def _apply_children(

@@ -65,6 +65,8 @@ class Decision:
     status: dict[str, Any] | None = None  # the whole new status; None when unchanged
     # False when only pod counts changed: such a write may wait a moment and take more along.
     status_urgent: bool = False
+    # No pod is on its way (Pending, or Running but not Ready): the counts have settled.
+    pods_settled: bool = True
     state: str | None = None
     events: list[JobEvent] = field(default_factory=list)
     look_again_after: float | None = None  # seconds until time alone changes something
@@ -212,6 +214,9 @@ def decide(
     )
     decision.events[:0] = transitions
     decision.state = status.state
+    decision.pods_settled = not any(
+        p.phase == "Pending" or (p.phase == "Running" and not p.ready) for p in pods + creating
+    )
     if is_finished(status):
         run_policy = (spec.run_policy if spec else None) or RunPolicy()
         going = {p.uid for p in decision.delete}
