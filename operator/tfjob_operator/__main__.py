@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         "--max-concurrent-passes",
         type=int,
         default=None,
-        help="passes over different jobs that run at once (default: 64)",
+        help="passes over different jobs that run at once (default: 256)",
     )
     run.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8080/healthz")
     run.add_argument(

@@ -77,7 +77,7 @@ class OperatorSettings(BaseModel):
     )
 
     max_concurrent_passes: int = Field(
-        64,
+        256,
         ge=1,
         description=(
             "Passes over different jobs that run at once; more wait in a queue (its depth is "

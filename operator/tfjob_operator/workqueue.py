@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 MIN_RETRY_DELAY = 1.0
 MAX_RETRY_DELAY = 60.0
-DEFAULT_CONCURRENCY = 64
+DEFAULT_CONCURRENCY = 256
 
 
 def _describe(key: Hashable) -> str:
