@@ -241,7 +241,10 @@ class Controller:
             )
             self._posting.add(posting)
             posting.add_done_callback(self._posting.discard)
-        if decision.look_again_after is not None:
+        if decision.delete_job:
+            log.info("%s/%s: finished and past its ttlSecondsAfterFinished: deleting it", *key)
+            await self.kube.delete_job(job)
+        elif decision.look_again_after is not None:
             self.queue.trigger_after(key, decision.look_again_after)
         return decision.state
 

@@ -34,6 +34,7 @@ from .settings import SPEC_HASH_ANNOTATION, OperatorSettings
 from .status import PodObservation, Problem, compute_status, is_finished
 from .topology import pod_name
 
+DEADLINE_EXCEEDED = "DeadlineExceeded"
 # Status fields that only count pods: they change with every pod that starts or ends.
 COUNT_FIELDS = ("ready", "replicaStatuses")
 
@@ -70,6 +71,7 @@ class Decision:
     state: str | None = None
     events: list[JobEvent] = field(default_factory=list)
     look_again_after: float | None = None  # seconds until time alone changes something
+    delete_job: bool = False  # the job's ttlSecondsAfterFinished ran out
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -185,9 +187,12 @@ def decide(
     )
     ref = JobRef(name=name, namespace=namespace, uid=metadata["uid"])
     previous = previous_status(job)
-    problem = compiled.problem or refused
     pods = [p for p in observed.pods if p.owner_uid == ref.uid]
     replica_specs, spec = compiled.replica_specs, compiled.spec
+    run_policy = (spec.run_policy if spec else None) or RunPolicy()
+    problem = compiled.problem or refused
+    if problem is None and not is_finished(previous):
+        problem = _past_deadline(decision, job, previous, run_policy, now)
 
     if not is_finished(previous) and problem is None and replica_specs is not None:
         assert spec is not None
@@ -218,11 +223,13 @@ def decide(
         p.phase == "Pending" or (p.phase == "Running" and not p.ready) for p in pods + creating
     )
     if is_finished(status):
-        run_policy = (spec.run_policy if spec else None) or RunPolicy()
+        clean = run_policy.clean_pod_policy
+        if problem is not None and problem.reason == DEADLINE_EXCEEDED:
+            # Out of time: nothing may keep running, whatever the cleanup policy keeps.
+            clean = CleanPodPolicy.ALL if clean is CleanPodPolicy.ALL else CleanPodPolicy.RUNNING
         going = {p.uid for p in decision.delete}
-        decision.delete += [
-            p for p in pods_to_clean(run_policy.clean_pod_policy, pods) if p.uid not in going
-        ]
+        decision.delete += [p for p in pods_to_clean(clean, pods) if p.uid not in going]
+        _expire(decision, status, run_policy, now)
     new_status = dump_status(status)
     old_status = dump_status(previous) if previous is not None and job.get("status") else None
     if new_status != old_status:
@@ -231,6 +238,53 @@ def decide(
             new_status
         ) != _without_counts(old_status)
     return decision
+
+
+def _look_again(decision: Decision, seconds: float) -> None:
+    """Ask for a pass in ``seconds`` (the earliest of all the asks of one decision)."""
+    seconds = max(seconds, 0.001)
+    if decision.look_again_after is None or seconds < decision.look_again_after:
+        decision.look_again_after = seconds
+
+
+def _past_deadline(
+    decision: Decision,
+    job: dict[str, Any],
+    previous: TensorFlowJobStatus | None,
+    run_policy: RunPolicy,
+    now: dt.datetime,
+) -> Problem | None:
+    """runPolicy.activeDeadlineSeconds, counted from status.startTime (so an operator restart
+    loses nothing): the problem that fails the job once it has run out, else a look at the
+    moment it will."""
+    limit = run_policy.active_deadline_seconds
+    if limit is None:
+        return None
+    started = (previous.start_time if previous else None) or now
+    due = started + dt.timedelta(seconds=limit)
+    if now < due:
+        _look_again(decision, (due - now).total_seconds())
+        return None
+    metadata = job["metadata"]
+    return Problem(
+        DEADLINE_EXCEEDED,
+        f"TFJob {metadata['namespace']}/{metadata['name']} has failed: it was active longer "
+        f"than runPolicy.activeDeadlineSeconds ({limit} s); its pods were stopped.",
+    )
+
+
+def _expire(
+    decision: Decision, status: TensorFlowJobStatus, run_policy: RunPolicy, now: dt.datetime
+) -> None:
+    """runPolicy.ttlSecondsAfterFinished, counted from status.completionTime."""
+    ttl = run_policy.ttl_seconds_after_finished
+    if ttl is None:
+        return
+    due = (status.completion_time or now) + dt.timedelta(seconds=ttl)
+    if now >= due:
+        decision.delete_job = True
+    else:
+        _look_again(decision, (due - now).total_seconds())
 
 
 def _without_counts(status: dict[str, Any]) -> dict[str, Any]:

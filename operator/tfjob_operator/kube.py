@@ -240,6 +240,26 @@ class Kube:
             if error.status not in (404, 409):
                 raise
 
+    async def delete_job(self, job: dict[str, Any]) -> None:
+        """Delete exactly this job (by uid); garbage collection takes its children."""
+        metadata = job["metadata"]
+        namespace = metadata["namespace"]
+        try:
+            await self.request(
+                "DELETE",
+                f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{metadata['name']}",
+                verb="delete",
+                resource=PLURAL,
+                namespace=namespace,
+                body={
+                    "preconditions": {"uid": metadata["uid"]},
+                    "propagationPolicy": "Background",
+                },
+            )
+        except ApiError as error:
+            if error.status not in (404, 409):
+                raise
+
     async def write_status(self, job: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
         """Make ``status`` the job's status, only if the job is still the version read
         (Conflict else); returns the job as stored. Sent as a merge patch of what changed, with

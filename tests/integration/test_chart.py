@@ -103,6 +103,7 @@ def rules(document: dict[str, Any]) -> set[tuple[str, str, str, str]]:
 JOB_RULES = {
     ("tfjob.dev", "tensorflowjobs", "list", ""),
     ("tfjob.dev", "tensorflowjobs", "watch", ""),
+    ("tfjob.dev", "tensorflowjobs", "delete", ""),
     ("tfjob.dev", "tensorflowjobs/status", "patch", ""),
     ("", "pods", "list", ""),
     ("", "pods", "watch", ""),

@@ -312,3 +312,47 @@ def test_counts_settle_when_no_pod_is_on_its_way(pods: list[PodObservation], set
     assert decision.pods_settled is settled
     later = run(settle(body, decision), pods)
     assert later.status is None
+
+
+# ----- time limits ------------------------------------------------------------------------
+def with_run_policy(**policy: Any) -> dict[str, Any]:
+    spec = kubeflow_spec(Worker=2)
+    spec["runPolicy"] = policy
+    return spec
+
+
+def test_a_running_job_looks_again_at_its_deadline_and_fails_then() -> None:
+    body = job(with_run_policy(activeDeadlineSeconds=60))
+    pods = [pod("worker", 0), pod("worker", 1, "Pending")]
+    started = settle(body, run(body, pods))
+    assert started["status"]["startTime"].startswith("2026-11-30T12:00:00")
+    half_way = run(started, pods, now=NOW + dt.timedelta(seconds=30))
+    assert half_way.look_again_after == pytest.approx(30)
+    assert half_way.state == "Running"
+    late = run(started, pods, now=NOW + dt.timedelta(seconds=60, milliseconds=5))
+    failed = next(c for c in late.status["conditions"] if c["type"] == "Failed")
+    assert (failed["status"], failed["reason"]) == ("True", "DeadlineExceeded")
+    assert "activeDeadlineSeconds (60 s)" in failed["message"]
+    assert late.status["completionTime"].startswith("2026-11-30T12:01:00")
+    assert [p.name for p in late.delete] == ["mnist-worker-0", "mnist-worker-1"]
+    assert ("Warning", "DeadlineExceeded") in [(e.type, e.reason) for e in late.events]
+
+
+def test_the_deadline_stops_running_pods_even_when_cleanup_keeps_them() -> None:
+    body = job(with_run_policy(activeDeadlineSeconds=5, cleanPodPolicy="None"))
+    pods = [pod("worker", 0), pod("worker", 1, "Succeeded")]
+    started = settle(body, run(body, pods))
+    late = run(started, pods, now=NOW + dt.timedelta(seconds=6))
+    assert [p.name for p in late.delete] == ["mnist-worker-0"]
+
+
+def test_a_finished_job_is_deleted_when_its_ttl_runs_out() -> None:
+    body = job(with_run_policy(ttlSecondsAfterFinished=30))
+    done = [pod("worker", 0, "Succeeded"), pod("worker", 1, "Succeeded")]
+    finished = settle(body, run(body, done))
+    assert run(body, done).look_again_after == pytest.approx(30)
+    later = run(finished, done, now=NOW + dt.timedelta(seconds=10))
+    assert (later.delete_job, later.look_again_after) == (False, pytest.approx(20))
+    assert run(finished, done, now=NOW + dt.timedelta(seconds=30)).delete_job
+    running = settle(body, run(body, [pod("worker", 0), pod("worker", 1)]))
+    assert not run(running, [], now=NOW + dt.timedelta(hours=1)).delete_job

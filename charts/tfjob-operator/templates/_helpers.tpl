@@ -65,10 +65,11 @@ operator makes (kopf's watch of jobs; the informers' lists and watches of pods a
 the passes' creates, deletes and status writes; Events).
 */}}
 {{- define "tfjob-operator.jobRules" -}}
-# kopf lists and watches jobs; a pass reads its job from that watch, never by GET.
+# kopf lists and watches jobs; a pass reads its job from that watch, never by GET. A finished
+# job whose runPolicy.ttlSecondsAfterFinished ran out is deleted.
 - apiGroups: [tfjob.dev]
   resources: [tensorflowjobs]
-  verbs: [list, watch]
+  verbs: [list, watch, delete]
 # The status is written once per pass, only when it changed, as a merge patch.
 - apiGroups: [tfjob.dev]
   resources: [tensorflowjobs/status]

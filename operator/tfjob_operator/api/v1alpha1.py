@@ -303,10 +303,22 @@ class RunPolicy(Model):
         ),
     )
     ttl_seconds_after_finished: int | None = Field(
-        None, ge=0, description="Delete the job this long after it finished."
+        None,
+        ge=0,
+        description=(
+            "Delete the job (and with it its pods and Service) this many seconds after it "
+            "finished, counted from status.completionTime, so an operator restart does not "
+            "reset it. Unset: the finished job stays until deleted."
+        ),
     )
     active_deadline_seconds: int | None = Field(
-        None, ge=1, description="Fail the job when it has been active this long."
+        None,
+        ge=1,
+        description=(
+            "Fail the job (reason DeadlineExceeded) once it has been active this many seconds, "
+            "counted from status.startTime, and stop its pods that still run, whatever "
+            "cleanPodPolicy says (All still deletes every pod)."
+        ),
     )
     backoff_limit: int | None = Field(
         None, ge=0, description="Retries before the job is marked Failed."

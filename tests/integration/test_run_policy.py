@@ -1,0 +1,111 @@
+"""runPolicy's time limits on the real control plane, timed by the job's own status timestamps:
+activeDeadlineSeconds fails a job on time and stops its pods, ttlSecondsAfterFinished deletes a
+finished job on time, and both hold across an operator restart."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import pytest
+from kubernetes import client as k8s
+
+from tfjob_localcluster import control, processes
+from tfjob_localcluster.operator_process import OperatorProcess
+from tfjob_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
+
+from .install import session_operator_stopped
+from .jobs import apply, condition, kubeflow_job, replica, wait_for_condition, wait_for_pods
+
+pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("operator")]
+
+
+def timestamp(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def deadline_job(name: str, seconds: int, **policy: object) -> dict:
+    return kubeflow_job(
+        name, {"Worker": replica(2)}, runPolicy={"activeDeadlineSeconds": seconds, **policy}
+    )
+
+
+def test_active_deadline_fails_a_running_job_within_a_second_and_stops_its_pods(
+    kubectl, core: k8s.CoreV1Api, api_client: k8s.ApiClient, namespace: str
+) -> None:
+    apply(kubectl, namespace, deadline_job("late", 4, cleanPodPolicy="None"))
+    wait_for_pods(core, namespace, "late", {"late-worker-0", "late-worker-1"})
+    wait_for_condition(api_client, namespace, "late", "Running", timeout=30)
+    job = wait_for_condition(api_client, namespace, "late", "Failed", timeout=30)
+    failed = condition(job, "Failed")
+    assert failed is not None
+    assert failed["reason"] == "DeadlineExceeded"
+    assert "activeDeadlineSeconds (4 s)" in failed["message"]
+    status = job["status"]
+    active = timestamp(status["completionTime"]) - timestamp(status["startTime"])
+    assert dt.timedelta(seconds=4) <= active <= dt.timedelta(seconds=5), active
+    # Its running pods are stopped although cleanPodPolicy None keeps finished jobs' pods.
+    for pod in ("late-worker-0", "late-worker-1"):
+        control.wait_for_deletion(core.list_namespaced_pod, pod, namespace=namespace, timeout=30)
+    control.wait_for(
+        core.list_namespaced_event,
+        lambda items: [e for e in items if e.reason == "DeadlineExceeded"] or None,
+        timeout=30,
+        what="a DeadlineExceeded event",
+        namespace=namespace,
+        field_selector="involvedObject.name=late,involvedObject.kind=TensorFlowJob",
+    )
+
+
+def test_ttl_deletes_a_finished_job_within_a_second(
+    kubectl, core: k8s.CoreV1Api, api_client: k8s.ApiClient, namespace: str
+) -> None:
+    apply(
+        kubectl,
+        namespace,
+        kubeflow_job("brief", {"Worker": replica(1)}, runPolicy={"ttlSecondsAfterFinished": 3}),
+    )
+    wait_for_pods(core, namespace, "brief", {"brief-worker-0"})
+    control.end_pod(core, namespace, "brief-worker-0", exit_code=0)
+    job = wait_for_condition(api_client, namespace, "brief", "Succeeded", timeout=30)
+    completed = timestamp(job["status"]["completionTime"])
+    custom = k8s.CustomObjectsApi(api_client)
+    control.wait_for(
+        custom.list_namespaced_custom_object,
+        lambda jobs: None if jobs else True,
+        timeout=30,
+        what="the finished job to be deleted",
+        group=GROUP,
+        version=VERSION,
+        namespace=namespace,
+        plural=PLURAL,
+        field_selector="metadata.name=brief",
+    )
+    gone_after = dt.datetime.now(dt.UTC) - completed
+    assert dt.timedelta(seconds=3) <= gone_after <= dt.timedelta(seconds=4.5), gone_after
+
+
+def test_the_deadline_holds_across_an_operator_restart(
+    kubectl,
+    core: k8s.CoreV1Api,
+    api_client: k8s.ApiClient,
+    namespace: str,
+    operator: OperatorProcess,
+) -> None:
+    apply(kubectl, namespace, deadline_job("patient", 5))
+    wait_for_pods(core, namespace, "patient", {"patient-worker-0", "patient-worker-1"})
+    job = wait_for_condition(api_client, namespace, "patient", "Running", timeout=30)
+    due = timestamp(job["status"]["startTime"]) + dt.timedelta(seconds=5)
+    with session_operator_stopped(operator):
+        # No operator runs when the deadline passes: nothing in memory can remember it.
+        processes.wait_until(
+            lambda: dt.datetime.now(dt.UTC) > due + dt.timedelta(seconds=1),
+            timeout=30,
+            what="the deadline to pass with the operator stopped",
+            interval=0.2,
+        )
+        restarted = time.monotonic()
+    job = wait_for_condition(api_client, namespace, "patient", "Failed", timeout=30)
+    assert condition(job, "Failed")["reason"] == "DeadlineExceeded"
+    assert timestamp(job["status"]["completionTime"]) >= due
+    assert time.monotonic() - restarted < 30
