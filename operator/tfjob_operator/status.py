@@ -41,6 +41,7 @@ class PodObservation:
     exit_code: int | None = None
     reason: str | None = None
     message: str | None = None
+    finished_at: str | None = None  # when its trainer container ended (RFC 3339, seconds)
     uid: str = ""
     owner_uid: str | None = None  # the uid of its controller (the job that made it)
     spec_hash: str | None = None  # what the operator put in it, as the builder hashed it
@@ -58,7 +59,7 @@ class PodObservation:
             c.get("type") == "Ready" and c.get("status") == "True"
             for c in status.get("conditions") or []
         )
-        exit_code, reason, message = _termination(status)
+        exit_code, reason, message, finished_at = _termination(status)
         return cls(
             name=metadata.get("name", ""),
             replica_type=_TYPE_BY_LABEL.get(labels.get(REPLICA_TYPE_LABEL, "")),
@@ -69,6 +70,7 @@ class PodObservation:
             exit_code=exit_code,
             reason=reason,
             message=message,
+            finished_at=finished_at,
             uid=metadata.get("uid", ""),
             owner_uid=controller_uid(metadata),
             spec_hash=(metadata.get("annotations") or {}).get(SPEC_HASH_ANNOTATION),
@@ -83,8 +85,11 @@ def controller_uid(metadata: dict[str, Any]) -> str | None:
     return None
 
 
-def _termination(status: dict[str, Any]) -> tuple[int | None, str | None, str | None]:
-    """The trainer container's exit (else the first failed container's), or the pod's reason."""
+def _termination(
+    status: dict[str, Any],
+) -> tuple[int | None, str | None, str | None, str | None]:
+    """The trainer container's exit (else the first failed container's) and when it ended, or
+    the pod's reason."""
     statuses = status.get("containerStatuses") or []
     ordered = sorted(statuses, key=lambda s: s.get("name") != TRAINER_CONTAINER)
     for container in ordered:
@@ -97,8 +102,9 @@ def _termination(status: dict[str, Any]) -> tuple[int | None, str | None, str | 
                 terminated.get("exitCode"),
                 status.get("reason") or terminated.get("reason"),
                 status.get("message") or terminated.get("message"),
+                terminated.get("finishedAt"),
             )
-    return None, status.get("reason"), status.get("message")
+    return None, status.get("reason"), status.get("message"), None
 
 
 @dataclass(frozen=True)
@@ -249,31 +255,22 @@ def _outcome(
     pods: list[PodObservation],
     success_policy: SuccessPolicy,
 ) -> tuple[ConditionType, str, str] | None:
-    """Succeeded or Failed, if the pods say so. Success is checked first: once the chief has
-    succeeded, workers failing on their way out do not fail the job."""
-    chief = chief_type(replica_specs)
-    by_key = {(p.replica_type, p.index): p for p in pods}
-    if chief in (ReplicaType.LAUNCHER, ReplicaType.CHIEF, ReplicaType.MASTER):
-        pod = by_key.get((chief, 0))
-        if pod and pod.phase == "Succeeded":
-            return ConditionType.SUCCEEDED, "TFJobSucceeded", f"{job} successfully completed."
-    elif chief is ReplicaType.WORKER:
-        workers = dict(replica_specs.items())[ReplicaType.WORKER].replicas
-        done = [p for p in pods if p.replica_type is ReplicaType.WORKER and p.phase == "Succeeded"]
-        if success_policy is SuccessPolicy.ALL_WORKERS:
-            if workers and len({p.index for p in done}) >= workers:
-                return ConditionType.SUCCEEDED, "TFJobSucceeded", f"{job} successfully completed."
-        else:
-            worker0 = by_key.get((ReplicaType.WORKER, 0))
-            if worker0 and worker0.phase == "Succeeded":
-                return ConditionType.SUCCEEDED, "TFJobSucceeded", f"{job} successfully completed."
+    """Succeeded or Failed, if the pods say so. The job succeeds when the pods that decide
+    success have, unless a pod failed before them: workers failing on their way out after the
+    chief succeeded do not fail the job, a worker that failed first does, whatever order a pass
+    sees them in (their containers' finish times, to the second, tell; a tie goes to success)."""
+    deciding = _deciding_successes(replica_specs, pods, success_policy)
     # Failures are told in replica-type order, the launcher last: a worker evicted under a
     # running mpirun is the cause, the launcher's crash only its consequence.
     failed = sorted(
         (p for p in pods if p.phase == "Failed"),
         key=lambda p: (list(ReplicaType).index(p.replica_type), p.index or 0),  # type: ignore[arg-type]
     )
-
+    if deciding is not None:
+        succeeded_at = _latest(deciding)
+        failed = [p for p in failed if _ended_before(p, succeeded_at)]
+        if not failed:
+            return ConditionType.SUCCEEDED, "TFJobSucceeded", f"{job} successfully completed."
     if failed:
         first = failed[0]
         others = f" ({len(failed) - 1} more pod(s) failed)" if len(failed) > 1 else ""
@@ -283,6 +280,46 @@ def _outcome(
             f"{job} has failed: {_describe_failure(first)}{others}",
         )
     return None
+
+
+def _deciding_successes(
+    replica_specs: ReplicaSpecs, pods: list[PodObservation], success_policy: SuccessPolicy
+) -> list[PodObservation] | None:
+    """The succeeded pods that make the job succeed, or None while they have not."""
+    chief = chief_type(replica_specs)
+    by_key = {(p.replica_type, p.index): p for p in pods}
+    if chief in (ReplicaType.LAUNCHER, ReplicaType.CHIEF, ReplicaType.MASTER):
+        pod = by_key.get((chief, 0))
+        return [pod] if pod and pod.phase == "Succeeded" else None
+    if chief is not ReplicaType.WORKER:
+        return None
+    if success_policy is SuccessPolicy.ALL_WORKERS:
+        workers = dict(replica_specs.items())[ReplicaType.WORKER].replicas
+        done = {
+            p.index: p
+            for p in pods
+            if p.replica_type is ReplicaType.WORKER and p.phase == "Succeeded"
+        }
+        return list(done.values()) if workers and len(done) >= workers else None
+    worker0 = by_key.get((ReplicaType.WORKER, 0))
+    return [worker0] if worker0 and worker0.phase == "Succeeded" else None
+
+
+def _when(pod: PodObservation) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(pod.finished_at) if pod.finished_at else None
+    except ValueError:
+        return None
+
+
+def _latest(pods: list[PodObservation]) -> dt.datetime | None:
+    times = [_when(p) for p in pods]
+    return max(times) if times and all(t is not None for t in times) else None  # type: ignore[type-var]
+
+
+def _ended_before(pod: PodObservation, moment: dt.datetime | None) -> bool:
+    ended = _when(pod)
+    return ended is not None and moment is not None and ended < moment
 
 
 def _running(replica_specs: ReplicaSpecs, pods: list[PodObservation]) -> bool:

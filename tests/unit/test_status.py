@@ -1005,3 +1005,61 @@ def test_from_pod_to_failure_message_end_to_end() -> None:
         "TFJob ml/mnist has failed: Worker 1 (pod mnist-worker-1) exited with code 137 "
         "(OOMKilled): memory limit 8Gi reached"
     )
+
+
+# ----- a failure before success ------------------------------------------------------------
+def at(second: int) -> str:
+    return f"2025-03-01T12:00:{second:02d}Z"
+
+
+@pytest.mark.parametrize(
+    ("worker1_failed_at", "outcome"),
+    [
+        (at(3), ("Failed", "TFJobFailed")),  # failed first: the job failed
+        (at(9), ("Succeeded", "TFJobSucceeded")),  # failed on its way out after success
+        (at(5), ("Succeeded", "TFJobSucceeded")),  # the same second: success wins the tie
+        (None, ("Succeeded", "TFJobSucceeded")),  # no finish time: success wins, as before
+    ],
+)
+def test_a_pod_that_failed_before_the_deciding_pod_succeeded_fails_the_job(
+    worker1_failed_at: str | None, outcome: tuple[str, str]
+) -> None:
+    """One pass sees both ends at once (e.g. after the operator was down): their container
+    finish times, not the order a pass saw them in, decide."""
+    pods = [
+        pod("Worker", 0, "Succeeded", exit_code=0, finished_at=at(5)),
+        pod("Worker", 1, "Failed", exit_code=1, finished_at=worker1_failed_at),
+    ]
+    status, _ = run(specs(Worker=2), pods)
+    kind = outcome[0]
+    assert conditions(status)[kind] == ("True", outcome[1])
+    other = "Succeeded" if kind == "Failed" else "Failed"
+    assert other not in conditions(status)
+
+
+def test_all_workers_success_is_failed_by_a_worker_that_failed_before_the_last_success() -> None:
+    pods = [
+        pod("Worker", 0, "Succeeded", exit_code=0, finished_at=at(5)),
+        pod("Worker", 1, "Failed", exit_code=2, finished_at=at(4)),
+        pod("Worker", 1, "Succeeded", exit_code=0, finished_at=at(8)),
+    ]
+    status, _ = run(specs(Worker=2), pods, policy=SuccessPolicy.ALL_WORKERS)
+    assert conditions(status)["Failed"] == ("True", "TFJobFailed")
+
+
+def test_from_pod_reads_when_the_trainer_container_ended() -> None:
+    raw = api_pod(
+        "mnist-worker-0",
+        "worker",
+        "0",
+        {
+            "phase": "Failed",
+            "containerStatuses": [
+                {
+                    "name": "tensorflow",
+                    "state": {"terminated": {"exitCode": 1, "finishedAt": at(7)}},
+                }
+            ],
+        },
+    )
+    assert PodObservation.from_pod(raw).finished_at == at(7)
