@@ -72,7 +72,10 @@ def _priority(text: str) -> int:
 
 
 def _compile(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from .builders import JobRef, desired_children
+    from .decide import describe_validation_error
     from .estimator import compile_replica_specs, compiled_job
     from .settings import OperatorSettings
 
@@ -81,7 +84,15 @@ def _compile(args: argparse.Namespace) -> int:
     documents = [d for d in yaml.safe_load_all(text) if d]
     out = []
     for job in documents:
-        out.append(compiled_job(job, settings))
+        try:
+            out.append(compiled_job(job, settings))
+        except ValidationError as error:
+            name = (job.get("metadata") or {}).get("name", "?")
+            print(
+                f"tfjob-operator compile: {name}: {describe_validation_error(error)}",
+                file=sys.stderr,
+            )
+            return 2
         if args.pods:
             from .api.v1alpha1 import TensorFlowJobSpec
 

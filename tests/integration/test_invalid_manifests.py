@@ -160,6 +160,10 @@ def drop_container_name(manifest: Manifest) -> None:
     del worker_container(manifest)["name"]
 
 
+def drop_image(manifest: Manifest) -> None:
+    del worker_container(manifest)["image"]
+
+
 def drop_containers(manifest: Manifest) -> None:
     del worker(manifest)["template"]["spec"]["containers"]
     worker(manifest)["template"]["spec"]["volumes"] = [{"name": "data", "emptyDir": {}}]
@@ -177,6 +181,21 @@ def long_name_with_evaluator(manifest: Manifest) -> None:
     """A name that fits <name>-worker-1 but not <name>-evaluator-0."""
     manifest["metadata"]["name"] = NAME_54
     replicas_of(manifest)["Evaluator"] = replica(1)
+
+
+def horovod(name: str, *, node_count: int) -> Callable[[Manifest], None]:
+    """The seed's Horovod case: distribution mpi over ``node_count`` nodes, named ``name``."""
+
+    def change(manifest: Manifest) -> None:
+        manifest["metadata"]["name"] = name
+        manifest["spec"].pop("gpuCount")
+        manifest["spec"]["distribution"] = {
+            "backend": "mpi",
+            "nodeCount": node_count,
+            "processCountPerNode": 1,
+        }
+
+    return change
 
 
 def rename_spec_field(old: str, new: str) -> Callable[[Manifest], None]:
@@ -206,6 +225,20 @@ assert len(NAME_58) == 58
 assert len(NAME_54) == 54
 
 CASES = [
+    # --- a Kubeflow-form container needs its image, as Kubeflow and a Pod need it ------------
+    pytest.param(
+        kubeflow(drop_image),
+        ["spec.tfReplicaSpecs.Worker.template.spec.containers[0].image: Required value"],
+        id="kubeflow-container-without-image",
+    ),
+    pytest.param(
+        kubeflow(set_container(image="")),
+        [
+            "spec.tfReplicaSpecs.Worker.template.spec.containers[0].image: Invalid value",
+            "should be at least 1 chars long",
+        ],
+        id="kubeflow-container-with-empty-image",
+    ),
     # --- wrong types ------------------------------------------------------------------------
     pytest.param(
         kubeflow(setter("spec", "tfReplicaSpecs", "Worker", "replicas", value="two")),
@@ -327,8 +360,20 @@ CASES = [
     ),
     pytest.param(
         estimator(rename(NAME_58)),
-        ["metadata.name is too long: pod names <name>-worker-<index> must fit in 63 characters"],
+        ["metadata.name is too long: pod names <name>-worker-<index> (up to workerCount or"],
         id="estimator-name-too-long",
+    ),
+    pytest.param(
+        # <54>-worker-1 fits (63), but the launcher's <54>-launcher-0 does not (65).
+        estimator(horovod(NAME_54, node_count=2)),
+        ["metadata.name is too long: the MPI launcher's pod name <name>-launcher-0 must fit"],
+        id="mpi-name-too-long-for-the-launcher",
+    ),
+    pytest.param(
+        # 10,000 nodes: <52>-worker-9999 is 64 long (1,000 nodes fit: see the valid cases).
+        estimator(horovod(NAME_54[:52], node_count=10000)),
+        ["metadata.name is too long: pod names <name>-worker-<index> (up to workerCount or"],
+        id="mpi-name-too-long-for-node-count",
     ),
     pytest.param(
         kubeflow(rename("2-mnist")),
@@ -641,6 +686,11 @@ def test_no_refused_job_exists(api_client: k8s.ApiClient, refusal_namespace: str
         pytest.param(kubeflow_form(), id="kubeflow-form"),
         pytest.param(estimator_form(), id="estimator-form"),
         pytest.param(kubeflow_form(NAME_54), id="kubeflow-form-longest-name"),
+        pytest.param(
+            # <52>-launcher-0 and <52>-worker-999 are both 63 long.
+            estimator(horovod(NAME_54[:52], node_count=1000))(),
+            id="mpi-longest-name-for-1000-nodes",
+        ),
         pytest.param(
             kubeflow(with_replicas(Chief=replica(1), Worker=replica(2), PS=replica(1)))(),
             id="kubeflow-form-chief-worker-ps",

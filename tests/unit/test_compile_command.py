@@ -46,3 +46,30 @@ def test_compile_with_pods_prints_each_pod_and_its_tf_config(
     config = json.loads(next(e["value"] for e in env if e["name"] == "TF_CONFIG"))
     assert config["task"] == {"type": "ps", "index": 0}
     assert sorted(config["cluster"]) == ["chief", "ps", "worker"]
+
+
+@pytest.mark.parametrize("key", ["WORKER", "worker", "Workers"])
+def test_compile_refuses_a_replica_type_it_does_not_know(
+    key: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The API server would prune the key and refuse the job; compile says why, by name."""
+    job = {
+        "apiVersion": "tfjob.dev/v1alpha1",
+        "kind": "TensorFlowJob",
+        "metadata": {"name": "typo"},
+        "spec": {
+            "tfReplicaSpecs": {
+                key: {
+                    "replicas": 2,
+                    "template": {"spec": {"containers": [{"name": "tensorflow", "image": "tf"}]}},
+                }
+            }
+        },
+    }
+    manifest = tmp_path / "typo.yaml"
+    manifest.write_text(yaml.safe_dump(job))
+    assert main(["compile", "-f", str(manifest), "--pods"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"typo: spec.tfReplicaSpecs: unknown replica type {key!r}" in captured.err
+    assert "Chief, Master, Worker, PS, Evaluator, Launcher" in captured.err

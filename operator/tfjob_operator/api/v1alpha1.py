@@ -14,7 +14,14 @@ import datetime as dt
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 GROUP = "tfjob.dev"
@@ -97,6 +104,12 @@ class Container(OpenModel):
     resources: ResourceRequirements | None = Field(None, description="Compute resources.")
 
 
+class ImageContainer(Container):
+    """A container of a whole pod template: as in a Pod, it must name its image."""
+
+    image: str = Field(min_length=1, description="Container image (required, as in a Pod).")  # type: ignore[assignment]
+
+
 class Toleration(OpenModel):
     """A toleration, as in a Pod."""
 
@@ -106,7 +119,7 @@ class Toleration(OpenModel):
 class PodSpec(OpenModel):
     """A Pod spec; any other PodSpec field is accepted and passed to the pods."""
 
-    containers: list[Container] = Field(
+    containers: list[ImageContainer] = Field(
         min_length=1, description="Containers; the one named `tensorflow` (or the first) trains."
     )
     restart_policy: str | None = Field(
@@ -230,6 +243,21 @@ class ReplicaSpecs(Model):
             ],
         }
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_replica_types(cls, data: Any) -> Any:
+        """A key the API server would prune (`WORKER`, `worker`) is refused by name, so the
+        compile command never prints a job without its pods."""
+        if isinstance(data, dict):
+            known = [t.value for t in ReplicaType]
+            for key in data:
+                if key not in known:
+                    raise ValueError(
+                        f"unknown replica type {key!r}: the types are {', '.join(known)}, "
+                        "spelled exactly so"
+                    )
+        return data
 
     chief: ReplicaSpec | None = Field(
         None,
@@ -664,13 +692,26 @@ def _name_rules() -> list[dict[str, str]]:
                 f"must fit in {MAX_DNS_LABEL} characters",
             )
         )
+    distribution = "has(self.spec.distribution) && has(self.spec.distribution.{})"
+    workers = (
+        f"({distribution.format('workerCount')} ? self.spec.distribution.workerCount : "
+        f"({distribution.format('nodeCount')} ? self.spec.distribution.nodeCount : 1))"
+    )
     rules.append(
         _cel(
             "!has(self.spec.entryScript) || size(self.metadata.name) + 2 + size('worker') + "
-            "size(string((has(self.spec.distribution) && has(self.spec.distribution.workerCount) "
-            f"? self.spec.distribution.workerCount : 1) - 1)) <= {MAX_DNS_LABEL}",
-            f"metadata.name is too long: pod names <name>-worker-<index> must fit in "
-            f"{MAX_DNS_LABEL} characters",
+            f"size(string({workers} - 1)) <= {MAX_DNS_LABEL}",
+            f"metadata.name is too long: pod names <name>-worker-<index> (up to workerCount or "
+            f"nodeCount) must fit in {MAX_DNS_LABEL} characters",
+        )
+    )
+    rules.append(
+        _cel(
+            "!has(self.spec.entryScript) || !has(self.spec.distribution) || "
+            "self.spec.distribution.backend != 'mpi' || "
+            f"size(self.metadata.name) + size('-launcher-0') <= {MAX_DNS_LABEL}",
+            f"metadata.name is too long: the MPI launcher's pod name <name>-launcher-0 must fit "
+            f"in {MAX_DNS_LABEL} characters",
         )
     )
     return rules
