@@ -14,6 +14,7 @@ from typing import Any
 from .api.v1alpha1 import (
     Condition,
     ConditionType,
+    PendingPod,
     ReplicaSpecs,
     ReplicaStatus,
     ReplicaType,
@@ -26,6 +27,7 @@ from .topology import TRAINER_CONTAINER, chief_type
 
 _TYPE_BY_LABEL = {t.value.lower(): t for t in ReplicaType}
 TERMINAL = (ConditionType.SUCCEEDED, ConditionType.FAILED)
+MAX_WAITING_PODS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,8 @@ class PodObservation:
     reason: str | None = None
     message: str | None = None
     finished_at: str | None = None  # when its trainer container ended (RFC 3339, seconds)
+    waiting_reason: str | None = None  # why it cannot start (Unschedulable, ErrImagePull...)
+    waiting_message: str | None = None
     uid: str = ""
     owner_uid: str | None = None  # the uid of its controller (the job that made it)
     spec_hash: str | None = None  # what the operator put in it, as the builder hashed it
@@ -60,6 +64,7 @@ class PodObservation:
             for c in status.get("conditions") or []
         )
         exit_code, reason, message, finished_at = _termination(status)
+        waiting_reason, waiting_message = _waiting(status)
         return cls(
             name=metadata.get("name", ""),
             replica_type=_TYPE_BY_LABEL.get(labels.get(REPLICA_TYPE_LABEL, "")),
@@ -71,6 +76,8 @@ class PodObservation:
             reason=reason,
             message=message,
             finished_at=finished_at,
+            waiting_reason=waiting_reason,
+            waiting_message=waiting_message,
             uid=metadata.get("uid", ""),
             owner_uid=controller_uid(metadata),
             spec_hash=(metadata.get("annotations") or {}).get(SPEC_HASH_ANNOTATION),
@@ -83,6 +90,26 @@ def controller_uid(metadata: dict[str, Any]) -> str | None:
         if ref.get("controller"):
             return str(ref.get("uid"))
     return None
+
+
+# Container waiting reasons that are just a pod starting, not something in its way.
+_STARTING = {"ContainerCreating", "PodInitializing"}
+
+
+def _waiting(status: dict[str, Any]) -> tuple[str | None, str | None]:
+    """Why a pod that is not running yet cannot start: the scheduler's verdict, else a
+    container's waiting reason (an image that cannot be pulled, a missing Secret...)."""
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+            return condition.get("reason") or "Unschedulable", condition.get("message")
+    for container in (status.get("initContainerStatuses") or []) + (
+        status.get("containerStatuses") or []
+    ):
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason")
+        if reason and reason not in _STARTING:
+            return reason, f"container {container.get('name')}: {waiting.get('message') or reason}"
+    return None, None
 
 
 def _termination(
@@ -227,6 +254,13 @@ def compute_status(
                 conditions, ConditionType.RUNNING, "True", "TFJobRunning", f"{job} is running.", now
             )
 
+    waiting = None
+    if not any(conditions[k].status == "True" for k in TERMINAL if k in conditions):
+        waiting = [
+            PendingPod(pod=p.name, reason=p.waiting_reason, message=p.waiting_message or "")
+            for p in live
+            if p.phase == "Pending" and p.waiting_reason and not p.deleting
+        ][:MAX_WAITING_PODS] or None
     ordered = [conditions[k] for k in ConditionType if k in conditions]
     status = TensorFlowJobStatus(
         state=state_of(conditions),
@@ -236,6 +270,7 @@ def compute_status(
         start_time=previous.start_time or now,
         completion_time=completion_time,
         observed_generation=generation,
+        waiting=waiting,
     )
     events = [
         JobEvent(

@@ -1,6 +1,7 @@
 """runPolicy's time limits on the real control plane, timed by the job's own status timestamps:
 activeDeadlineSeconds fails a job on time and stops its pods, ttlSecondsAfterFinished deletes a
-finished job on time, and both hold across an operator restart."""
+finished job on time, and both hold across an operator restart. And a job whose pods cannot
+start says why."""
 
 from __future__ import annotations
 
@@ -109,3 +110,26 @@ def test_the_deadline_holds_across_an_operator_restart(
     assert condition(job, "Failed")["reason"] == "DeadlineExceeded"
     assert timestamp(job["status"]["completionTime"]) >= due
     assert time.monotonic() - restarted < 30
+
+
+def test_a_job_that_cannot_start_says_why_on_its_status(
+    kubectl, api_client: k8s.ApiClient, namespace: str
+) -> None:
+    """No simulated node has 9 GPUs: the scheduler's reason reaches the job's status."""
+    apply(kubectl, namespace, kubeflow_job("greedy", {"Worker": replica(1, gpus=9)}))
+    custom = k8s.CustomObjectsApi(api_client)
+    (job,) = control.wait_for(
+        custom.list_namespaced_custom_object,
+        lambda jobs: [j for j in jobs if (j.get("status") or {}).get("waiting")] or None,
+        timeout=60,
+        what="the job's status to say why its pod waits",
+        group=GROUP,
+        version=VERSION,
+        namespace=namespace,
+        plural=PLURAL,
+    )
+    (waiting,) = job["status"]["waiting"]
+    assert waiting["pod"] == "greedy-worker-0"
+    assert waiting["reason"] == "Unschedulable"
+    assert "Insufficient nvidia.com/gpu" in waiting["message"]
+    assert job["status"]["state"] == "Created"

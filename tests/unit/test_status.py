@@ -1063,3 +1063,73 @@ def test_from_pod_reads_when_the_trainer_container_ended() -> None:
         },
     )
     assert PodObservation.from_pod(raw).finished_at == at(7)
+
+
+# ----- why pods cannot start ------------------------------------------------------------------
+UNSCHEDULABLE = "0/7 nodes are available: 3 Insufficient nvidia.com/gpu, 4 node(s) had taints."
+
+
+def test_from_pod_reads_why_it_cannot_start() -> None:
+    unschedulable = api_pod(
+        "mnist-worker-0",
+        "worker",
+        "0",
+        {
+            "phase": "Pending",
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": UNSCHEDULABLE,
+                }
+            ],
+        },
+    )
+    observed = PodObservation.from_pod(unschedulable)
+    assert (observed.waiting_reason, observed.waiting_message) == ("Unschedulable", UNSCHEDULABLE)
+    pulling = api_pod(
+        "mnist-worker-1",
+        "worker",
+        "1",
+        {
+            "phase": "Pending",
+            "conditions": [{"type": "PodScheduled", "status": "True"}],
+            "containerStatuses": [
+                {
+                    "name": "tensorflow",
+                    "state": {
+                        "waiting": {"reason": "ErrImagePull", "message": "tf:2.99 not found"}
+                    },
+                }
+            ],
+        },
+    )
+    observed = PodObservation.from_pod(pulling)
+    assert observed.waiting_reason == "ErrImagePull"
+    assert observed.waiting_message == "container tensorflow: tf:2.99 not found"
+    creating = api_pod(
+        "mnist-worker-2",
+        "worker",
+        "2",
+        {
+            "phase": "Pending",
+            "containerStatuses": [
+                {"name": "tensorflow", "state": {"waiting": {"reason": "ContainerCreating"}}}
+            ],
+        },
+    )
+    assert PodObservation.from_pod(creating).waiting_reason is None
+
+
+def test_status_says_why_pods_wait_until_the_job_ends() -> None:
+    waiting = pod(
+        "Worker", 1, "Pending", waiting_reason="Unschedulable", waiting_message=UNSCHEDULABLE
+    )
+    status, _ = run(specs(Worker=2), [pod("Worker", 0, "Running"), waiting])
+    assert status.waiting is not None
+    assert [(w.pod, w.reason, w.message) for w in status.waiting] == [
+        ("mnist-worker-1", "Unschedulable", UNSCHEDULABLE)
+    ]
+    status, _ = run(specs(Worker=2), [pod("Worker", 0, "Succeeded"), waiting])
+    assert status.waiting is None

@@ -622,6 +622,17 @@ class ReplicaStatus(Model):
 RECONCILE_FAILURES_REPORTED = 3
 
 
+class PendingPod(Model):
+    """A pod of the job that cannot start yet, and why."""
+
+    pod: str = Field(description="The pod's name.")
+    reason: str = Field(description="Unschedulable, ErrImagePull, CreateContainerConfigError...")
+    message: str = Field(
+        description="The scheduler's or the kubelet's words, e.g. `0/7 nodes are available: "
+        "3 Insufficient nvidia.com/gpu`."
+    )
+
+
 class ReconcileFailure(Model):
     """Why the operator cannot currently act on a job."""
 
@@ -652,6 +663,14 @@ class TensorFlowJobStatus(Model):
     completion_time: dt.datetime | None = Field(None, description="When it finished.")
     observed_generation: int | None = Field(
         None, description="The metadata.generation this status describes."
+    )
+    waiting: list[PendingPod] | None = Field(
+        None,
+        description=(
+            "While the job runs, its pods (at most 5) that cannot start yet and why: the "
+            "scheduler's reason or the image-pull or container-creation error a pod reports, "
+            "updated as it changes."
+        ),
     )
     reconcile_failure: ReconcileFailure | None = Field(
         None,
