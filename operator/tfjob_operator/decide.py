@@ -20,6 +20,7 @@ from .api.v1alpha1 import (
     CleanPodPolicy,
     LauncherCreation,
     MPISpec,
+    PendingPod,
     ReplicaSpecs,
     ReplicaType,
     RunPolicy,
@@ -31,10 +32,11 @@ from .builders import JobRef, desired_children, requests_gpus
 from .estimator import compile_replica_specs, effective_mpi
 from .events import JobEvent
 from .settings import SPEC_HASH_ANNOTATION, OperatorSettings
-from .status import PodObservation, Problem, compute_status, is_finished
+from .status import MAX_WAITING_PODS, PodObservation, Problem, compute_status, is_finished
 from .topology import pod_name
 
 DEADLINE_EXCEEDED = "DeadlineExceeded"
+NAME_IN_USE = "NameInUse"
 # Status fields that only count pods: they change with every pod that starts or ends.
 COUNT_FIELDS = ("ready", "replicaStatuses")
 
@@ -72,6 +74,7 @@ class Decision:
     events: list[JobEvent] = field(default_factory=list)
     look_again_after: float | None = None  # seconds until time alone changes something
     delete_job: bool = False  # the job's ttlSecondsAfterFinished ran out
+    in_the_way: list[PendingPod] = field(default_factory=list)  # objects holding a child's name
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -217,6 +220,9 @@ def decide(
         now=now,
         problem=problem,
     )
+    if decision.in_the_way and not is_finished(status):
+        waiting = (decision.in_the_way + (status.waiting or []))[:MAX_WAITING_PODS]
+        status = status.model_copy(update={"waiting": waiting})
     decision.events[:0] = transitions
     decision.state = status.state
     decision.pods_settled = not any(
@@ -308,10 +314,34 @@ def _create_and_delete(
     launcher_allowed = mpi is None or launcher_may_start(mpi, replica_specs, pods)
     wanted = wanted_pod_names(ref.name, replica_specs, launcher_allowed=launcher_allowed)
     by_name = {p.name: p for p in pods}
-    missing = [n for n in wanted if n not in by_name]
+    # A name held by a pod that is not this job's (a deleted job's pod still terminating, or
+    # one somebody made): creating it would only be refused, again and again. Wait, and say so.
+    strangers = {p.name: p for p in observed.pods if p.owner_uid != ref.uid}
+    missing = [n for n in wanted if n not in by_name and n not in strangers]
+    decision.in_the_way += [
+        PendingPod(
+            pod=name,
+            reason=NAME_IN_USE,
+            message=f"a pod named {name} exists that is not this job's"
+            + (" (still terminating)" if strangers[name].deleting else "")
+            + ": the job creates its own once that pod is gone",
+        )
+        for name in wanted
+        if name not in by_name and name in strangers
+    ]
     described = previous.observed_generation if previous is not None else None
     spec_changed = described is not None and described != generation
     has_service = ref.uid in observed.service_owners
+    if not has_service and observed.service_owners:
+        decision.in_the_way.append(
+            PendingPod(
+                pod=ref.name,
+                reason=NAME_IN_USE,
+                message=f"a Service named {ref.name} exists that is not this job's: the job "
+                "creates its own once that Service is gone",
+            )
+        )
+        has_service = True  # nothing to create while it is in the way
     if missing or spec_changed or not has_service:
         # Only missing pods are built; all of them only when the spec changed, to compare.
         desired = desired_children(

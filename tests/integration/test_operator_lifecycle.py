@@ -386,3 +386,49 @@ def test_spec_the_schema_cannot_check_is_reported_on_the_status(
         "spec.scriptParams: the value of '--config' must be a string, number or boolean, not dict"
     )
     assert job_pods(core, namespace, "nested") == {}
+
+
+def test_a_pod_in_the_way_is_reported_and_replaced_once_gone(
+    kubectl, core: k8s.CoreV1Api, api_client: k8s.ApiClient, namespace: str
+) -> None:
+    """A pod that holds a child's name but is not the job's is never created over in a loop:
+    the status says it is in the way, and the job makes its own pod once it is gone."""
+    core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": "squat-worker-0", "labels": {"tfjob.dev/job-name": "squat"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+        },
+    )
+    apply(kubectl, namespace, kubeflow_job("squat", {"Worker": replica(1)}))
+    custom = k8s.CustomObjectsApi(api_client)
+    (job,) = control.wait_for(
+        custom.list_namespaced_custom_object,
+        lambda jobs: [j for j in jobs if (j.get("status") or {}).get("waiting")] or None,
+        timeout=60,
+        what="the job's status to name the pod in the way",
+        group="tfjob.dev",
+        version="v1alpha1",
+        namespace=namespace,
+        plural="tensorflowjobs",
+    )
+    (waiting,) = job["status"]["waiting"]
+    assert (waiting["pod"], waiting["reason"]) == ("squat-worker-0", "NameInUse")
+    core.delete_namespaced_pod("squat-worker-0", namespace, grace_period_seconds=0)
+    control.wait_for(
+        core.list_namespaced_pod,
+        lambda pods: (
+            [
+                p
+                for p in pods
+                if p.metadata.name == "squat-worker-0"
+                and any(ref.kind == "TensorFlowJob" for ref in p.metadata.owner_references or [])
+            ]
+            or None
+        ),
+        timeout=60,
+        what="the job's own squat-worker-0",
+        namespace=namespace,
+    )
+    wait_for_condition(api_client, namespace, "squat", "Running", timeout=60)
+    assert not get_job(api_client, namespace, "squat")["status"].get("waiting")

@@ -154,12 +154,32 @@ def test_a_large_job_whose_pods_exist_builds_no_pod(monkeypatch: pytest.MonkeyPa
 
 
 def test_pods_of_another_job_with_the_same_name_are_not_ours() -> None:
-    """A pod left by a deleted job of the same name is neither counted nor deleted."""
-    stranger = pod("worker", 0, "Failed", owner="uid-of-an-older-job", exit_code=1)
-    decision = run(job(kubeflow_spec(Worker=1)), [stranger])
-    assert names(decision.create) == [("Pod", "mnist-worker-0")]
+    """A pod left by a deleted job of the same name is neither counted, nor deleted, nor
+    created over (that would be refused again and again): the status says it is in the way."""
+    stranger = pod("worker", 0, "Failed", owner="uid-of-an-older-job", exit_code=1, deleting=True)
+    decision = run(job(kubeflow_spec(Worker=2)), [stranger])
+    assert names(decision.create) == [("Pod", "mnist-worker-1")]
     assert decision.delete == []
     assert "Failed" not in conditions(decision)
+    (waiting,) = decision.status["waiting"]
+    assert waiting["pod"] == "mnist-worker-0"
+    assert waiting["reason"] == "NameInUse"
+    assert "not this job's (still terminating)" in waiting["message"]
+    # Once it is gone, the job creates its own.
+    assert names(run(job(kubeflow_spec(Worker=2)), []).create) == [
+        ("Pod", "mnist-worker-0"),
+        ("Pod", "mnist-worker-1"),
+    ]
+
+
+def test_a_service_of_the_same_name_that_is_not_ours_is_reported_not_created() -> None:
+    body = job(kubeflow_spec(Worker=1))
+    observed = Observed((), ("uid-of-somebody-else",))
+    decision = decide(body, compile_job(body["spec"], SETTINGS), observed, SETTINGS, NOW)
+    assert names(decision.create) == [("Pod", "mnist-worker-0")]
+    (waiting,) = decision.status["waiting"]
+    assert (waiting["pod"], waiting["reason"]) == ("mnist", "NameInUse")
+    assert "a Service named mnist exists that is not this job's" in waiting["message"]
 
 
 def test_a_pod_nobody_wants_any_more_is_deleted() -> None:

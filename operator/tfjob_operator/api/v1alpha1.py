@@ -626,7 +626,10 @@ class PendingPod(Model):
     """A pod of the job that cannot start yet, and why."""
 
     pod: str = Field(description="The pod's name.")
-    reason: str = Field(description="Unschedulable, ErrImagePull, CreateContainerConfigError...")
+    reason: str = Field(
+        description="Unschedulable, ErrImagePull, CreateContainerConfigError..., or NameInUse: "
+        "an object that is not this job's holds the pod's (or the Service's) name."
+    )
     message: str = Field(
         description="The scheduler's or the kubelet's words, e.g. `0/7 nodes are available: "
         "3 Insufficient nvidia.com/gpu`."
