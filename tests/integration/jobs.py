@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -65,25 +66,44 @@ def condition(job: dict[str, Any], kind: str) -> dict[str, Any] | None:
     return None
 
 
-def wait_for_condition(
-    api: k8s.ApiClient, namespace: str, name: str, kind: str, timeout: float = 60
-) -> dict[str, Any]:
-    """Wait until the job has condition ``kind`` True; return the job."""
+def wait_for_job(
+    api: k8s.ApiClient,
+    namespace: str,
+    name: str,
+    predicate: Callable[[dict[str, Any] | None], bool],
+    what: str,
+    timeout: float = 60,
+) -> dict[str, Any] | None:
+    """Watch job ``name`` until ``predicate(job)`` holds (``job`` is None once it is gone);
+    return the job."""
     custom = k8s.CustomObjectsApi(api)
     list_jobs = functools.partial(
         custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL
     )
 
-    def matching(jobs: list[dict[str, Any]]) -> dict[str, Any] | None:
-        return next((j for j in jobs if condition(j, kind)), None)
+    def matching(jobs: list[dict[str, Any]]) -> tuple[dict[str, Any] | None] | None:
+        job = jobs[0] if jobs else None
+        return (job,) if predicate(job) else None
 
-    return wait_for(
+    (job,) = wait_for(
         list_jobs,
         matching,
         timeout=timeout,
-        what=f"job {name} {kind}",
+        what=f"job {name}: {what}",
         field_selector=f"metadata.name={name}",
     )
+    return job
+
+
+def wait_for_condition(
+    api: k8s.ApiClient, namespace: str, name: str, kind: str, timeout: float = 60
+) -> dict[str, Any]:
+    """Wait until the job has condition ``kind`` True; return the job."""
+    job = wait_for_job(
+        api, namespace, name, lambda job: bool(job and condition(job, kind)), kind, timeout
+    )
+    assert job is not None
+    return job
 
 
 def job_pods(core: k8s.CoreV1Api, namespace: str, name: str) -> dict[str, k8s.V1Pod]:

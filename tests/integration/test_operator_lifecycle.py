@@ -19,6 +19,7 @@ from .jobs import (
     replica,
     tf_config,
     wait_for_condition,
+    wait_for_job,
     wait_for_pods,
 )
 
@@ -401,17 +402,14 @@ def test_a_pod_in_the_way_is_reported_and_replaced_once_gone(
         },
     )
     apply(kubectl, namespace, kubeflow_job("squat", {"Worker": replica(1)}))
-    custom = k8s.CustomObjectsApi(api_client)
-    (job,) = control.wait_for(
-        custom.list_namespaced_custom_object,
-        lambda jobs: [j for j in jobs if (j.get("status") or {}).get("waiting")] or None,
-        timeout=60,
-        what="the job's status to name the pod in the way",
-        group="tfjob.dev",
-        version="v1alpha1",
-        namespace=namespace,
-        plural="tensorflowjobs",
+    job = wait_for_job(
+        api_client,
+        namespace,
+        "squat",
+        lambda job: bool(job and (job.get("status") or {}).get("waiting")),
+        "its status naming the pod in the way",
     )
+    assert job is not None
     (waiting,) = job["status"]["waiting"]
     assert (waiting["pod"], waiting["reason"]) == ("squat-worker-0", "NameInUse")
     core.delete_namespaced_pod("squat-worker-0", namespace, grace_period_seconds=0)

@@ -13,10 +13,17 @@ from kubernetes import client as k8s
 
 from tfjob_localcluster import control, processes
 from tfjob_localcluster.operator_process import OperatorProcess
-from tfjob_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
 
 from .install import session_operator_stopped
-from .jobs import apply, condition, kubeflow_job, replica, wait_for_condition, wait_for_pods
+from .jobs import (
+    apply,
+    condition,
+    kubeflow_job,
+    replica,
+    wait_for_condition,
+    wait_for_job,
+    wait_for_pods,
+)
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("operator")]
 
@@ -70,18 +77,7 @@ def test_ttl_deletes_a_finished_job_within_a_second(
     control.end_pod(core, namespace, "brief-worker-0", exit_code=0)
     job = wait_for_condition(api_client, namespace, "brief", "Succeeded", timeout=30)
     completed = timestamp(job["status"]["completionTime"])
-    custom = k8s.CustomObjectsApi(api_client)
-    control.wait_for(
-        custom.list_namespaced_custom_object,
-        lambda jobs: None if jobs else True,
-        timeout=30,
-        what="the finished job to be deleted",
-        group=GROUP,
-        version=VERSION,
-        namespace=namespace,
-        plural=PLURAL,
-        field_selector="metadata.name=brief",
-    )
+    wait_for_job(api_client, namespace, "brief", lambda job: job is None, "deleted", 30)
     gone_after = dt.datetime.now(dt.UTC) - completed
     assert dt.timedelta(seconds=3) <= gone_after <= dt.timedelta(seconds=4.5), gone_after
 
@@ -117,17 +113,14 @@ def test_a_job_that_cannot_start_says_why_on_its_status(
 ) -> None:
     """No simulated node has 9 GPUs: the scheduler's reason reaches the job's status."""
     apply(kubectl, namespace, kubeflow_job("greedy", {"Worker": replica(1, gpus=9)}))
-    custom = k8s.CustomObjectsApi(api_client)
-    (job,) = control.wait_for(
-        custom.list_namespaced_custom_object,
-        lambda jobs: [j for j in jobs if (j.get("status") or {}).get("waiting")] or None,
-        timeout=60,
-        what="the job's status to say why its pod waits",
-        group=GROUP,
-        version=VERSION,
-        namespace=namespace,
-        plural=PLURAL,
+    job = wait_for_job(
+        api_client,
+        namespace,
+        "greedy",
+        lambda job: bool(job and (job.get("status") or {}).get("waiting")),
+        "its status saying why its pod waits",
     )
+    assert job is not None
     (waiting,) = job["status"]["waiting"]
     assert waiting["pod"] == "greedy-worker-0"
     assert waiting["reason"] == "Unschedulable"
