@@ -190,7 +190,8 @@ class ReplicaSpec(Model):
         RestartPolicy.NEVER,
         description=(
             "Restart policy of the pods: Always, OnFailure, Never (default) or ExitCode "
-            "(pods run with Never)."
+            "(pods run with Never; for now a failed pod then fails the job whatever its exit "
+            "code)."
         ),
     )
     template: PodTemplateSpec = Field(description="Pod template of this replica type.")
@@ -313,7 +314,7 @@ class CleanPodPolicy(StrEnum):
 
 
 class SchedulingPolicy(OpenModel):
-    """Gang-scheduling hints (accepted for Kubeflow compatibility; used by a later release)."""
+    """Gang-scheduling hints (accepted for Kubeflow compatibility; not acted on yet)."""
 
     min_available: int | None = Field(None, ge=1, description="Pods that must start together.")
     queue: str | None = Field(None, description="Queue name for a batch scheduler.")
@@ -349,10 +350,23 @@ class RunPolicy(Model):
         ),
     )
     backoff_limit: int | None = Field(
-        None, ge=0, description="Retries before the job is marked Failed."
+        None,
+        ge=0,
+        description=(
+            "Retries before the job is marked Failed. Not acted on yet: a failed pod fails the "
+            "job (restartPolicy Never and ExitCode), and the kubelet's restarts under OnFailure "
+            "and Always are not counted."
+        ),
     )
-    suspend: bool = Field(False, description="Suspend the job: its pods are deleted.")
-    scheduling_policy: SchedulingPolicy | None = Field(None, description="Gang-scheduling hints.")
+    suspend: bool = Field(
+        False,
+        description="Suspend the job. Not acted on yet: a suspended job's pods still run.",
+    )
+    scheduling_policy: SchedulingPolicy | None = Field(
+        None,
+        description="Gang-scheduling hints, accepted for Kubeflow compatibility; not acted on "
+        "yet (pods are scheduled one by one).",
+    )
 
 
 class SuccessPolicy(StrEnum):
