@@ -208,6 +208,14 @@ class Controller:
             return None
         compiled = self.compiled(key, job)
         decision = decide(job, compiled, self.observe(key), self.settings, self.clock())
+        if decision.status_first and decision.status is not None:
+            # Restarts are on the status before their pods go.
+            try:
+                job = await self._write_status(key, job, decision)
+            except Conflict:
+                log.debug("%s/%s: status write raced a change; waiting for it", *key)
+                return decision.state
+            decision.status = None
         refused = await self._apply_children(key, job, decision)
         if refused is not None:
             decision = decide(
@@ -221,17 +229,13 @@ class Controller:
             # which decides them again.
             decision.status, decision.events = None, []
         if decision.status is not None:
-            self._counts_since.pop(key, None)
             try:
-                stored = await self.kube.write_status(job, decision.status)
+                job = await self._write_status(key, job, decision)
             except Conflict:
                 # The job changed since the watch showed it: its newer version's event (come
                 # or coming) runs the next pass.
                 log.debug("%s/%s: status write raced a change; waiting for it", *key)
                 return decision.state
-            if (job.get("status") or {}).get("state") != decision.state:
-                log.info("%s/%s: %s", *key, decision.state)
-            self.jobs[key] = job = stored
         self._settled[key] = _resource_version(job)
         if decision.events:
             # Posted after the status write that records them, without holding the pass's slot:
@@ -247,6 +251,17 @@ class Controller:
         elif decision.look_again_after is not None:
             self.queue.trigger_after(key, decision.look_again_after)
         return decision.state
+
+    async def _write_status(
+        self, key: JobKey, job: dict[str, Any], decision: Decision
+    ) -> dict[str, Any]:
+        assert decision.status is not None
+        self._counts_since.pop(key, None)
+        stored = await self.kube.write_status(job, decision.status)
+        if (job.get("status") or {}).get("state") != decision.state:
+            log.info("%s/%s: %s", *key, decision.state)
+        self.jobs[key] = stored
+        return stored
 
     def _may_wait(self, key: JobKey, decision: Decision) -> bool:
         """Whether a status write that only changes pod counts can wait, to take later count

@@ -31,13 +31,15 @@ from .api.v1alpha1 import (
 from .builders import JobRef, desired_children, requests_gpus
 from .estimator import compile_replica_specs, effective_mpi
 from .events import JobEvent
-from .settings import SPEC_HASH_ANNOTATION, OperatorSettings
+from .retries import RetryPlan, plan_retries
+from .settings import ATTEMPT_LABEL, SPEC_HASH_ANNOTATION, OperatorSettings
 from .status import MAX_WAITING_PODS, PodObservation, Problem, compute_status, is_finished
 from .topology import pod_name
 
 DEADLINE_EXCEEDED = "DeadlineExceeded"
 NAME_IN_USE = "NameInUse"
-# Status fields that only count pods: they change with every pod that starts or ends.
+# Status fields that count pods: they change with every pod that starts or ends (a change of
+# their restart counts is news, though: see _without_counts).
 COUNT_FIELDS = ("ready", "replicaStatuses")
 
 
@@ -74,6 +76,7 @@ class Decision:
     events: list[JobEvent] = field(default_factory=list)
     look_again_after: float | None = None  # seconds until time alone changes something
     delete_job: bool = False  # the job's ttlSecondsAfterFinished ran out
+    status_first: bool = False  # write the status (restarts counted) before deleting pods
     in_the_way: list[PendingPod] = field(default_factory=list)  # objects holding a child's name
 
 
@@ -196,11 +199,30 @@ def decide(
     problem = compiled.problem or refused
     if problem is None and not is_finished(previous):
         problem = _past_deadline(decision, job, previous, run_policy, now)
+    plan = RetryPlan(attempt=(previous.attempt if previous else None) or 1)
+    if problem is None and not is_finished(previous) and replica_specs is not None:
+        plan = plan_retries(
+            job=f"TFJob {namespace}/{name}",
+            replica_specs=replica_specs,
+            run_policy=run_policy,
+            success_policy=spec.success_policy if spec else SuccessPolicy.DEFAULT,
+            pods=pods,
+            previous=previous,
+        )
+        problem = plan.problem
+        decision.events += plan.events
+        if plan.replace:
+            # Restarts are counted before their pods go: a pass that fails in between counts
+            # no restart twice and none never.
+            decision.status_first = True
+            decision.delete += plan.replace
+            going = {p.uid for p in plan.replace}
+            pods = [dataclasses.replace(p, deleting=True) if p.uid in going else p for p in pods]
 
     if not is_finished(previous) and problem is None and replica_specs is not None:
         assert spec is not None
         _create_and_delete(
-            decision, ref, spec, compiled, pods, observed, previous, generation, settings
+            decision, ref, spec, compiled, pods, observed, previous, generation, settings, plan
         )
 
     # The status tells the world after this decision: the pods it creates count as Pending.
@@ -219,6 +241,9 @@ def decide(
         success_policy=spec.success_policy if spec else SuccessPolicy.DEFAULT,
         now=now,
         problem=problem,
+        restarting=plan.restarting,
+        restarts=plan.restarts or None,
+        attempt=plan.attempt,
     )
     if decision.in_the_way and not is_finished(status):
         waiting = (decision.in_the_way + (status.waiting or []))[:MAX_WAITING_PODS]
@@ -294,7 +319,13 @@ def _expire(
 
 
 def _without_counts(status: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in status.items() if k not in COUNT_FIELDS}
+    """The status less its pod counts (restart counts stay: each is news to write at once)."""
+    kept = {k: v for k, v in status.items() if k not in COUNT_FIELDS}
+    kept["restarts"] = {
+        kind: (counts.get("restarts"), counts.get("containerRestarts"))
+        for kind, counts in (status.get("replicaStatuses") or {}).items()
+    }
+    return kept
 
 
 def _create_and_delete(
@@ -307,10 +338,18 @@ def _create_and_delete(
     previous: TensorFlowJobStatus | None,
     generation: int | None,
     settings: OperatorSettings,
+    plan: RetryPlan,
 ) -> None:
     """Create what is missing, delete pods nobody wants any more, notice a changed spec."""
     replica_specs, mpi = compiled.replica_specs, compiled.mpi
     assert replica_specs is not None
+    # A new attempt starts once every pod of the earlier one is gone: its workers must not
+    # meet the old ones, which hold their names anyway.
+    earlier = [p for p in pods if p.attempt < plan.attempt]
+    going = {p.uid for p in decision.delete}
+    decision.delete += [p for p in earlier if not p.deleting and p.uid not in going]
+    if plan.new_attempt or earlier:
+        return
     launcher_allowed = mpi is None or launcher_may_start(mpi, replica_specs, pods)
     wanted = wanted_pod_names(ref.name, replica_specs, launcher_allowed=launcher_allowed)
     by_name = {p.name: p for p in pods}
@@ -359,7 +398,10 @@ def _create_and_delete(
             decision.create += desired.config_maps
         if not has_service:
             decision.create.append(desired.service)
-        decision.create += [desired.pods[n] for n in missing]
+        for pod_name_ in missing:
+            pod = desired.pods[pod_name_]
+            pod["metadata"]["labels"][ATTEMPT_LABEL] = str(plan.attempt)
+            decision.create.append(pod)
         stale = sorted(
             p.name
             for p in pods
@@ -377,4 +419,7 @@ def _create_and_delete(
                 )
             )
     wanted_names = set(wanted)
-    decision.delete += [p for p in pods if p.name not in wanted_names and not p.deleting]
+    going = {p.uid for p in decision.delete}
+    decision.delete += [
+        p for p in pods if p.name not in wanted_names and not p.deleting and p.uid not in going
+    ]

@@ -114,7 +114,7 @@ def compile_replica_specs(spec: TensorFlowJobSpec, settings: OperatorSettings) -
     def replica(count: int, *, with_gpus: bool) -> dict[str, Any]:
         return {
             "replicas": count,
-            "restartPolicy": "Never",
+            "restartPolicy": "ExitCode",
             "template": _pod_template(spec, settings, gpus=gpus if with_gpus else 0),
         }
 
@@ -166,12 +166,12 @@ def _compile_mpi(spec: TensorFlowJobSpec, settings: OperatorSettings) -> Replica
         {
             ReplicaType.LAUNCHER.value: {
                 "replicas": 1,
-                "restartPolicy": "Never",
+                "restartPolicy": "ExitCode",
                 "template": launcher,
             },
             ReplicaType.WORKER.value: {
                 "replicas": nodes,
-                "restartPolicy": "Never",
+                "restartPolicy": "ExitCode",
                 "template": worker,
             },
         }

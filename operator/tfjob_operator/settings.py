@@ -17,6 +17,7 @@ JOB_NAME_LABEL = "tfjob.dev/job-name"
 REPLICA_TYPE_LABEL = "tfjob.dev/replica-type"
 REPLICA_INDEX_LABEL = "tfjob.dev/replica-index"
 JOB_ROLE_LABEL = "tfjob.dev/job-role"
+ATTEMPT_LABEL = "tfjob.dev/attempt"
 SPEC_HASH_ANNOTATION = "tfjob.dev/spec-hash"
 OPERATOR_PREFIX = "tfjob.dev"
 

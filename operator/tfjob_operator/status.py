@@ -22,12 +22,18 @@ from .api.v1alpha1 import (
     TensorFlowJobStatus,
 )
 from .events import JobEvent
-from .settings import REPLICA_INDEX_LABEL, REPLICA_TYPE_LABEL, SPEC_HASH_ANNOTATION
+from .settings import (
+    ATTEMPT_LABEL,
+    REPLICA_INDEX_LABEL,
+    REPLICA_TYPE_LABEL,
+    SPEC_HASH_ANNOTATION,
+)
 from .topology import TRAINER_CONTAINER, chief_type
 
 _TYPE_BY_LABEL = {t.value.lower(): t for t in ReplicaType}
 TERMINAL = (ConditionType.SUCCEEDED, ConditionType.FAILED)
 MAX_WAITING_PODS = 5
+RESTARTING = "TFJobRestarting"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +55,9 @@ class PodObservation:
     uid: str = ""
     owner_uid: str | None = None  # the uid of its controller (the job that made it)
     spec_hash: str | None = None  # what the operator put in it, as the builder hashed it
+    restarts: int = 0  # container restarts the kubelet made in it
+    last_exit_code: int | None = None  # the exit that made the kubelet restart a container
+    attempt: int = 1  # the run of the whole job it belongs to
 
     @classmethod
     def from_pod(cls, pod: dict[str, Any]) -> PodObservation:
@@ -65,6 +74,11 @@ class PodObservation:
         )
         exit_code, reason, message, finished_at = _termination(status)
         waiting_reason, waiting_message = _waiting(status)
+        restarts, last_exit_code = _restarts(status)
+        try:
+            attempt = int(labels.get(ATTEMPT_LABEL, "1"))
+        except ValueError:
+            attempt = 1
         return cls(
             name=metadata.get("name", ""),
             replica_type=_TYPE_BY_LABEL.get(labels.get(REPLICA_TYPE_LABEL, "")),
@@ -81,7 +95,15 @@ class PodObservation:
             uid=metadata.get("uid", ""),
             owner_uid=controller_uid(metadata),
             spec_hash=(metadata.get("annotations") or {}).get(SPEC_HASH_ANNOTATION),
+            restarts=restarts,
+            last_exit_code=last_exit_code,
+            attempt=attempt,
         )
+
+    def describe(self) -> str:
+        """`Worker 1 (pod x-worker-1)`: how events and conditions name a pod."""
+        kind = self.replica_type.value if self.replica_type else "pod"
+        return f"{kind} {self.index} (pod {self.name})"
 
 
 def controller_uid(metadata: dict[str, Any]) -> str | None:
@@ -90,6 +112,21 @@ def controller_uid(metadata: dict[str, Any]) -> str | None:
         if ref.get("controller"):
             return str(ref.get("uid"))
     return None
+
+
+def _restarts(status: dict[str, Any]) -> tuple[int, int | None]:
+    """How often the kubelet restarted the pod's containers, and the exit of the last restart."""
+    count, code = 0, None
+    for container in (status.get("initContainerStatuses") or []) + (
+        status.get("containerStatuses") or []
+    ):
+        restarted = int(container.get("restartCount") or 0)
+        if restarted:
+            count += restarted
+            last = ((container.get("lastState") or {}).get("terminated") or {}).get("exitCode")
+            if code is None or container.get("name") == TRAINER_CONTAINER:
+                code = last if last is not None else code
+    return count, code
 
 
 # Container waiting reasons that are just a pod starting, not something in its way.
@@ -142,8 +179,8 @@ class Problem:
     message: str
 
 
-def _describe_failure(pod: PodObservation) -> str:
-    what = f"{pod.replica_type.value if pod.replica_type else 'pod'} {pod.index} (pod {pod.name})"
+def describe_failure(pod: PodObservation) -> str:
+    what = pod.describe()
     if pod.exit_code is not None:
         text = f"{what} exited with code {pod.exit_code}"
     else:
@@ -210,8 +247,15 @@ def compute_status(
     success_policy: SuccessPolicy,
     now: dt.datetime,
     problem: Problem | None = None,
+    restarting: str | None = None,
+    restarts: dict[ReplicaType, tuple[int, int]] | None = None,
+    attempt: int | None = None,
 ) -> tuple[TensorFlowJobStatus, list[JobEvent]]:
-    """The whole status after this pass, and the events its changes deserve."""
+    """The whole status after this pass, and the events its changes deserve.
+
+    ``restarting``: a restart this pass begins (the Restarting condition's message; the events
+    of each restart come from ``retries``). ``restarts``: per replica type, the restarts so far
+    and the container restarts of its current pods. ``attempt``: the run of the whole job."""
     previous = previous or TensorFlowJobStatus()
     conditions = {c.type: c for c in previous.conditions or []}
     before = {kind: c.status for kind, c in conditions.items()}
@@ -233,23 +277,49 @@ def compute_status(
         replica_statuses = {}
         for replica_type, _spec in replica_specs.items():
             mine = [p for p in live if p.replica_type is replica_type]
+            was = (previous.replica_statuses or {}).get(replica_type.value)
+            restarted, in_containers = (restarts or {}).get(
+                replica_type,
+                (was.restarts or 0, was.container_restarts or 0) if was else (0, 0),
+            )
             replica_statuses[replica_type.value] = ReplicaStatus(
                 active=sum(1 for p in mine if p.phase in ("Pending", "Running") and not p.deleting),
                 succeeded=sum(1 for p in mine if p.phase == "Succeeded"),
                 failed=sum(1 for p in mine if p.phase == "Failed"),
+                restarts=restarted or None,
+                container_restarts=in_containers or None,
             )
 
     if not finished:
         outcome = problem and (ConditionType.FAILED, problem.reason, problem.message)
         if outcome is None and replica_specs is not None:
             outcome = _outcome(job, replica_specs, live, success_policy)
+        was_restarting = is_true(previous, ConditionType.RESTARTING)
         if outcome is not None:
             kind, reason, message = outcome
             _set(conditions, kind, "True", reason, message, now)
-            if ConditionType.RUNNING in conditions:
-                _set(conditions, ConditionType.RUNNING, "False", reason, message, now)
+            for other in (ConditionType.RUNNING, ConditionType.RESTARTING):
+                if other in conditions:
+                    _set(conditions, other, "False", reason, message, now)
             completion_time = now
+        elif restarting is not None or (
+            was_restarting and replica_specs is not None and not _all_running(replica_specs, live)
+        ):
+            if restarting is not None:
+                _set(conditions, ConditionType.RESTARTING, "True", RESTARTING, restarting, now)
+            if ConditionType.RUNNING in conditions:
+                message = conditions[ConditionType.RESTARTING].message
+                _set(conditions, ConditionType.RUNNING, "False", RESTARTING, message, now)
         elif replica_specs is not None and _running(replica_specs, live):
+            if was_restarting:
+                _set(
+                    conditions,
+                    ConditionType.RESTARTING,
+                    "False",
+                    "TFJobRunning",
+                    f"{job} restarted and runs again.",
+                    now,
+                )
             _set(
                 conditions, ConditionType.RUNNING, "True", "TFJobRunning", f"{job} is running.", now
             )
@@ -270,6 +340,7 @@ def compute_status(
         start_time=previous.start_time or now,
         completion_time=completion_time,
         observed_generation=generation,
+        attempt=attempt if attempt is not None else previous.attempt,
         waiting=waiting,
     )
     events = [
@@ -279,7 +350,10 @@ def compute_status(
             condition.message,
         )
         for kind, condition in conditions.items()
-        if condition.status == "True" and before.get(kind) != "True"
+        # Each restart has its own event (``retries``): the condition adds none.
+        if condition.status == "True"
+        and before.get(kind) != "True"
+        and kind is not ConditionType.RESTARTING
     ]
     return status, events
 
@@ -294,11 +368,13 @@ def _outcome(
     success have, unless a pod failed before them: workers failing on their way out after the
     chief succeeded do not fail the job, a worker that failed first does, whatever order a pass
     sees them in (their containers' finish times, to the second, tell; a tie goes to success)."""
-    deciding = _deciding_successes(replica_specs, pods, success_policy)
+    deciding = deciding_successes(replica_specs, pods, success_policy)
     # Failures are told in replica-type order, the launcher last: a worker evicted under a
     # running mpirun is the cause, the launcher's crash only its consequence.
+    # A failed pod that is going was replaced (or restarted with the whole job): it decides
+    # nothing any more.
     failed = sorted(
-        (p for p in pods if p.phase == "Failed"),
+        (p for p in pods if p.phase == "Failed" and not p.deleting),
         key=lambda p: (list(ReplicaType).index(p.replica_type), p.index or 0),  # type: ignore[arg-type]
     )
     if deciding is not None:
@@ -312,12 +388,12 @@ def _outcome(
         return (
             ConditionType.FAILED,
             "TFJobFailed",
-            f"{job} has failed: {_describe_failure(first)}{others}",
+            f"{job} has failed: {describe_failure(first)}{others}",
         )
     return None
 
 
-def _deciding_successes(
+def deciding_successes(
     replica_specs: ReplicaSpecs, pods: list[PodObservation], success_policy: SuccessPolicy
 ) -> list[PodObservation] | None:
     """The succeeded pods that make the job succeed, or None while they have not."""
@@ -355,6 +431,20 @@ def _latest(pods: list[PodObservation]) -> dt.datetime | None:
 def _ended_before(pod: PodObservation, moment: dt.datetime | None) -> bool:
     ended = _when(pod)
     return ended is not None and moment is not None and ended < moment
+
+
+def _all_running(replica_specs: ReplicaSpecs, pods: list[PodObservation]) -> bool:
+    """Every pod the job wants is here and Running (or done): a restart is over."""
+    up = {
+        (p.replica_type, p.index)
+        for p in pods
+        if not p.deleting and p.phase in ("Running", "Succeeded")
+    }
+    return all(
+        (replica_type, index) in up
+        for replica_type, spec in replica_specs.items()
+        for index in range(spec.replicas)
+    )
 
 
 def _running(replica_specs: ReplicaSpecs, pods: list[PodObservation]) -> bool:

@@ -3,7 +3,9 @@ with the TF_CONFIG, names and ports the operator wrote, and the job ends by thei
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,39 @@ def estimator_job(name: str, **spec: object) -> dict:
 
 def logs(kubectl, namespace: str, pod: str) -> str:
     return kubectl("logs", "-n", namespace, pod).stdout
+
+
+def follow_until(core: k8s.CoreV1Api, namespace: str, pod: str, text: str) -> None:
+    """Follow a pod's log until a line contains ``text`` (the log server streams it)."""
+    stream = core.read_namespaced_pod_log(pod, namespace, follow=True, _preload_content=False)
+    try:
+        for line in stream.stream():
+            if text.encode() in line:
+                return
+    finally:
+        stream.release_conn()
+    raise AssertionError(f"{pod}'s log ended without {text!r}")
+
+
+def kill_pod(pod: str) -> int:
+    """SIGKILL the processes of a local-node pod, as the OOM killer or a preemption would;
+    return how many were killed. (They run as processes with the pod's HOSTNAME.)"""
+    marker = f"HOSTNAME={pod}".encode()
+    killed = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if marker in environ:
+            try:
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed += 1
+            except ProcessLookupError:
+                pass
+    return killed
 
 
 def test_single_node_job_runs_the_script_with_its_parameters(
@@ -83,6 +118,42 @@ def test_multi_worker_mirrored_trains_in_sync_on_two_workers(
     assert losses[0] == losses[1]
     pods = job_pods(core, namespace, "mwms")
     assert {p.status.phase for p in pods.values()} == {"Succeeded"}
+
+
+def test_multi_worker_mirrored_restarts_as_a_whole_when_a_worker_is_killed(
+    kubectl, core: k8s.CoreV1Api, api_client: k8s.ApiClient, namespace: str, local_node: str
+) -> None:
+    """Worker 1 killed mid-training cannot rejoin worker 0's collective: the job restarts both
+    as attempt 2 (the default restart scope of a collective) and that attempt trains to the
+    end."""
+    apply(
+        kubectl,
+        namespace,
+        estimator_job(
+            "phoenix",
+            scriptParams={"--epochs": 30, "--steps-per-epoch": 20},
+            distribution={"backend": "multiWorkerMirrored", "workerCount": 2},
+            environmentVariables={"PYTHONUNBUFFERED": "1"},
+            successPolicy="AllWorkers",
+        ),
+    )
+    from tfjob_localcluster import control
+
+    control.wait_for_pod_phase(core, namespace, "phoenix-worker-1", "Running", timeout=120)
+    follow_until(core, namespace, "phoenix-worker-1", "Epoch 2/30")
+    assert kill_pod("phoenix-worker-1") >= 1
+
+    job = wait_for_condition(api_client, namespace, "phoenix", "Restarting", timeout=60)
+    assert job["status"]["attempt"] == 2
+    assert "exited with code 137" in condition(job, "Restarting")["message"]
+    job = wait_for_condition(api_client, namespace, "phoenix", "Succeeded", timeout=240)
+    assert job["status"]["attempt"] == 2
+    pods = job_pods(core, namespace, "phoenix")
+    assert {p.metadata.labels["tfjob.dev/attempt"] for p in pods.values()} == {"2"}
+    for index in range(2):
+        output = logs(kubectl, namespace, f"phoenix-worker-{index}")
+        assert f"worker {index}: replicas in sync 2" in output, output[-2000:]
+        assert re.search(rf"worker {index}: final loss \d+\.\d+", output), output[-2000:]
 
 
 def test_parameter_server_job_succeeds_when_the_chief_does_and_servers_are_stopped(

@@ -177,7 +177,9 @@ def test_launcher_failure_fails_the_job_with_its_exit_code(
 def test_evicted_worker_is_named_not_hidden_behind_the_launcher(
     kubectl, core: k8s.CoreV1Api, api_client: k8s.ApiClient, namespace: str
 ) -> None:
-    apply(kubectl, namespace, horovod_job("evict", nodeCount=2))
+    job = horovod_job("evict", nodeCount=2)
+    job["spec"]["runPolicy"] = {"backoffLimit": 0}  # an eviction is retried, but not here
+    apply(kubectl, namespace, job)
     wait_for_pods(
         core, namespace, "evict", {"evict-worker-0", "evict-worker-1", "evict-launcher-0"}
     )
@@ -193,8 +195,9 @@ def test_evicted_worker_is_named_not_hidden_behind_the_launcher(
     with contextlib.suppress(k8s.exceptions.NotFoundException):
         control.end_pod(core, namespace, "evict-launcher-0", exit_code=1)
     job = wait_for_condition(api_client, namespace, "evict", "Failed")
-    message = condition(job, "Failed")["message"]
-    assert message.startswith(
-        f"TFJob {namespace}/evict has failed: Worker 1 (pod evict-worker-1) exited with code "
-        "137 (Evicted): The node was low on resource: memory."
+    failed = condition(job, "Failed")
+    assert failed["reason"] == "BackoffLimitExceeded"
+    assert failed["message"].endswith(
+        "The last failure: Worker 1 (pod evict-worker-1) exited with code 137 (Evicted): The "
+        "node was low on resource: memory."
     )

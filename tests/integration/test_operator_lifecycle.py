@@ -169,19 +169,21 @@ def test_failed_worker_fails_the_job_with_its_exit_code(
     )
     wait_for_pods(core, namespace, "oom", {"oom-worker-0", "oom-worker-1"})
     wait_for_condition(api_client, namespace, "oom", "Running")
+    # An estimator job's pods run under restartPolicy ExitCode: code 1 is the script's own
+    # error, permanent (137 would be retried: see test_restarts).
     control.end_pod(
         core,
         namespace,
         "oom-worker-1",
-        exit_code=137,
-        reason="OOMKilled",
-        message="memory limit reached",
+        exit_code=1,
+        reason="Error",
+        message="ValueError: shapes do not match",
     )
     job = wait_for_condition(api_client, namespace, "oom", "Failed")
     failed = condition(job, "Failed")
     assert failed["reason"] == "TFJobFailed"
-    assert "Worker 1 (pod oom-worker-1) exited with code 137 (OOMKilled)" in failed["message"]
-    assert "memory limit reached" in failed["message"]
+    assert "Worker 1 (pod oom-worker-1) exited with code 1 (Error)" in failed["message"]
+    assert "shapes do not match" in failed["message"]
     assert job["status"]["state"] == "Failed"
     assert job["status"]["replicaStatuses"]["Worker"]["failed"] == 1
     running = next(c for c in job["status"]["conditions"] if c["type"] == "Running")

@@ -101,7 +101,7 @@ def test_single_node_job_is_one_worker() -> None:
     assert compiled(scriptParams={"--epochs": 3}) == {
         "Worker": {
             "replicas": 1,
-            "restartPolicy": "Never",
+            "restartPolicy": "ExitCode",
             "template": {
                 "spec": {
                     "containers": [
@@ -121,7 +121,7 @@ def test_single_node_gpu_job_gets_the_gpu_image_and_one_gpu_by_default() -> None
     assert compiled(useGpu=True) == {
         "Worker": {
             "replicas": 1,
-            "restartPolicy": "Never",
+            "restartPolicy": "ExitCode",
             "template": {
                 "spec": {
                     "containers": [
@@ -147,7 +147,7 @@ def test_multi_worker_mirrored_is_worker_count_workers() -> None:
     assert replicas == {
         "Worker": {
             "replicas": 3,
-            "restartPolicy": "Never",
+            "restartPolicy": "ExitCode",
             "template": {
                 "spec": {
                     "containers": [
@@ -184,12 +184,12 @@ def test_parameter_server_is_a_chief_workers_and_parameter_servers() -> None:
     assert replicas == {
         "Chief": {
             "replicas": 1,
-            "restartPolicy": "Never",
+            "restartPolicy": "ExitCode",
             "template": {"spec": {"containers": [cpu_container]}},
         },
         "Worker": {
             "replicas": 2,
-            "restartPolicy": "Never",
+            "restartPolicy": "ExitCode",
             "template": {
                 "spec": {
                     "containers": [
@@ -200,7 +200,7 @@ def test_parameter_server_is_a_chief_workers_and_parameter_servers() -> None:
         },
         "PS": {
             "replicas": 3,
-            "restartPolicy": "Never",
+            "restartPolicy": "ExitCode",
             "template": {"spec": {"containers": [cpu_container]}},
         },
     }
@@ -453,7 +453,7 @@ def test_compiled_job_is_the_kubeflow_form_of_the_same_job() -> None:
             "tfReplicaSpecs": {
                 "Worker": {
                     "replicas": 2,
-                    "restartPolicy": "Never",
+                    "restartPolicy": "ExitCode",
                     "template": {
                         "spec": {
                             "containers": [

@@ -189,9 +189,13 @@ class ReplicaSpec(Model):
     restart_policy: RestartPolicy = Field(
         RestartPolicy.NEVER,
         description=(
-            "Restart policy of the pods: Always, OnFailure, Never (default) or ExitCode "
-            "(pods run with Never; for now a failed pod then fails the job whatever its exit "
-            "code)."
+            "What a failure of one of these pods does. Never (default): a failed pod fails the "
+            "job. OnFailure / Always: the kubelet restarts the container in place, and a pod "
+            "that fails as a whole (evicted, its node lost) is replaced by the operator. "
+            "ExitCode: exit codes 1-127 are permanent and fail the job; 128-255 (137 after a "
+            "preemption or OOM kill, 143 after SIGTERM) and a pod that failed without an exit "
+            "code are retried: the operator replaces the pod, or restarts the whole job (see "
+            "runPolicy.restartScope). Every restart counts toward runPolicy.backoffLimit."
         ),
     )
     template: PodTemplateSpec = Field(description="Pod template of this replica type.")
@@ -307,6 +311,14 @@ class ReplicaSpecs(Model):
 # ----- run policy -----------------------------------------------------------------------------
 
 
+DEFAULT_BACKOFF_LIMIT = 6
+
+
+class RestartScope(StrEnum):
+    POD = "Pod"
+    JOB = "Job"
+
+
 class CleanPodPolicy(StrEnum):
     ALL = "All"
     RUNNING = "Running"
@@ -353,9 +365,23 @@ class RunPolicy(Model):
         None,
         ge=0,
         description=(
-            "Retries before the job is marked Failed. Not acted on yet: a failed pod fails the "
-            "job (restartPolicy Never and ExitCode), and the kubelet's restarts under OnFailure "
-            "and Always are not counted."
+            f"Restarts allowed before the job fails with reason BackoffLimitExceeded (default "
+            f"{DEFAULT_BACKOFF_LIMIT}, as for a batch Job). Counted: every container restart the "
+            "kubelet makes under OnFailure / Always, every pod the operator replaces, every "
+            "restart of the whole job. The counts are kept on the status (replicaStatuses.*."
+            "restarts, attempt), so an operator restart forgets none."
+        ),
+    )
+    restart_scope: RestartScope | None = Field(
+        None,
+        description=(
+            "What a retried failure restarts. Pod: the failed pod alone, under its own name. "
+            "Job: every pod of the job, together, as a new attempt (status.attempt and the "
+            "pods' tfjob.dev/attempt label), since a worker of a collective "
+            "(MultiWorkerMirrored, Horovod/MPI) cannot rejoin peers that kept running. "
+            "Default: Job for MPI jobs and for jobs without PS whose Chief and Workers are "
+            "more than one pod; Pod otherwise (parameter-server jobs, single-pod jobs). An "
+            "Evaluator is always replaced alone."
         ),
     )
     suspend: bool = Field(
@@ -631,6 +657,21 @@ class ReplicaStatus(Model):
     active: int = Field(0, description="Pods Pending or Running.")
     succeeded: int = Field(0, description="Pods that succeeded.")
     failed: int = Field(0, description="Pods that failed.")
+    restarts: int | None = Field(
+        None,
+        description=(
+            "Restarts of this type's pods so far (absent: none): containers the kubelet "
+            "restarted plus pods the operator replaced. What runPolicy.backoffLimit counts, "
+            "with the job's own restarts (attempt)."
+        ),
+    )
+    container_restarts: int | None = Field(
+        None,
+        description=(
+            "Container restarts the kubelet reports in this type's current pods (absent: "
+            "none); the operator adds their growth to restarts."
+        ),
+    )
 
 
 RECONCILE_FAILURES_REPORTED = 3
@@ -680,6 +721,14 @@ class TensorFlowJobStatus(Model):
     completion_time: dt.datetime | None = Field(None, description="When it finished.")
     observed_generation: int | None = Field(
         None, description="The metadata.generation this status describes."
+    )
+    attempt: int | None = Field(
+        None,
+        description=(
+            "Which run of the whole job this is: 1, then one more each time a retried failure "
+            "restarted every pod (runPolicy.restartScope Job). The pods carry it as the label "
+            "tfjob.dev/attempt."
+        ),
     )
     waiting: list[PendingPod] | None = Field(
         None,
