@@ -18,12 +18,15 @@ from pydantic import ValidationError
 
 from .api.v1alpha1 import (
     CleanPodPolicy,
+    ConditionType,
     LauncherCreation,
+    ManagedBy,
     MPISpec,
     PendingPod,
     ReplicaSpecs,
     ReplicaType,
     RunPolicy,
+    SchedulingPolicy,
     SuccessPolicy,
     TensorFlowJobSpec,
     TensorFlowJobStatus,
@@ -37,6 +40,7 @@ from .status import MAX_WAITING_PODS, PodObservation, Problem, compute_status, i
 from .topology import pod_name
 
 DEADLINE_EXCEEDED = "DeadlineExceeded"
+SCHEDULE_TIMEOUT = "ScheduleTimeoutExceeded"
 NAME_IN_USE = "NameInUse"
 # Status fields that count pods: they change with every pod that starts or ends (a change of
 # their restart counts is news, though: see _without_counts).
@@ -108,12 +112,25 @@ def check_node_pools(
             )
 
 
+def with_priority_class(replica_specs: ReplicaSpecs, spec: TensorFlowJobSpec) -> ReplicaSpecs:
+    """runPolicy.schedulingPolicy.priorityClass, for the pod templates that name none."""
+    policy = spec.run_policy.scheduling_policy if spec.run_policy else None
+    if policy is None or not policy.priority_class:
+        return replica_specs
+    raw = replica_specs.model_dump(by_alias=True, exclude_none=True, mode="json")
+    for replica in raw.values():
+        replica["template"].setdefault("spec", {}).setdefault(
+            "priorityClassName", policy.priority_class
+        )
+    return ReplicaSpecs.model_validate(raw)
+
+
 def compile_job(raw_spec: dict[str, Any] | None, settings: OperatorSettings) -> CompiledJob:
     """Parse and compile a job's spec; what the schema could not check becomes a Problem."""
     spec: TensorFlowJobSpec | None = None
     try:
         spec = TensorFlowJobSpec.model_validate(raw_spec or {})
-        replica_specs = compile_replica_specs(spec, settings)
+        replica_specs = with_priority_class(compile_replica_specs(spec, settings), spec)
         check_node_pools(replica_specs, spec.node_pool, settings)
     except ValidationError as error:
         return CompiledJob(spec, problem=Problem("InvalidSpec", describe_validation_error(error)))
@@ -196,11 +213,24 @@ def decide(
     pods = [p for p in observed.pods if p.owner_uid == ref.uid]
     replica_specs, spec = compiled.replica_specs, compiled.spec
     run_policy = (spec.run_policy if spec else None) or RunPolicy()
+    if run_policy.managed_by not in (None, ManagedBy.OPERATOR):
+        return decision  # another controller's job (Kueue's MultiKueue): not a write here
     problem = compiled.problem or refused
-    if problem is None and not is_finished(previous):
-        problem = _past_deadline(decision, job, previous, run_policy, now)
+    suspended = run_policy.suspend and not is_finished(previous) and problem is None
+    if suspended:
+        # No pod runs while suspended, whatever cleanPodPolicy keeps.
+        decision.delete += [p for p in pods if not p.deleting]
+        pods = [dataclasses.replace(p, deleting=True) for p in pods]
+    # The pass acts on the job's pods: it runs, its spec compiled.
+    acting = not is_finished(previous) and not suspended and replica_specs is not None
+    if acting and problem is None:
+        assert replica_specs is not None
+        problem = _past_deadline(decision, job, previous, run_policy, now) or (
+            _past_schedule_timeout(decision, job, previous, run_policy, replica_specs, pods, now)
+        )
     plan = RetryPlan(attempt=(previous.attempt if previous else None) or 1)
-    if problem is None and not is_finished(previous) and replica_specs is not None:
+    if acting and problem is None:
+        assert replica_specs is not None
         plan = plan_retries(
             job=f"TFJob {namespace}/{name}",
             replica_specs=replica_specs,
@@ -219,7 +249,7 @@ def decide(
             going = {p.uid for p in plan.replace}
             pods = [dataclasses.replace(p, deleting=True) if p.uid in going else p for p in pods]
 
-    if not is_finished(previous) and problem is None and replica_specs is not None:
+    if acting and problem is None:
         assert spec is not None
         _create_and_delete(
             decision, ref, spec, compiled, pods, observed, previous, generation, settings, plan
@@ -244,6 +274,7 @@ def decide(
         restarting=plan.restarting,
         restarts=plan.restarts or None,
         attempt=plan.attempt,
+        suspended=suspended,
     )
     if decision.in_the_way and not is_finished(status):
         waiting = (decision.in_the_way + (status.waiting or []))[:MAX_WAITING_PODS]
@@ -255,7 +286,7 @@ def decide(
     )
     if is_finished(status):
         clean = run_policy.clean_pod_policy
-        if problem is not None and problem.reason == DEADLINE_EXCEEDED:
+        if problem is not None and problem.reason in (DEADLINE_EXCEEDED, SCHEDULE_TIMEOUT):
             # Out of time: nothing may keep running, whatever the cleanup policy keeps.
             clean = CleanPodPolicy.ALL if clean is CleanPodPolicy.ALL else CleanPodPolicy.RUNNING
         going = {p.uid for p in decision.delete}
@@ -301,6 +332,53 @@ def _past_deadline(
         DEADLINE_EXCEEDED,
         f"TFJob {metadata['namespace']}/{metadata['name']} has failed: it was active longer "
         f"than runPolicy.activeDeadlineSeconds ({limit} s); its pods were stopped.",
+    )
+
+
+def _past_schedule_timeout(
+    decision: Decision,
+    job: dict[str, Any],
+    previous: TensorFlowJobStatus | None,
+    run_policy: RunPolicy,
+    replica_specs: ReplicaSpecs,
+    pods: list[PodObservation],
+    now: dt.datetime,
+) -> Problem | None:
+    """runPolicy.schedulingPolicy.scheduleTimeoutSeconds: the pods must all run within it,
+    counted from status.startTime, or from the start of a restart in progress."""
+    limit = (run_policy.scheduling_policy or SchedulingPolicy()).schedule_timeout_seconds
+    if limit is None or previous is None or previous.start_time is None:
+        return None
+    wanted = sum(spec.replicas for _, spec in replica_specs.items())
+    if sum(1 for p in pods if not p.deleting and p.phase in ("Running", "Succeeded")) >= wanted:
+        return None
+    waiting = [p for p in pods if p.phase == "Pending" and not p.deleting]
+    since = previous.start_time
+    restarting = next(
+        (
+            c
+            for c in previous.conditions or []
+            if c.type is ConditionType.RESTARTING and c.status == "True"
+        ),
+        None,
+    )
+    if restarting is not None and restarting.last_transition_time is not None:
+        since = max(since, restarting.last_transition_time)
+    due = since + dt.timedelta(seconds=limit)
+    if now < due:
+        _look_again(decision, (due - now).total_seconds())
+        return None
+    why = next((p for p in waiting if p.waiting_reason), None)
+    said = (
+        f" {why.name}: {why.waiting_reason}: {why.waiting_message}"
+        if why is not None
+        else f" {len(waiting)} pod(s) still Pending."
+    )
+    metadata = job["metadata"]
+    return Problem(
+        SCHEDULE_TIMEOUT,
+        f"TFJob {metadata['namespace']}/{metadata['name']} has failed: its pods were not all "
+        f"running within runPolicy.schedulingPolicy.scheduleTimeoutSeconds ({limit} s);{said}",
     )
 
 

@@ -34,6 +34,8 @@ _TYPE_BY_LABEL = {t.value.lower(): t for t in ReplicaType}
 TERMINAL = (ConditionType.SUCCEEDED, ConditionType.FAILED)
 MAX_WAITING_PODS = 5
 RESTARTING = "TFJobRestarting"
+SUSPENDED = "TFJobSuspended"
+RESUMED = "TFJobResumed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,12 +252,14 @@ def compute_status(
     restarting: str | None = None,
     restarts: dict[ReplicaType, tuple[int, int]] | None = None,
     attempt: int | None = None,
+    suspended: bool = False,
 ) -> tuple[TensorFlowJobStatus, list[JobEvent]]:
     """The whole status after this pass, and the events its changes deserve.
 
     ``restarting``: a restart this pass begins (the Restarting condition's message; the events
     of each restart come from ``retries``). ``restarts``: per replica type, the restarts so far
-    and the container restarts of its current pods. ``attempt``: the run of the whole job."""
+    and the container restarts of its current pods. ``attempt``: the run of the whole job.
+    ``suspended``: runPolicy.suspend holds the job (its pods are going)."""
     previous = previous or TensorFlowJobStatus()
     conditions = {c.type: c for c in previous.conditions or []}
     before = {kind: c.status for kind, c in conditions.items()}
@@ -290,7 +294,26 @@ def compute_status(
                 container_restarts=in_containers or None,
             )
 
-    if not finished:
+    start_time = previous.start_time or now
+    resumed = False
+    if not finished and suspended:
+        message = f"{job} is suspended: runPolicy.suspend is true."
+        _set(conditions, ConditionType.SUSPENDED, "True", SUSPENDED, message, now)
+        for other in (ConditionType.RUNNING, ConditionType.RESTARTING):
+            if other in conditions:
+                _set(conditions, other, "False", SUSPENDED, message, now)
+        start_time = None  # the time a job runs starts again when it resumes
+    elif not finished and is_true(previous, ConditionType.SUSPENDED):
+        _set(
+            conditions,
+            ConditionType.SUSPENDED,
+            "False",
+            RESUMED,
+            f"{job} is resumed: its pods are created again.",
+            now,
+        )
+        start_time, resumed = now, True
+    if not finished and not suspended:
         outcome = problem and (ConditionType.FAILED, problem.reason, problem.message)
         if outcome is None and replica_specs is not None:
             outcome = _outcome(job, replica_specs, live, success_policy)
@@ -337,7 +360,7 @@ def compute_status(
         ready=ready_text,
         conditions=ordered,
         replica_statuses=replica_statuses or None,
-        start_time=previous.start_time or now,
+        start_time=start_time,
         completion_time=completion_time,
         observed_generation=generation,
         attempt=attempt if attempt is not None else previous.attempt,
@@ -355,6 +378,8 @@ def compute_status(
         and before.get(kind) != "True"
         and kind is not ConditionType.RESTARTING
     ]
+    if resumed:
+        events.append(JobEvent("Normal", RESUMED, conditions[ConditionType.SUSPENDED].message))
     return status, events
 
 

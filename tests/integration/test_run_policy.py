@@ -18,6 +18,8 @@ from .install import session_operator_stopped
 from .jobs import (
     apply,
     condition,
+    get_job,
+    job_pods,
     kubeflow_job,
     replica,
     wait_for_condition,
@@ -126,3 +128,114 @@ def test_a_job_that_cannot_start_says_why_on_its_status(
     assert waiting["reason"] == "Unschedulable"
     assert "Insufficient nvidia.com/gpu" in waiting["message"]
     assert job["status"]["state"] == "Created"
+
+
+def test_schedule_timeout_fails_a_job_whose_pods_cannot_all_run_and_stops_the_rest(
+    kubectl, core: k8s.CoreV1Api, api_client: k8s.ApiClient, namespace: str
+) -> None:
+    """The chief fits, the worker (9 GPUs) fits no node: on time the job fails with the
+    scheduler's words, and the chief no longer holds its node waiting for a peer."""
+    apply(
+        kubectl,
+        namespace,
+        kubeflow_job(
+            "stuck",
+            {"Chief": replica(1), "Worker": replica(1, gpus=9)},
+            runPolicy={"schedulingPolicy": {"scheduleTimeoutSeconds": 3}},
+        ),
+    )
+    control.wait_for_pod_phase(core, namespace, "stuck-chief-0", "Running")
+    job = wait_for_condition(api_client, namespace, "stuck", "Failed", timeout=30)
+    failed = condition(job, "Failed")
+    assert failed["reason"] == "ScheduleTimeoutExceeded"
+    assert "stuck-worker-0: Unschedulable:" in failed["message"]
+    assert "Insufficient nvidia.com/gpu" in failed["message"]
+    waited = timestamp(job["status"]["completionTime"]) - timestamp(job["status"]["startTime"])
+    assert dt.timedelta(seconds=3) <= waited <= dt.timedelta(seconds=4), waited
+    for pod in ("stuck-chief-0", "stuck-worker-0"):
+        control.wait_for_deletion(core.list_namespaced_pod, pod, namespace=namespace, timeout=30)
+
+
+def test_suspend_stops_a_running_job_and_resume_starts_it_again(
+    kubectl, core: k8s.CoreV1Api, api_client: k8s.ApiClient, namespace: str
+) -> None:
+    names = {"nap-worker-0", "nap-worker-1"}
+    apply(kubectl, namespace, deadline_job("nap", 3600))
+    first = wait_for_pods(core, namespace, "nap", names)
+    running = wait_for_condition(api_client, namespace, "nap", "Running", timeout=30)
+    kubectl(
+        "patch", "tensorflowjob", "nap", "-n", namespace, "--type=merge",
+        "-p", '{"spec":{"runPolicy":{"suspend":true}}}',
+    )  # fmt: skip
+    job = wait_for_condition(api_client, namespace, "nap", "Suspended", timeout=30)
+    assert condition(job, "Suspended")["reason"] == "TFJobSuspended"
+    assert job["status"]["state"] == "Suspended"
+    assert "startTime" not in job["status"]
+    for pod in names:
+        control.wait_for_deletion(core.list_namespaced_pod, pod, namespace=namespace, timeout=30)
+
+    kubectl(
+        "patch", "tensorflowjob", "nap", "-n", namespace, "--type=merge",
+        "-p", '{"spec":{"runPolicy":{"suspend":false}}}',
+    )  # fmt: skip
+    again = wait_for_pods(core, namespace, "nap", names)
+    assert {p.metadata.uid for p in again.values()}.isdisjoint(
+        p.metadata.uid for p in first.values()
+    )
+    job = wait_for_condition(api_client, namespace, "nap", "Running", timeout=30)
+    suspended = next(c for c in job["status"]["conditions"] if c["type"] == "Suspended")
+    assert (suspended["status"], suspended["reason"]) == ("False", "TFJobResumed")
+    assert timestamp(job["status"]["startTime"]) > timestamp(running["status"]["startTime"])
+    reasons = control.wait_for(
+        core.list_namespaced_event,
+        lambda items: (
+            {e.reason for e in items}
+            if {"TFJobSuspended", "TFJobResumed"} <= {e.reason for e in items}
+            else None
+        ),
+        timeout=30,
+        what="TFJobSuspended and TFJobResumed events",
+        namespace=namespace,
+        field_selector="involvedObject.name=nap,involvedObject.kind=TensorFlowJob",
+    )
+    assert reasons
+
+
+def test_a_suspended_new_job_creates_nothing_until_resumed(
+    kubectl, core: k8s.CoreV1Api, api_client: k8s.ApiClient, namespace: str
+) -> None:
+    apply(kubectl, namespace, deadline_job("queued", 3600, suspend=True))
+    job = wait_for_condition(api_client, namespace, "queued", "Suspended", timeout=30)
+    assert "startTime" not in job["status"]
+    assert job_pods(core, namespace, "queued") == {}
+    kubectl(
+        "patch", "tensorflowjob", "queued", "-n", namespace, "--type=merge",
+        "-p", '{"spec":{"runPolicy":{"suspend":false}}}',
+    )  # fmt: skip
+    wait_for_pods(core, namespace, "queued", {"queued-worker-0", "queued-worker-1"})
+
+
+def test_a_job_managed_by_multikueue_is_untouched_and_the_field_cannot_change(
+    kubectl, core: k8s.CoreV1Api, api_client: k8s.ApiClient, namespace: str
+) -> None:
+    apply(
+        kubectl,
+        namespace,
+        kubeflow_job(
+            "remote", {"Worker": replica(1)}, runPolicy={"managedBy": "kueue.x-k8s.io/multikueue"}
+        ),
+    )
+    # A job this operator manages, applied after it, gets its status: by then the remote one
+    # would have had its own, had the operator touched it.
+    apply(kubectl, namespace, kubeflow_job("local", {"Worker": replica(1)}))
+    wait_for_condition(api_client, namespace, "local", "Created", timeout=30)
+    assert "status" not in get_job(api_client, namespace, "remote")
+    assert job_pods(core, namespace, "remote") == {}
+
+    refused = kubectl(
+        "patch", "tensorflowjob", "remote", "-n", namespace, "--type=merge",
+        "-p", '{"spec":{"runPolicy":{"managedBy":"tfjob.dev/operator"}}}',
+        check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    assert "spec.runPolicy.managedBy cannot change once the job exists" in refused.stderr

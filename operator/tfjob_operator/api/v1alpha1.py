@@ -326,11 +326,38 @@ class CleanPodPolicy(StrEnum):
 
 
 class SchedulingPolicy(OpenModel):
-    """Gang-scheduling hints (accepted for Kubeflow compatibility; not acted on yet)."""
+    """How the job's pods are scheduled."""
 
-    min_available: int | None = Field(None, ge=1, description="Pods that must start together.")
-    queue: str | None = Field(None, description="Queue name for a batch scheduler.")
-    priority_class: str | None = Field(None, description="PriorityClass of the pods.")
+    min_available: int | None = Field(
+        None,
+        ge=1,
+        description="Pods that must start together. Accepted for Kubeflow compatibility; not "
+        "acted on yet (pods are scheduled one by one).",
+    )
+    queue: str | None = Field(
+        None,
+        description="Queue name for a batch scheduler. Accepted for Kubeflow compatibility; "
+        "not acted on yet.",
+    )
+    priority_class: str | None = Field(
+        None,
+        description="PriorityClass of the pods whose template names none.",
+    )
+    schedule_timeout_seconds: int | None = Field(
+        None,
+        ge=1,
+        description=(
+            "Fail the job (reason ScheduleTimeoutExceeded, with the scheduler's words) when "
+            "its pods are not all running this many seconds after status.startTime, or after "
+            "a restart began; its pods are then stopped whatever cleanPodPolicy says (All "
+            "still deletes every pod). Unset: a job waits for its pods as long as it takes."
+        ),
+    )
+
+
+class ManagedBy(StrEnum):
+    OPERATOR = "tfjob.dev/operator"
+    MULTIKUEUE = "kueue.x-k8s.io/multikueue"
 
 
 class RunPolicy(Model):
@@ -357,8 +384,8 @@ class RunPolicy(Model):
         ge=1,
         description=(
             "Fail the job (reason DeadlineExceeded) once it has been active this many seconds, "
-            "counted from status.startTime, and stop its pods that still run, whatever "
-            "cleanPodPolicy says (All still deletes every pod)."
+            "counted from status.startTime (which a resume after suspend resets), and stop its "
+            "pods that still run, whatever cleanPodPolicy says (All still deletes every pod)."
         ),
     )
     backoff_limit: int | None = Field(
@@ -386,12 +413,25 @@ class RunPolicy(Model):
     )
     suspend: bool = Field(
         False,
-        description="Suspend the job. Not acted on yet: a suspended job's pods still run.",
+        description=(
+            "true: the job runs no pods. A new job creates none; a running job's pods are "
+            "deleted (whatever cleanPodPolicy says), it shows Suspended, its startTime is "
+            "cleared and activeDeadlineSeconds does not run. false again: the pods are created "
+            "anew and startTime restarts (as for Kubeflow's and batch Jobs). A finished job "
+            "stays finished. Kueue uses it to admit jobs."
+        ),
+    )
+    managed_by: ManagedBy | None = Field(
+        None,
+        description=(
+            "Which controller acts on the job: tfjob.dev/operator (this operator, the "
+            "default) or kueue.x-k8s.io/multikueue (Kueue's MultiKueue runs it on a worker "
+            "cluster and mirrors its status back; this operator leaves it untouched). Cannot "
+            "change once the job exists."
+        ),
     )
     scheduling_policy: SchedulingPolicy | None = Field(
-        None,
-        description="Gang-scheduling hints, accepted for Kubeflow compatibility; not acted on "
-        "yet (pods are scheduled one by one).",
+        None, description="How the pods are scheduled, and how long that may take."
     )
 
 
@@ -509,6 +549,12 @@ def _open_scalar_map(schema: dict[str, Any]) -> None:
     )
 
 
+_MANAGED_BY = (
+    "(has({o}.runPolicy) && has({o}.runPolicy.managedBy) ? {o}.runPolicy.managedBy : "
+    f"'{ManagedBy.OPERATOR.value}')"
+)
+
+
 class TensorFlowJobSpec(Model):
     """The desired training job, in the Kubeflow form or in the estimator form."""
 
@@ -539,6 +585,11 @@ class TensorFlowJobSpec(Model):
                     "has(self.tfReplicaSpecs.Launcher))",
                     "spec.mpi and a Launcher replica go together: an MPI job needs both",
                     ".mpi",
+                ),
+                _cel(
+                    f"{_MANAGED_BY.format(o='self')} == {_MANAGED_BY.format(o='oldSelf')}",
+                    "spec.runPolicy.managedBy cannot change once the job exists",
+                    ".runPolicy.managedBy",
                 ),
                 _cel(
                     "!has(self.distribution) || self.distribution.backend != 'mpi' || "
