@@ -20,7 +20,15 @@ from tfjob_localcluster import control
 from tfjob_localcluster.nodepools import NODE_POOL_LABEL
 from tfjob_operator.api.v1alpha1 import API_VERSION, KIND
 
-from .jobs import apply, condition, tf_config, wait_for_condition, wait_for_pods
+from .jobs import (
+    apply,
+    condition,
+    get_job,
+    tf_config,
+    wait_for_condition,
+    wait_for_job,
+    wait_for_pods,
+)
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.usefixtures("operator")]
 
@@ -168,3 +176,90 @@ def test_kubeflow_tfjob_runs_after_changing_api_version_and_kind(
     decider_type = expected.decider.removeprefix(f"{expected.job}-").split("-")[0]
     replica_type = {"chief": "Chief", "worker": "Worker", "ps": "PS"}[decider_type]
     assert job["status"]["replicaStatuses"][replica_type]["succeeded"] == 1
+
+
+def apply_manifest(kubectl: Any, namespace: str, file: str) -> None:
+    apply(kubectl, namespace, as_tensorflow_job((MANIFESTS / file).read_text()))
+
+
+def test_never_is_not_retried_whatever_backoff_limit_says(
+    kubectl: Any, core: k8s.CoreV1Api, api_client: k8s.ApiClient, namespace: str
+) -> None:
+    """mnist-single-worker.yaml: restartPolicy Never with backoffLimit 2 and cleanPodPolicy
+    None. As in Kubeflow, backoffLimit counts restarts, and Never makes none: the first failure
+    fails the job, and its pod stays for its logs."""
+    apply_manifest(kubectl, namespace, "mnist-single-worker.yaml")
+    wait_for_pods(core, namespace, "mnist", {"mnist-worker-0"})
+    control.end_pod(core, namespace, "mnist-worker-0", exit_code=137, reason="OOMKilled")
+    job = wait_for_condition(api_client, namespace, "mnist", "Failed")
+    assert condition(job, "Failed")["reason"] == "TFJobFailed"
+    assert "restarts" not in job["status"]["replicaStatuses"]["Worker"]
+    wait_for_pods(core, namespace, "mnist", {"mnist-worker-0"}, phase="Failed")
+
+
+def test_on_failure_restarts_count_and_ttl_deletes_the_finished_job(
+    kubectl: Any, core: k8s.CoreV1Api, api_client: k8s.ApiClient, namespace: str
+) -> None:
+    """dist-mnist-parameter-server.yaml: the chief runs under OnFailure, the job has
+    ttlSecondsAfterFinished 3600. A crash of the chief is restarted by the kubelet and counted;
+    the finished job stays while its TTL runs, and goes once a shorter TTL has passed."""
+    job_name = "dist-mnist-ps"
+    apply_manifest(kubectl, namespace, "dist-mnist-parameter-server.yaml")
+    chief = f"{job_name}-chief-0"
+    wait_for_pods(
+        core,
+        namespace,
+        job_name,
+        {chief, f"{job_name}-worker-0", f"{job_name}-worker-1", f"{job_name}-ps-0"},
+    )
+    control.end_pod(core, namespace, chief, exit_code=1)
+    job = wait_for_job(
+        api_client,
+        namespace,
+        job_name,
+        lambda job: bool(job and job["status"]["replicaStatuses"]["Chief"].get("restarts") == 1),
+        "the chief's container restart counted",
+    )
+    assert condition(job, "Failed") is None
+    control.wait_for_pod(
+        core,
+        namespace,
+        chief,
+        lambda p: control.EXIT_CODE not in (p.metadata.annotations or {}),
+        what="the chief's crash consumed",
+    )
+    control.end_pod(core, namespace, chief, exit_code=0)
+    job = wait_for_condition(api_client, namespace, job_name, "Succeeded")
+    assert job["status"]["replicaStatuses"]["Chief"]["restarts"] == 1
+    assert get_job(api_client, namespace, job_name)["metadata"]["uid"] == job["metadata"]["uid"]
+    kubectl(
+        "patch", "tensorflowjob", job_name, "-n", namespace, "--type=merge",
+        "-p", '{"spec":{"runPolicy":{"ttlSecondsAfterFinished":1}}}',
+    )  # fmt: skip
+    wait_for_job(api_client, namespace, job_name, lambda job: job is None, "deleted", 30)
+
+
+def test_exit_code_restarts_the_collective_as_a_new_attempt(
+    kubectl: Any, core: k8s.CoreV1Api, api_client: k8s.ApiClient, namespace: str
+) -> None:
+    """multi-worker-gpu.yaml: two MultiWorkerMirrored workers under restartPolicy ExitCode.
+    A worker killed (137) is retried, and both workers start again together."""
+    job_name = "resnet50-mwms-gpu"
+    names = {f"{job_name}-worker-0", f"{job_name}-worker-1"}
+    apply_manifest(kubectl, namespace, "multi-worker-gpu.yaml")
+    first = wait_for_pods(core, namespace, job_name, names)
+    control.end_pod(core, namespace, f"{job_name}-worker-1", exit_code=137)
+    job = wait_for_job(
+        api_client,
+        namespace,
+        job_name,
+        lambda job: bool(job and job["status"].get("attempt") == 2),
+        "attempt 2",
+    )
+    again = wait_for_pods(core, namespace, job_name, names)
+    assert {p.metadata.uid for p in again.values()}.isdisjoint(
+        p.metadata.uid for p in first.values()
+    )
+    control.end_pod(core, namespace, f"{job_name}-worker-0", exit_code=0)
+    job = wait_for_condition(api_client, namespace, job_name, "Succeeded")
+    assert job["status"]["attempt"] == 2

@@ -357,9 +357,6 @@ def test_pod_template_refused_by_the_api_server_fails_the_job_once(
     failed = condition(job, "Failed")
     assert "refused pod refused-worker-0" in failed["message"]
     assert 'volumeMounts[0].name: Not found: "data"' in failed["message"]
-    # Touch the job: the operator reconciles again but must not retry the pod.
-    kubectl("annotate", "tensorflowjob", "refused", "-n", namespace, "touched=1")
-    kubectl("label", "tensorflowjob", "refused", "-n", namespace, "touched=1")
     control.wait_for(
         core.list_namespaced_event,
         lambda events: [e for e in events if e.reason == "TFJobFailed"] or None,
@@ -367,6 +364,21 @@ def test_pod_template_refused_by_the_api_server_fails_the_job_once(
         what="the TFJobFailed event",
         namespace=namespace,
         field_selector="involvedObject.name=refused",
+    )
+    # Touch the job with a new generation: the operator passes over it again (the status then
+    # describes generation 2, which only that pass can write) and must not retry the pod.
+    kubectl("annotate", "tensorflowjob", "refused", "-n", namespace, "touched=1")
+    kubectl(
+        "patch", "tensorflowjob", "refused", "-n", namespace, "--type=merge",
+        "-p", '{"spec":{"runPolicy":{"ttlSecondsAfterFinished":3600}}}',
+    )  # fmt: skip
+    wait_for_job(
+        api_client,
+        namespace,
+        "refused",
+        lambda job: bool(job and job["status"].get("observedGeneration") == 2),
+        "a pass over generation 2",
+        timeout=30,
     )
     assert job_pods(core, namespace, "refused") == {}
     again = get_job(api_client, namespace, "refused")

@@ -11,8 +11,6 @@ from tfjob_localcluster.operator_process import OperatorProcess
 
 from .jobs import (
     apply,
-    condition,
-    get_job,
     job_pods,
     kubeflow_job,
     replica,
@@ -42,13 +40,21 @@ def test_restart_mid_job_creates_no_duplicate_and_finishes_right(
 
     operator.stop()
     try:
-        # While nobody watches: the chief finishes and a worker pod is lost.
-        control.end_pod(core, namespace, "resilient-chief-0", exit_code=0)
-        control.wait_for_pod_phase(core, namespace, "resilient-chief-0", "Succeeded")
-        assert condition(get_job(api_client, namespace, "resilient"), "Succeeded") is None
+        # While nobody watches, a worker pod is lost (deleted, as a node drain would).
+        core.delete_namespaced_pod("resilient-worker-1", namespace)
+        control.wait_for_deletion(
+            core.list_namespaced_pod, "resilient-worker-1", namespace=namespace
+        )
     finally:
         operator.start()
 
+    # Back, the operator creates the lost pod once and leaves the others as they are.
+    after = wait_for_pods(core, namespace, "resilient", names)
+    assert after["resilient-worker-1"].metadata.uid != uids["resilient-worker-1"]
+    assert {n: p.metadata.uid for n, p in after.items() if n != "resilient-worker-1"} == {
+        n: uid for n, uid in uids.items() if n != "resilient-worker-1"
+    }
+    control.end_pod(core, namespace, "resilient-chief-0", exit_code=0)
     job = wait_for_condition(api_client, namespace, "resilient", "Succeeded")
     assert job["status"]["replicaStatuses"]["Chief"]["succeeded"] == 1
     for name in names - {"resilient-chief-0"}:
@@ -57,6 +63,11 @@ def test_restart_mid_job_creates_no_duplicate_and_finishes_right(
     assert {n: p.metadata.uid for n, p in remaining.items()} == {
         "resilient-chief-0": uids["resilient-chief-0"]
     }
+    # Nothing was created twice: one Scheduled event per pod uid the job ever had.
+    events = core.list_namespaced_event(
+        namespace, field_selector="involvedObject.kind=Pod,reason=Scheduled"
+    ).items
+    assert len(events) == len({e.involved_object.uid for e in events}) == len(names) + 1
 
 
 def test_job_created_while_the_operator_is_down_starts_once_it_is_back(
@@ -73,9 +84,10 @@ def test_job_created_while_the_operator_is_down_starts_once_it_is_back(
         operator.start()
     pods = wait_for_pods(core, namespace, "late", {"late-worker-0", "late-worker-1"})
     uids = {name: pod.metadata.uid for name, pod in pods.items()}
-    # A second restart while pods run: same pods afterwards, none recreated or added.
-    operator.restart()
     wait_for_condition(api_client, namespace, "late", "Running")
+    # A second restart while pods run: same pods afterwards, none recreated or added. What the
+    # test waits for next (Succeeded) only the restarted operator can write.
+    operator.restart()
     control.end_pod(core, namespace, "late-worker-0", exit_code=0)
     wait_for_condition(api_client, namespace, "late", "Succeeded")
     events = core.list_namespaced_event(
