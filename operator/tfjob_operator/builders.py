@@ -163,9 +163,16 @@ def build_pod(
     pod_spec["restartPolicy"] = pod_restart_policy(replica.restart_policy)
     trainer = trainer_container(pod_spec["containers"])
     if mpi is not None and replica_type is ReplicaType.LAUNCHER:
-        decorate_launcher(pod_spec, trainer, job.name, mpi, hide_gpus=not requests_gpus(pod_spec))
+        decorate_launcher(
+            pod_spec,
+            trainer,
+            job.name,
+            mpi,
+            ssh_secret=ssh_secret_name(job.name, job.uid),
+            hide_gpus=not requests_gpus(pod_spec),
+        )
     elif mpi is not None:
-        decorate_worker(pod_spec, trainer, job.name, mpi)
+        decorate_worker(pod_spec, trainer, ssh_secret_name(job.name, job.uid), mpi)
     else:
         _ensure_port(trainer, port)
     if cluster is not None:
@@ -300,7 +307,7 @@ def mpi_hostfile_config_map(
 
 def mpi_ssh_secret(job: JobRef, private_key: bytes, public_key: bytes) -> dict[str, Any]:
     return ssh_secret(
-        ssh_secret_name(job.name),
+        ssh_secret_name(job.name, job.uid),
         job.namespace,
         job_labels(job.name),
         job.owner_reference(),

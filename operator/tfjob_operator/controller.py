@@ -28,7 +28,7 @@ from .informer import Informer
 from .kube import Conflict, Forbidden, Kube, Rejected
 from .mpi import generate_ssh_keypair
 from .settings import REPLICA_TYPE_LABEL, OperatorSettings
-from .status import PodObservation, Problem, controller_uid
+from .status import PodObservation, Problem
 from .workqueue import RetryLater, WorkQueue
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,9 @@ EXPECTATION_SECONDS = 30.0
 EVENT_CONCURRENCY = 4
 # How long a status write that only changes pod counts (ready, replicaStatuses) waits at least,
 # and at most while pods are still starting.
+# How long a name the API server said is taken counts as somebody else's before a pass tries
+# to create it again.
+CONFLICT_RECHECK_SECONDS = 10.0
 COUNTS_DELAY = 10.0
 COUNTS_MAX_DELAY = 30.0
 
@@ -76,9 +79,16 @@ class _Expectations:
     created: dict[str, tuple[float, PodObservation]] = dataclasses.field(default_factory=dict)
     deleted: dict[str, float] = dataclasses.field(default_factory=dict)  # pod uid -> when
     service: float | None = None
+    objects: dict[tuple[str, str], float] = dataclasses.field(default_factory=dict)  # created
+    # (kind, name) whose create was refused as existing while the cache shows none of the
+    # job's: held by an object the watch does not show (one without the job's label).
+    conflicts: dict[tuple[str, str], float] = dataclasses.field(default_factory=dict)
 
     def empty(self) -> bool:
-        return not self.created and not self.deleted and self.service is None
+        return (
+            not (self.created or self.deleted or self.service is not None or self.objects)
+            and not self.conflicts
+        )
 
 
 class Controller:
@@ -96,6 +106,8 @@ class Controller:
         self.clock = clock
         self.pods: ChildCache[PodObservation] = {}
         self.services: ChildCache[str | None] = {}
+        # ConfigMaps of MPI jobs, by kind: (name, owner). (Secrets are never read: see decide.)
+        self.mounted: dict[str, ChildCache[tuple[str, str | None]]] = {}
         self._synced: list[asyncio.Event] = []
         self._posting: set[asyncio.Task[None]] = set()  # events on their way
         # Events trickle out a few at a time: when a thousand jobs start, the pods' creates and
@@ -118,11 +130,16 @@ class Controller:
             await asyncio.gather(*self._posting, return_exceptions=True)
 
     def watch_children(
-        self, pods: ChildCache[PodObservation], services: ChildCache[str | None]
+        self,
+        pods: ChildCache[PodObservation],
+        services: ChildCache[str | None],
+        mounted: dict[str, ChildCache[tuple[str, str | None]]] | None = None,
     ) -> None:
-        """Read children from these caches; passes wait until each has listed once."""
-        self.pods, self.services = pods, services
-        self._synced = [c.synced for c in (pods, services) if isinstance(c, Informer)]
+        """Read children from these caches (``mounted``: the ConfigMaps of MPI jobs, by kind);
+        passes wait until each has listed once."""
+        self.pods, self.services, self.mounted = pods, services, mounted or {}
+        caches = (pods, services, *self.mounted.values())
+        self._synced = [c.synced for c in caches if isinstance(c, Informer)]
 
     # ----- what the watches tell -------------------------------------------------------------
     def job_seen(self, body: dict[str, Any]) -> None:
@@ -173,9 +190,14 @@ class Controller:
         """The cache's view of a job's children, with the operator's own unseen writes."""
         pods = list(self.pods.get(key, ()))
         service_owners = tuple(self.services.get(key, ()))
+        objects = [
+            (kind, name, owner)
+            for kind, cache in self.mounted.items()
+            for name, owner in cache.get(key, ())
+        ]
         expected = self._expected.get(key)
         if expected is None:
-            return Observed(tuple(pods), service_owners)
+            return Observed(tuple(pods), service_owners, tuple(objects))
         deadline = time.monotonic() - EXPECTATION_SECONDS
         seen = {p.name for p in pods}
         for name, (when, pod) in list(expected.created.items()):
@@ -197,9 +219,31 @@ class Controller:
                 expected.service = None
             else:
                 service_owners = (*service_owners, job_uid)
+        owned = {(kind, name) for kind, name, owner in objects if owner == job_uid}
+        for kind_name, when in list(expected.objects.items()):
+            if kind_name in owned or when < deadline:
+                del expected.objects[kind_name]
+            else:
+                objects.append((*kind_name, job_uid))
+        # A name the API server said is taken, by nothing the watch shows: somebody else's.
+        owned |= {("Pod", p.name) for p in pods if p.owner_uid == job_uid}
+        if job_uid in service_owners:
+            owned.add(("Service", key[1]))
+        for (kind, name), when in list(expected.conflicts.items()):
+            left = when + CONFLICT_RECHECK_SECONDS - time.monotonic()
+            if (kind, name) in owned or left <= 0:
+                del expected.conflicts[(kind, name)]
+                continue
+            self.queue.trigger_after(key, left)  # then a pass tries to create it again
+            if kind == "Pod":
+                pods.append(PodObservation(name, None, None, "Unknown", uid=f"conflict/{name}"))
+            elif kind == "Service":
+                service_owners = (*service_owners, None)
+            else:
+                objects.append((kind, name, None))
         if expected.empty():
             del self._expected[key]
-        return Observed(tuple(pods), service_owners)
+        return Observed(tuple(pods), service_owners, tuple(objects))
 
     async def reconcile(self, key: JobKey) -> str | None:
         """One pass; returns the job's state afterwards (None: the job is gone or going)."""
@@ -292,6 +336,11 @@ class Controller:
             refused = await self._create(key, body)
             if refused is not None:
                 return refused
+        expected = self._expected.get(key)
+        if expected is not None and any(
+            (body["kind"], body["metadata"]["name"]) in expected.conflicts for body in first
+        ):
+            return None  # the pods would mount another's Secret or ConfigMap: none for now
         outcomes = await asyncio.gather(*(self._create(key, body) for body in rest))
         await asyncio.gather(*(self._delete(key, pod) for pod in decision.delete))
         return next((problem for problem in outcomes if problem is not None), None)
@@ -307,14 +356,21 @@ class Controller:
                 f"{kind.lower()} {name}: {rejected.message}",
             )
         expected = self._expected.setdefault(key, _Expectations())
-        if kind == "Pod":
-            # Created now, or (None) created by an earlier pass the watch has not shown yet.
-            pod = PodObservation.from_pod(stored if stored is not None else body)
-            if stored is None:
-                pod = dataclasses.replace(pod, owner_uid=controller_uid(body["metadata"]))
-            expected.created[name] = (time.monotonic(), pod)
+        if stored is None and kind == "Secret":
+            pass  # an MPI job's key: its name carries the job's uid, so it is the job's
+        elif stored is None:
+            # The name is taken. Expectations keep a pass from creating what an earlier one
+            # did, so it is somebody else's: the job says so, and looks again in a while
+            # (nothing the operator watches tells when it goes).
+            log.info("%s/%s: %s %s exists and is not the job's", *key, kind.lower(), name)
+            expected.conflicts[(kind, name)] = time.monotonic()
+            self.queue.trigger(key)  # the next pass reports it
+        elif kind == "Pod":
+            expected.created[name] = (time.monotonic(), PodObservation.from_pod(stored))
         elif kind == "Service":
             expected.service = time.monotonic()
+        elif kind == "ConfigMap":
+            expected.objects[(kind, name)] = time.monotonic()
         if stored is not None:
             if kind == "Pod":
                 replica_type = body["metadata"]["labels"].get(REPLICA_TYPE_LABEL, "")

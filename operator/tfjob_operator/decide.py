@@ -31,9 +31,10 @@ from .api.v1alpha1 import (
     TensorFlowJobSpec,
     TensorFlowJobStatus,
 )
-from .builders import JobRef, desired_children, requests_gpus
+from .builders import JobRef, desired_children, mpi_hostfile_config_map, requests_gpus
 from .estimator import compile_replica_specs, effective_mpi
 from .events import JobEvent
+from .mpi import hostfile_config_map_name
 from .retries import RetryPlan, plan_retries
 from .settings import ATTEMPT_LABEL, SPEC_HASH_ANNOTATION, OperatorSettings
 from .status import MAX_WAITING_PODS, PodObservation, Problem, compute_status, is_finished
@@ -64,6 +65,8 @@ class Observed:
 
     pods: tuple[PodObservation, ...] = ()
     service_owners: tuple[str | None, ...] = ()  # controller uid of each Service of the job
+    # (kind, name, controller uid) of the Secrets and ConfigMaps an MPI job's pods mount
+    objects: tuple[tuple[str, str, str | None], ...] = ()
 
 
 @dataclass
@@ -406,6 +409,40 @@ def _without_counts(status: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
+def _mpi_objects(
+    decision: Decision,
+    ref: JobRef,
+    replica_specs: ReplicaSpecs,
+    mpi: MPISpec,
+    observed: Observed,
+    settings: OperatorSettings,
+    *,
+    creating_pods: bool,
+) -> bool:
+    """An MPI job's hostfile ConfigMap, checked every pass like its pods (created when missing,
+    reported when another object holds its name), and its SSH key Secret, created with any of
+    its pods (its name carries the job's uid: nobody else holds it, and a 409 means it is
+    there). Whether the job's pods may start."""
+    if creating_pods:
+        decision.create_ssh_secret = True
+    name = hostfile_config_map_name(ref.name)
+    owners = {owner for kind, n, owner in observed.objects if (kind, n) == ("ConfigMap", name)}
+    if ref.uid in owners:
+        return True
+    if owners:
+        decision.in_the_way.append(
+            PendingPod(
+                pod=name,
+                reason=NAME_IN_USE,
+                message=f"a ConfigMap named {name} exists that is not this job's: the job's "
+                "launcher would mount it, so no pod starts until it is gone",
+            )
+        )
+        return False
+    decision.create.append(mpi_hostfile_config_map(ref, replica_specs, mpi, settings))
+    return True
+
+
 def _create_and_delete(
     decision: Decision,
     ref: JobRef,
@@ -446,6 +483,11 @@ def _create_and_delete(
         for name in wanted
         if name not in by_name and name in strangers
     ]
+    if mpi is not None and not _mpi_objects(
+        decision, ref, replica_specs, mpi, observed, settings, creating_pods=bool(missing)
+    ):
+        missing = []  # the launcher would mount another's hostfile: none until it is gone
+        decision.create_ssh_secret = False
     described = previous.observed_generation if previous is not None else None
     spec_changed = described is not None and described != generation
     has_service = ref.uid in observed.service_owners
@@ -470,10 +512,6 @@ def _create_and_delete(
             launcher_allowed=launcher_allowed,
             only=None if spec_changed else set(missing),
         )
-        if mpi is not None and missing and not pods:
-            # The first pods of an MPI job mount these. Each is created once (409 after that).
-            decision.create_ssh_secret = True
-            decision.create += desired.config_maps
         if not has_service:
             decision.create.append(desired.service)
         for pod_name_ in missing:

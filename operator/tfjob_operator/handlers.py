@@ -76,9 +76,25 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         controller.children_changed,
         namespaces,
     )
-    controller.watch_children(pods, services)
+    # An MPI job's launcher mounts its hostfile ConfigMap: watched like the other children, by
+    # its metadata alone. (Its Secret is never read: see decide._mpi_objects.)
+    mounted = {
+        kind: Informer(
+            kube,
+            resource,
+            JOB_NAME_LABEL,
+            lambda obj: (obj["metadata"]["name"], controller_uid(obj["metadata"])),
+            controller.children_changed,
+            namespaces,
+            metadata_only=True,
+        )
+        for kind, resource in (("ConfigMap", "configmaps"),)
+    }
+    controller.watch_children(pods, services, mounted)
     memo.controller = controller
-    memo.informers = [asyncio.create_task(informer.run()) for informer in (pods, services)]
+    memo.informers = [
+        asyncio.create_task(informer.run()) for informer in (pods, services, *mounted.values())
+    ]
     policy = node_pool_policy(operator_settings)
     if policy is not None and not operator_settings.manage_admission_policy:
         log.info("the node-pool admission policy is left to the installer")

@@ -65,8 +65,11 @@ class Informer(Generic[T]):
         observe: Callable[[dict[str, Any]], T],
         on_change: Callable[[JobKey], None],
         namespaces: list[str] | None = None,
+        *,
+        metadata_only: bool = False,
     ) -> None:
         self.kube = kube
+        self.metadata_only = metadata_only  # objects' metadata alone (Secrets: never their data)
         self.resource = resource
         self.label = label
         self.observe = observe
@@ -166,7 +169,10 @@ class Informer(Generic[T]):
         while True:
             query = {"limit": str(PAGE), **({"continue": token} if token else {})}
             page = await self.kube.list_page(
-                self._path(scope, **query), resource=self.resource, namespace=scope
+                self._path(scope, **query),
+                resource=self.resource,
+                namespace=scope,
+                metadata_only=self.metadata_only,
             )
             objects += page.get("items") or []
             token = (page.get("metadata") or {}).get("continue") or ""
@@ -188,7 +194,11 @@ class Informer(Generic[T]):
         )
         try:
             async for event in self.kube.watch(
-                path, resource=self.resource, namespace=scope, timeout=WATCH_SECONDS + 30
+                path,
+                resource=self.resource,
+                namespace=scope,
+                timeout=WATCH_SECONDS + 30,
+                metadata_only=self.metadata_only,
             ):
                 kind, obj = event.get("type"), event.get("object") or {}
                 if kind == "ERROR":

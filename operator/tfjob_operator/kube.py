@@ -29,6 +29,9 @@ REQUEST_TIMEOUT = 60.0
 # in-flight request per connection).
 CONNECTIONS = 128
 
+# Accept headers that ask for objects' metadata alone (PartialObjectMetadata).
+METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 _CORE_PATHS = {
     "Pod": "pods",
     "Service": "services",
@@ -165,9 +168,10 @@ class Kube:
         namespace: str | None,
         body: Any = None,
         content_type: str = "application/json",
+        accept: str = "application/json",
     ) -> dict[str, Any]:
         """One call; error answers are counted and raised as the exception they mean."""
-        headers = {"Accept": "application/json", "Content-Type": content_type}
+        headers = {"Accept": accept, "Content-Type": content_type}
         await self.api.update_params_for_auth(headers, [], ["BearerToken"], path, method, body)
         response = await self.api.rest_client.request(
             method,
@@ -182,15 +186,31 @@ class Kube:
             raise error_for(response.status, status_message(response.status, raw), namespace)
         return json.loads(raw) if raw else {}
 
-    async def list_page(self, path: str, *, resource: str, namespace: str | None) -> dict[str, Any]:
-        """One page of a LIST (``path`` carries the query); only informers list, once each."""
-        return await self.request("GET", path, verb="list", resource=resource, namespace=namespace)
+    async def list_page(
+        self, path: str, *, resource: str, namespace: str | None, metadata_only: bool = False
+    ) -> dict[str, Any]:
+        """One page of a LIST (``path`` carries the query); only informers list, once each.
+        ``metadata_only``: the objects' metadata alone (a Secret's data never comes)."""
+        return await self.request(
+            "GET",
+            path,
+            verb="list",
+            resource=resource,
+            namespace=namespace,
+            accept=METADATA_LIST if metadata_only else "application/json",
+        )
 
     async def watch(
-        self, path: str, *, resource: str, namespace: str | None, timeout: float
+        self,
+        path: str,
+        *,
+        resource: str,
+        namespace: str | None,
+        timeout: float,
+        metadata_only: bool = False,
     ) -> AsyncIterator[dict[str, Any]]:
         """The events of a WATCH (``path`` carries the query), one parsed JSON object each."""
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": METADATA if metadata_only else "application/json"}
         await self.api.update_params_for_auth(headers, [], ["BearerToken"], path, "GET", None)
         response = await self.api.rest_client.request(
             "GET", self.api.configuration.host + path, headers=headers, _request_timeout=timeout

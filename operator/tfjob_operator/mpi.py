@@ -26,8 +26,11 @@ SSH_VOLUME = "tfjob-ssh"
 HOSTFILE_VOLUME = "tfjob-mpi-hostfile"
 
 
-def ssh_secret_name(job_name: str) -> str:
-    return f"{job_name}-ssh"
+def ssh_secret_name(job_name: str, job_uid: str) -> str:
+    """`<job>-ssh-<first 8 of the job's uid>`: no other object holds it (a deleted job of the
+    same name had another uid), so the operator never needs to read a Secret to know the one
+    of this name is the job's."""
+    return f"{job_name}-ssh-{job_uid[:8]}"
 
 
 def hostfile_config_map_name(job_name: str) -> str:
@@ -195,18 +198,15 @@ def _mount(
         mounts.append({"name": volume["name"], "mountPath": mount_path, "readOnly": True})
 
 
-def _ssh_volume(job_name: str) -> dict[str, Any]:
+def _ssh_volume(secret_name: str) -> dict[str, Any]:
     # 0600: ssh refuses a private key others can read.
-    return {
-        "name": SSH_VOLUME,
-        "secret": {"secretName": ssh_secret_name(job_name), "defaultMode": 0o600},
-    }
+    return {"name": SSH_VOLUME, "secret": {"secretName": secret_name, "defaultMode": 0o600}}
 
 
 def decorate_worker(
-    pod_spec: dict[str, Any], container: dict[str, Any], job_name: str, mpi: MPISpec
+    pod_spec: dict[str, Any], container: dict[str, Any], ssh_secret: str, mpi: MPISpec
 ) -> None:
-    _mount(pod_spec, container, _ssh_volume(job_name), SSH_MOUNT)
+    _mount(pod_spec, container, _ssh_volume(ssh_secret), SSH_MOUNT)
     ports = container.setdefault("ports", [])
     if not any(p.get("name") == "ssh" for p in ports):
         ports.append({"name": "ssh", "containerPort": mpi.ssh_port, "protocol": "TCP"})
@@ -222,9 +222,10 @@ def decorate_launcher(
     job_name: str,
     mpi: MPISpec,
     *,
+    ssh_secret: str,
     hide_gpus: bool,
 ) -> None:
-    _mount(pod_spec, container, _ssh_volume(job_name), SSH_MOUNT)
+    _mount(pod_spec, container, _ssh_volume(ssh_secret), SSH_MOUNT)
     _mount(
         pod_spec,
         container,

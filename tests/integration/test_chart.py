@@ -113,8 +113,11 @@ JOB_RULES = {
     ("", "services", "watch", ""),
     ("", "services", "create", ""),
     ("", "events", "create", ""),
-    # MPI jobs: the SSH key Secret and the hostfile ConfigMap, created once, never read back.
+    # MPI jobs: the SSH key Secret, created and never read back; the hostfile ConfigMap,
+    # watched (its metadata) to be made again when gone.
     ("", "secrets", "create", ""),
+    ("", "configmaps", "list", ""),
+    ("", "configmaps", "watch", ""),
     ("", "configmaps", "create", ""),
 }
 

@@ -78,7 +78,8 @@ def test_horovod_job_runs_workers_then_launcher_and_succeeds(
     assert hostfile.data == {
         "hostfile": f"hvd-worker-0.{domain} slots=2\nhvd-worker-1.{domain} slots=2\n"
     }
-    secret = core.read_namespaced_secret("hvd-ssh", namespace)
+    uid = get_job(api_client, namespace, "hvd")["metadata"]["uid"]
+    secret = core.read_namespaced_secret(f"hvd-ssh-{uid[:8]}", namespace)
     assert secret.type == "kubernetes.io/ssh-auth"
     assert secret.metadata.owner_references[0].name == "hvd"
     private = base64.b64decode(secret.data["ssh-privatekey"])

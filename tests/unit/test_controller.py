@@ -150,3 +150,29 @@ async def test_a_pass_that_keeps_failing_says_so_on_the_status_once_and_backs_of
     await ctl.drain()
     assert "reconcileFailure" not in ctl.jobs[KEY]["status"]
     ctl.job_gone(*KEY)
+
+
+async def test_a_name_taken_by_an_unwatched_object_is_reported_not_created_in_a_loop() -> None:
+    """The API server says a pod's name is taken, and the watch (by label) shows no pod of that
+    name: somebody else's. The job says so, and no pass tries again for a while."""
+    ctl, recorder, _, _ = controller()
+    taken = "mnist-worker-1"
+    original = recorder.create
+
+    async def create(body: dict[str, Any]) -> dict[str, Any] | None:
+        if body["metadata"]["name"] == taken:
+            recorder.writes.append(("create", taken))
+            return None  # 409 AlreadyExists
+        return await original(body)
+
+    recorder.create = create  # type: ignore[method-assign]
+    ctl.job_seen(job_body())
+    await ctl.drain()
+    assert recorder.writes.count(("create", taken)) == 1
+    ctl.queue.trigger(KEY)  # more passes within the recheck time
+    await ctl.drain()
+    ctl.queue.trigger(KEY)
+    await ctl.drain()
+    assert recorder.writes.count(("create", taken)) == 1
+    waiting = ctl.jobs[KEY]["status"]["waiting"]
+    assert [(w["pod"], w["reason"]) for w in waiting] == [(taken, "NameInUse")]

@@ -12,6 +12,7 @@ import pytest
 from tfjob_operator import builders
 from tfjob_operator.api.v1alpha1 import ReplicaType
 from tfjob_operator.decide import Decision, Observed, compile_job, decide
+from tfjob_operator.mpi import ssh_secret_name
 from tfjob_operator.settings import OperatorSettings
 from tfjob_operator.status import PodObservation, Problem
 
@@ -77,8 +78,13 @@ def run(
     service: bool = True,
     refused: Problem | None = None,
     now: dt.datetime = NOW,
+    objects: tuple[tuple[str, str, str | None], ...] | None = None,
 ) -> Decision:
-    observed = Observed(tuple(pods), (UID,) if service else ())
+    """One pass; the job's Service (and, for an MPI job, its hostfile ConfigMap) exist unless
+    ``service`` is False or ``objects`` says otherwise."""
+    if objects is None:
+        objects = (("ConfigMap", "mnist-mpi", UID),) if service else ()
+    observed = Observed(tuple(pods), (UID,) if service else (), objects)
     return decide(
         body, compile_job(body["spec"], SETTINGS), observed, SETTINGS, now, refused=refused
     )
@@ -307,13 +313,45 @@ def test_an_mpi_job_starts_with_its_key_hostfile_and_workers_but_no_launcher() -
     ]
 
 
-def test_an_mpi_launcher_comes_once_every_worker_is_ready_and_reuses_the_key() -> None:
+def test_an_mpi_launcher_comes_once_every_worker_is_ready_with_the_key_it_mounts() -> None:
     body = job(MPI_SPEC)
     one_ready = [pod("worker", 0, ready=True), pod("worker", 1, ready=False)]
     assert run(body, one_ready).create == []
+    assert not run(body, one_ready).create_ssh_secret
     decision = run(body, [pod("worker", 0, ready=True), pod("worker", 1, ready=True)])
     assert names(decision.create) == [("Pod", "mnist-launcher-0")]
+    # Asked for with every pod that mounts it; the API server keeps the one that exists (409).
+    assert decision.create_ssh_secret
+
+
+def test_an_mpi_jobs_configmap_is_made_again_when_gone_and_its_key_with_any_pod() -> None:
+    running = [pod("worker", 0, ready=True), pod("worker", 1, ready=True), pod("launcher", 0)]
+    decision = run(job(MPI_SPEC), running, objects=())
+    assert names(decision.create) == [("ConfigMap", "mnist-mpi")]
+    assert not decision.create_ssh_secret  # never read: made again with the next pod
+    decision = run(job(MPI_SPEC), running[:1] + running[2:])
+    assert names(decision.create) == [("Pod", "mnist-worker-1")]
+    assert decision.create_ssh_secret
+
+
+def test_a_configmap_held_by_another_keeps_an_mpi_jobs_pods_from_starting() -> None:
+    decision = run(job(MPI_SPEC), objects=(("ConfigMap", "mnist-mpi", None),))
+    assert names(decision.create) == []
     assert not decision.create_ssh_secret
+    (waiting,) = decision.status["waiting"]
+    assert (waiting["pod"], waiting["reason"]) == ("mnist-mpi", "NameInUse")
+    assert "a ConfigMap named mnist-mpi exists that is not this job's" in waiting["message"]
+
+
+def test_an_mpi_jobs_key_secret_name_carries_the_job_uid() -> None:
+    (secret_name,) = {
+        volume["secret"]["secretName"]
+        for body in run(job(MPI_SPEC), service=False).create
+        if body["kind"] == "Pod"
+        for volume in body["spec"]["volumes"]
+        if "secret" in volume
+    }
+    assert secret_name == ssh_secret_name("mnist", UID) == f"mnist-ssh-{UID[:8]}"
 
 
 @pytest.mark.parametrize(

@@ -87,9 +87,14 @@ the passes' creates, deletes and status writes; Events).
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
-# MPI (Horovod) jobs: an SSH key Secret and a hostfile ConfigMap each, created once and never
-# read back (garbage collection deletes them with the job), so no get, list or watch.
+# MPI (Horovod) jobs: a hostfile ConfigMap each, listed and watched (by label, metadata
+# alone) so a pass sees it deleted or held by another object, and created when missing; and an
+# SSH key Secret each, created with the job's pods and never read back: its name carries the
+# job's uid, so nobody else holds it. Garbage collection deletes both with the job.
 - apiGroups: [""]
-  resources: [secrets, configmaps]
+  resources: [configmaps]
+  verbs: [list, watch, create]
+- apiGroups: [""]
+  resources: [secrets]
   verbs: [create]
 {{- end }}
