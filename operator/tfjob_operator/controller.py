@@ -281,6 +281,8 @@ class Controller:
                 log.debug("%s/%s: status write raced a change; waiting for it", *key)
                 return decision.state
         self._settled[key] = _resource_version(job)
+        for scope, count in decision.restarts.items():
+            metrics.RESTARTS.labels(scope=scope).inc(count)
         if decision.events:
             # Posted after the status write that records them, without holding the pass's slot:
             # a slot is worth a round trip to the API server when a thousand jobs start.

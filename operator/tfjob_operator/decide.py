@@ -85,6 +85,7 @@ class Decision:
     delete_job: bool = False  # the job's ttlSecondsAfterFinished ran out
     status_first: bool = False  # write the status (restarts counted) before deleting pods
     in_the_way: list[PendingPod] = field(default_factory=list)  # objects holding a child's name
+    restarts: dict[str, int] = field(default_factory=dict)  # counted now, by scope (metrics)
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -244,6 +245,7 @@ def decide(
         )
         problem = plan.problem
         decision.events += plan.events
+        decision.restarts = plan.counted
         if plan.replace:
             # Restarts are counted before their pods go: a pass that fails in between counts
             # no restart twice and none never.

@@ -45,6 +45,12 @@ QUEUE_WAIT_SECONDS = Histogram(
 PODS_CREATED = Counter(
     f"{PREFIX}_pods_created", "Pods created by the operator, by replica type.", ["replica_type"]
 )
+RESTARTS = Counter(
+    f"{PREFIX}_restarts",
+    "Restarts of jobs' pods: pod (a pod replaced), job (every pod, as a new attempt), "
+    "container (the kubelet's restarts the operator counted toward backoffLimit).",
+    ["scope"],
+)
 API_ERRORS = Counter(
     f"{PREFIX}_api_errors",
     "Error answers of the API server to the operator's own calls, by verb, resource and HTTP "

@@ -45,6 +45,7 @@ class RetryPlan:
     restarting: str | None = None  # the Restarting condition's message when a restart begins
     problem: Problem | None = None  # BackoffLimitExceeded
     events: list[JobEvent] = field(default_factory=list)
+    counted: dict[str, int] = field(default_factory=dict)  # restarts this pass, by scope
 
 
 def restart_scope(replica_specs: ReplicaSpecs, run_policy: RunPolicy) -> RestartScope:
@@ -105,6 +106,7 @@ def plan_retries(
         now = sum(p.restarts for p in mine)
         if now > counted:
             restarted += now - counted
+            plan.counted["container"] = plan.counted.get("container", 0) + now - counted
             # The status keeps counts per type, not per pod: the event names the pods that
             # have restarts, the one restarted most first.
             restarted_pods = sorted((p for p in mine if p.restarts), key=lambda p: -p.restarts)
@@ -155,6 +157,7 @@ def plan_retries(
     if used + cost > limit:
         plan.problem = _exceeded(job, limit, used + cost, describe_failure(first))
         return plan
+    plan.counted["job" if whole else "pod"] = cost
     if whole:
         plan.new_attempt = True
         plan.attempt = attempt + 1

@@ -76,6 +76,7 @@ def test_exit_code_replaces_a_pod_killed_by_a_signal_and_counts_it(code: int | N
     assert decision.state == "Restarting"
     assert "Failed" not in conditions(decision)
     assert restarts(decision, "Worker") == (1, None)
+    assert decision.restarts == {"pod": 1}
     assert reasons(decision) == ["TFJobRestarting"]
     assert "restart 1 of backoffLimit 6" in decision.events[0].message
 
@@ -151,6 +152,7 @@ def test_on_failure_counts_the_kubelets_restarts_and_fails_past_the_limit() -> N
         body, [pod("chief", 0), pod("worker", 0), pod("worker", 1, restarts=1, last_exit_code=1)]
     )
     assert restarts(once, "Worker") == (1, 1)
+    assert once.restarts == {"container": 1}
     assert reasons(once) == ["ContainerRestarted"]
     assert (
         "Worker 1 (pod mnist-worker-1): the kubelet restarted its container after exit "
@@ -201,6 +203,7 @@ def test_a_collective_restarts_every_pod_as_a_new_attempt() -> None:
     assert {p.name for p in decision.delete} == {"mnist-worker-0", "mnist-worker-1"}
     assert decision.create == []
     assert decision.status["attempt"] == 2
+    assert decision.restarts == {"job": 1}
     assert decision.state == "Restarting"
     assert "restarting every pod as attempt 2" in decision.events[0].message
     body = settle(body, decision)
