@@ -110,6 +110,39 @@ def test_the_deadline_holds_across_an_operator_restart(
     assert time.monotonic() - restarted < 30
 
 
+def test_the_ttl_holds_across_an_operator_restart(
+    kubectl,
+    core: k8s.CoreV1Api,
+    api_client: k8s.ApiClient,
+    namespace: str,
+    operator: OperatorProcess,
+) -> None:
+    apply(
+        kubectl,
+        namespace,
+        kubeflow_job("fleeting", {"Worker": replica(1)}, runPolicy={"ttlSecondsAfterFinished": 2}),
+    )
+    wait_for_pods(core, namespace, "fleeting", {"fleeting-worker-0"})
+    with session_operator_stopped(operator):
+        control.end_pod(core, namespace, "fleeting-worker-0", exit_code=0)
+        control.wait_for_pod_phase(core, namespace, "fleeting-worker-0", "Succeeded")
+    # The job finished while nobody watched; the operator back records it, then deletes it.
+    job = wait_for_condition(api_client, namespace, "fleeting", "Succeeded", timeout=30)
+    due = timestamp(job["status"]["completionTime"]) + dt.timedelta(seconds=2)
+    with session_operator_stopped(operator):
+        # No operator runs when the TTL runs out: nothing in memory can remember it.
+        processes.wait_until(
+            lambda: dt.datetime.now(dt.UTC) > due + dt.timedelta(seconds=1),
+            timeout=30,
+            what="the TTL to run out with the operator stopped",
+            interval=0.2,
+        )
+        assert get_job(api_client, namespace, "fleeting")["metadata"]["name"] == "fleeting"
+        restarted = time.monotonic()
+    wait_for_job(api_client, namespace, "fleeting", lambda job: job is None, "deleted", 30)
+    assert time.monotonic() - restarted < 30
+
+
 def test_a_job_that_cannot_start_says_why_on_its_status(
     kubectl, api_client: k8s.ApiClient, namespace: str
 ) -> None:
