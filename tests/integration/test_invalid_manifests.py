@@ -523,6 +523,34 @@ CASES = [
     ),
     # --- run and success policies -----------------------------------------------------------
     pytest.param(
+        kubeflow(setter("spec", "runPolicy", "schedulingPolicy", value={"minMember": 2})),
+        ['strict decoding error: unknown field "spec.runPolicy.schedulingPolicy.minMember"'],
+        id="schedulingPolicy-unknown-field",
+    ),
+    pytest.param(
+        kubeflow(setter("spec", "runPolicy", "managedBy", value="volcano.sh/scheduler")),
+        [
+            'spec.runPolicy.managedBy: Unsupported value: "volcano.sh/scheduler": supported '
+            'values: "tfjob.dev/operator", "kueue.x-k8s.io/multikueue"'
+        ],
+        id="managedBy-not-in-enum",
+    ),
+    pytest.param(
+        kubeflow(setter("spec", "runPolicy", "restartScope", value="Node")),
+        ['spec.runPolicy.restartScope: Unsupported value: "Node": supported values: "Pod", "Job"'],
+        id="restartScope-not-in-enum",
+    ),
+    pytest.param(
+        kubeflow(
+            setter("spec", "runPolicy", "schedulingPolicy", value={"scheduleTimeoutSeconds": 0})
+        ),
+        [
+            "spec.runPolicy.schedulingPolicy.scheduleTimeoutSeconds: Invalid value: 0",
+            "should be greater than or equal to 1",
+        ],
+        id="scheduleTimeoutSeconds-zero",
+    ),
+    pytest.param(
         kubeflow(setter("spec", "runPolicy", "cleanPodPolicy", value="Everything")),
         [
             'spec.runPolicy.cleanPodPolicy: Unsupported value: "Everything": '

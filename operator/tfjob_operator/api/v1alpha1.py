@@ -325,8 +325,8 @@ class CleanPodPolicy(StrEnum):
     NONE = "None"
 
 
-class SchedulingPolicy(OpenModel):
-    """How the job's pods are scheduled."""
+class SchedulingPolicy(Model):
+    """How the job's pods are scheduled (Kubeflow's fields; any other is refused)."""
 
     min_available: int | None = Field(
         None,
@@ -337,6 +337,11 @@ class SchedulingPolicy(OpenModel):
     queue: str | None = Field(
         None,
         description="Queue name for a batch scheduler. Accepted for Kubeflow compatibility; "
+        "not acted on yet.",
+    )
+    min_resources: dict[str, Quantity] | None = Field(
+        None,
+        description="Resources the pods need together. Accepted for Kubeflow compatibility; "
         "not acted on yet.",
     )
     priority_class: str | None = Field(
