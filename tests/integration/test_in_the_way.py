@@ -6,6 +6,8 @@ the job's uid, is made with the pods that mount it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from kubernetes import client as k8s
 
@@ -60,6 +62,18 @@ def owned_by_job(obj: object) -> bool:
     return any(ref.kind == "TensorFlowJob" for ref in refs)
 
 
+def wait_for_owned(list_fn: Any, namespace: str, name: str, timeout: float) -> None:
+    """Wait until the object ``name`` exists and is the job's (made again by the operator)."""
+    control.wait_for(
+        list_fn,
+        lambda items: [i for i in items if owned_by_job(i)] or None,
+        timeout=timeout,
+        what=f"the job's own {name}",
+        namespace=namespace,
+        field_selector=f"metadata.name={name}",
+    )
+
+
 def test_an_unlabelled_service_in_the_way_is_reported_then_replaced_once_gone(
     kubectl, core: k8s.CoreV1Api, api_client: k8s.ApiClient, namespace: str
 ) -> None:
@@ -71,14 +85,7 @@ def test_an_unlabelled_service_in_the_way_is_reported_then_replaced_once_gone(
     entry = waiting_for(api_client, namespace, "taken", "taken")
     assert "a Service named taken exists that is not this job's" in entry["message"]
     core.delete_namespaced_service("taken", namespace)
-    control.wait_for(
-        core.list_namespaced_service,
-        lambda items: [s for s in items if owned_by_job(s)] or None,
-        timeout=60,
-        what="the job's own Service",
-        namespace=namespace,
-        field_selector="metadata.name=taken",
-    )
+    wait_for_owned(core.list_namespaced_service, namespace, "taken", timeout=60)
     wait_for_condition(api_client, namespace, "taken", "Running", timeout=30)
 
 
@@ -110,14 +117,7 @@ def test_an_mpi_jobs_config_map_is_made_again_at_once_and_its_key_with_new_pods(
     first = core.read_namespaced_secret(secret, namespace).metadata.uid
     core.delete_namespaced_secret(secret, namespace)
     core.delete_namespaced_config_map("mended-mpi", namespace)
-    control.wait_for(
-        core.list_namespaced_config_map,
-        lambda items: [i for i in items if owned_by_job(i)] or None,
-        timeout=30,
-        what="the job's ConfigMap made again",
-        namespace=namespace,
-        field_selector="metadata.name=mended-mpi",
-    )
+    wait_for_owned(core.list_namespaced_config_map, namespace, "mended-mpi", timeout=30)
     # The key is made again with the pods that mount it: a killed worker restarts them all.
     control.end_pod(core, namespace, "mended-worker-1", exit_code=137)
     wait_for_job(
