@@ -111,6 +111,44 @@ def _compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _submit(args: argparse.Namespace) -> int:
+    from kubernetes import config
+    from kubernetes.client.rest import ApiException
+
+    from .source import SourceError
+    from .submit import submit
+
+    text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+    manifest = yaml.safe_load(text)
+    try:
+        api = config.new_client_from_config(config_file=args.kubeconfig)
+        _, active = config.list_kube_config_contexts(config_file=args.kubeconfig)
+    except config.ConfigException as error:
+        print(f"tfjob-operator submit: {error}", file=sys.stderr)
+        return 2
+    namespace = (
+        args.namespace
+        or (manifest.get("metadata") or {}).get("namespace")
+        or active["context"].get("namespace")
+        or "default"
+    )
+    try:
+        job = submit(
+            api,
+            manifest,
+            namespace=namespace,
+            source_directory=Path(args.source) if args.source else None,
+        )
+    except (SourceError, ValueError) as error:
+        print(f"tfjob-operator submit: {error}; nothing was created", file=sys.stderr)
+        return 2
+    except ApiException as error:
+        print(f"tfjob-operator submit: the API server refused it: {error.body}", file=sys.stderr)
+        return 1
+    print(f"tensorflowjob.tfjob.dev/{job['metadata']['name']} created in {namespace}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tfjob-operator", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -183,6 +221,20 @@ def main(argv: list[str] | None = None) -> int:
     compile_.add_argument("-f", "--file", required=True, help="TensorFlowJob YAML, or -")
     compile_.add_argument("--pods", action="store_true", help="also print service and pods")
     compile_.set_defaults(handler=_compile)
+    submit_ = commands.add_parser(
+        "submit", help="create a job from a file, shipping a local source directory with it"
+    )
+    submit_.add_argument("-f", "--file", required=True, help="TensorFlowJob YAML, or -")
+    submit_.add_argument(
+        "--source",
+        default=None,
+        metavar="DIR",
+        help="a directory with entryScript: packed (at most 1,000,000 bytes) and unpacked "
+        "into the pods' working directory",
+    )
+    submit_.add_argument("-n", "--namespace", default=None, help="default: the context's")
+    submit_.add_argument("--kubeconfig", default=None, help="default: $KUBECONFIG, then ~")
+    submit_.set_defaults(handler=_submit)
     args = parser.parse_args(argv)
     return int(args.handler(args))
 

@@ -43,6 +43,7 @@ from .topology import pod_name
 DEADLINE_EXCEEDED = "DeadlineExceeded"
 SCHEDULE_TIMEOUT = "ScheduleTimeoutExceeded"
 NAME_IN_USE = "NameInUse"
+WAITING_FOR_SOURCE = "WaitingForSource"
 # Status fields that count pods: they change with every pod that starts or ends (a change of
 # their restart counts is news, though: see _without_counts).
 COUNT_FIELDS = ("ready", "replicaStatuses")
@@ -445,6 +446,30 @@ def _mpi_objects(
     return True
 
 
+def _source_arrived(decision: Decision, ref: JobRef, name: str, observed: Observed) -> bool:
+    """Whether the ConfigMap with the job's packed source directory is there, and the job's
+    (the client that submitted the job uploads it right after); else the status says why no
+    pod starts yet."""
+    owners = {owner for kind, n, owner in observed.objects if (kind, n) == ("ConfigMap", name)}
+    if ref.uid in owners:
+        return True
+    decision.in_the_way.append(
+        PendingPod(
+            pod=name,
+            reason=NAME_IN_USE if owners else WAITING_FOR_SOURCE,
+            message=(
+                f"a ConfigMap named {name} exists that is not this job's: its pods start once "
+                "it is gone and the job's own source is there"
+                if owners
+                else f"waiting for ConfigMap {name} with the job's source directory: the "
+                "client that submitted the job uploads it (labelled "
+                f"tfjob.dev/job-name={ref.name} and owned by the job); no pod starts before"
+            ),
+        )
+    )
+    return False
+
+
 def _create_and_delete(
     decision: Decision,
     ref: JobRef,
@@ -489,6 +514,10 @@ def _create_and_delete(
         decision, ref, replica_specs, mpi, observed, settings, creating_pods=bool(missing)
     ):
         missing = []  # the launcher would mount another's hostfile: none until it is gone
+        decision.create_ssh_secret = False
+    directory = spec.source.directory if spec.source else None
+    if directory is not None and not _source_arrived(decision, ref, directory.config_map, observed):
+        missing = []  # the pods would start without their code
         decision.create_ssh_secret = False
     described = previous.observed_generation if previous is not None else None
     spec_changed = described is not None and described != generation

@@ -21,6 +21,7 @@ from .api.v1alpha1 import (
 )
 from .mpi import mpirun_command, sshd_command
 from .settings import GPU_RESOURCE, OperatorSettings
+from .source import apply_source
 from .topology import TRAINER_CONTAINER
 
 
@@ -83,7 +84,7 @@ def _pod_template(
         container["resources"] = {"limits": {GPU_RESOURCE: str(gpus)}}
     template: dict[str, Any] = {"spec": {"containers": [container]}}
     if spec.template is None:
-        return template
+        return apply_source(template, spec.source) if spec.source else template
     user = spec.template.model_dump(by_alias=True, exclude_none=True)
     if "metadata" in user:
         template["metadata"] = user["metadata"]
@@ -94,7 +95,7 @@ def _pod_template(
     by_name = {c["name"]: c for c in user_spec.get("containers", [])}
     merged_trainer = _merge_container(container, by_name.pop(TRAINER_CONTAINER, {}))
     template["spec"]["containers"] = [merged_trainer, *by_name.values()]
-    return template
+    return apply_source(template, spec.source) if spec.source else template
 
 
 def compile_replica_specs(spec: TensorFlowJobSpec, settings: OperatorSettings) -> ReplicaSpecs:

@@ -156,6 +156,72 @@ def test_multi_worker_mirrored_restarts_as_a_whole_when_a_worker_is_killed(
         assert re.search(rf"worker {index}: final loss \d+\.\d+", output), output[-2000:]
 
 
+SHIPPED_SCRIPT = """\
+import argparse, os
+import numpy as np
+import tensorflow as tf
+from helpers.sizes import FEATURES
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--epochs", type=int, default=1)
+args = parser.parse_args()
+x = np.random.default_rng(1).normal(size=(64, FEATURES)).astype("float32")
+y = x.sum(axis=1, keepdims=True)
+model = tf.keras.Sequential([tf.keras.layers.Input((FEATURES,)), tf.keras.layers.Dense(1)])
+model.compile("sgd", "mse")
+loss = model.fit(x, y, epochs=args.epochs, verbose=0).history["loss"][-1]
+with open("data/greeting.txt") as greeting:
+    print(f"shipped: {greeting.read().strip()} in {os.getcwd()}, features {FEATURES}, "
+          f"{args.epochs} epochs, loss {loss:.4f}", flush=True)
+"""
+
+
+def test_a_source_directory_shipped_with_the_job_runs_on_its_pod(
+    kubectl,
+    cluster,
+    api_client: k8s.ApiClient,
+    namespace: str,
+    local_node: str,
+    tmp_path: Path,
+) -> None:
+    """The seed document's flow: a local folder with a script, a module it imports and a data
+    file, submitted with the job; no image holds any of it."""
+    import yaml
+
+    from tfjob_operator.__main__ import main as tfjob_operator
+
+    project = tmp_path / "my-tf-proj"
+    (project / "helpers").mkdir(parents=True)
+    (project / "data").mkdir()
+    (project / "helpers" / "__init__.py").write_text("")
+    (project / "helpers" / "sizes.py").write_text("FEATURES = 4\n")
+    (project / "data" / "greeting.txt").write_text("hello from my-tf-proj\n")
+    (project / "my_train.py").write_text(SHIPPED_SCRIPT)
+    manifest = estimator_job("shipped", scriptParams={"--epochs": 3})
+    manifest["spec"]["entryScript"] = "my_train.py"
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(manifest))
+    submitted = tfjob_operator(
+        [
+            "submit",
+            "-f",
+            str(tmp_path / "job.yaml"),
+            "--source",
+            str(project),
+            "-n",
+            namespace,
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+        ]
+    )
+    assert submitted == 0
+    wait_for_condition(api_client, namespace, "shipped", "Succeeded", timeout=240)
+    output = logs(kubectl, namespace, "shipped-worker-0")
+    assert re.search(
+        r"shipped: hello from my-tf-proj in /workspace, features 4, 3 epochs, loss \d+\.\d+",
+        output,
+    ), output[-2000:]
+
+
 def test_parameter_server_job_succeeds_when_the_chief_does_and_servers_are_stopped(
     kubectl,
     core: k8s.CoreV1Api,

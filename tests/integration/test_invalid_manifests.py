@@ -438,7 +438,34 @@ CASES = [
         [COMBINED_FORMS, "image"],
         id="image-with-tfReplicaSpecs",
     ),
+    pytest.param(
+        kubeflow(add_estimator_field("source", {"directory": {"configMap": "code"}})),
+        [COMBINED_FORMS, "source: put them in the replica templates"],
+        id="source-with-tfReplicaSpecs",
+    ),
     # --- estimator fields -------------------------------------------------------------------
+    pytest.param(
+        estimator(setter("spec", "source", value={})),
+        [
+            "spec.source: Invalid value: set exactly one of spec.source.directory "
+            "or spec.source.persistentVolumeClaim"
+        ],
+        id="source-names-nothing",
+    ),
+    pytest.param(
+        estimator(
+            setter(
+                "spec",
+                "source",
+                value={
+                    "directory": {"configMap": "a"},
+                    "persistentVolumeClaim": {"claimName": "b"},
+                },
+            )
+        ),
+        ["set exactly one of spec.source.directory or spec.source.persistentVolumeClaim"],
+        id="source-names-two",
+    ),
     pytest.param(
         estimator(remover("spec", "useGpu")),
         ["spec.gpuCount: Invalid value: spec.gpuCount needs spec.useGpu: true"],

@@ -454,6 +454,60 @@ class Backend(StrEnum):
     MPI = "mpi"
 
 
+SOURCE_MOUNT = "/workspace"
+
+
+class SourceDirectory(Model):
+    """A local directory packed by the client (`tfjob-operator submit --source DIR`)."""
+
+    config_map: str = Field(
+        min_length=1,
+        max_length=253,
+        description=(
+            "The ConfigMap that holds the packed directory (binaryData `source.tar.gz`). The "
+            "client creates it once the job exists, labelled tfjob.dev/job-name=<job> and "
+            "owned by the job; the operator creates no pod before it is there."
+        ),
+    )
+
+
+class SourceVolume(Model):
+    """Code on a PersistentVolumeClaim, mounted read-only."""
+
+    claim_name: str = Field(min_length=1, max_length=253, description="The claim's name.")
+    sub_path: str | None = Field(
+        None, description="The directory within the volume that holds the code (default: all)."
+    )
+
+
+class Source(Model):
+    """Where an estimator-style job's code comes from; absent: the image's working directory."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "has(self.directory) != has(self.persistentVolumeClaim)",
+                    "set exactly one of spec.source.directory or spec.source.persistentVolumeClaim",
+                )
+            ]
+        }
+    )
+
+    directory: SourceDirectory | None = Field(
+        None,
+        description=(
+            f"A directory shipped with the job: unpacked into {SOURCE_MOUNT} (the pods' working "
+            "directory) by an init container of the trainer's own image before it starts."
+        ),
+    )
+    persistent_volume_claim: SourceVolume | None = Field(
+        None,
+        description=f"A volume with the code, mounted read-only at {SOURCE_MOUNT}, the pods' "
+        "working directory.",
+    )
+
+
 class Distribution(Model):
     """How an estimator-style job is spread over pods (absent: a single pod)."""
 
@@ -575,10 +629,10 @@ class TensorFlowJobSpec(Model):
                     "!has(self.tfReplicaSpecs) || !(has(self.image) || has(self.scriptParams) "
                     "|| has(self.useGpu) || has(self.gpuCount) || has(self.distribution) "
                     "|| has(self.pipPackages) || has(self.environmentVariables) "
-                    "|| has(self.template))",
+                    "|| has(self.template) || has(self.source))",
                     "spec.tfReplicaSpecs cannot be combined with the estimator fields image, "
                     "scriptParams, useGpu, gpuCount, distribution, pipPackages, "
-                    "environmentVariables, template: put them in the replica templates",
+                    "environmentVariables, template, source: put them in the replica templates",
                 ),
                 _cel(
                     "!has(self.gpuCount) || (has(self.useGpu) && self.useGpu)",
@@ -683,6 +737,13 @@ class TensorFlowJobSpec(Model):
     template: PartialPodTemplateSpec | None = Field(
         None, description="Pod details merged into every replica: volumes, env, resources..."
     )
+    source: Source | None = Field(
+        None,
+        description=(
+            "Estimator form: where entryScript and its files come from. Absent: the image's "
+            "working directory."
+        ),
+    )
 
 
 class ConditionType(StrEnum):
@@ -738,8 +799,9 @@ class PendingPod(Model):
 
     pod: str = Field(description="The pod's name.")
     reason: str = Field(
-        description="Unschedulable, ErrImagePull, CreateContainerConfigError..., or NameInUse: "
-        "an object that is not this job's holds the pod's (or the Service's) name."
+        description="Unschedulable, ErrImagePull, CreateContainerConfigError..., NameInUse: "
+        "an object that is not this job's holds the name of a pod (or of the job's Service or "
+        "ConfigMap), or WaitingForSource: the job's source directory has not been uploaded."
     )
     message: str = Field(
         description="The scheduler's or the kubelet's words, e.g. `0/7 nodes are available: "
