@@ -222,6 +222,38 @@ def test_a_source_directory_shipped_with_the_job_runs_on_its_pod(
     ), output[-2000:]
 
 
+def test_the_sdk_runs_the_documents_example_and_streams_its_output(
+    api_client: k8s.ApiClient, namespace: str, local_node: str, tmp_path: Path
+) -> None:
+    """The seed document's first example through the Python API, after changing its import
+    line: a folder with train.py, script parameters, a run followed to its end."""
+    import io
+    import shutil
+
+    from tfjob_operator.sdk import Experiment, TensorFlow
+
+    project = tmp_path / "my-tf-proj"
+    project.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[2] / "images" / "trainer" / "train.py", project)
+    exp = Experiment("doc-example", namespace=namespace, api=api_client)
+    script_params = {"--batch-size": 50, "--learning-rate": 0.01}
+    tf_est = TensorFlow(
+        source_directory=str(project),
+        script_params=script_params,
+        entry_script="train.py",
+        environment_variables={"PYTHONUNBUFFERED": "1"},
+        pod_template=ON_LOCAL_NODE,
+    )
+    run = exp.submit(tf_est)
+    out = io.StringIO()
+    assert run.wait_for_completion(show_output=True, timeout=240, out=out) == "Succeeded"
+    shown = out.getvalue()
+    assert f"[{run.name}] Running" in shown
+    assert f"[{run.name}] Succeeded" in shown
+    assert '"batch_size": 50' in shown, shown[-2000:]
+    assert re.search(r"single 0: final loss \d+\.\d+", shown), shown[-2000:]
+
+
 def test_parameter_server_job_succeeds_when_the_chief_does_and_servers_are_stopped(
     kubectl,
     core: k8s.CoreV1Api,
