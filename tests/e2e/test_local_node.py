@@ -144,6 +144,17 @@ def test_on_failure_restarts_the_process_and_counts_it(
     assert marker.exists()
 
 
+def test_a_containers_termination_message_reaches_its_status(
+    core: k8s.CoreV1Api, namespace: str, local_node: str
+) -> None:
+    """As a kubelet does: what a container wrote to /dev/termination-log (its
+    terminationMessagePath, defaulted by the API server) is its terminated state's message."""
+    script = "open('/dev/termination-log', 'w').write('all done: 42')"
+    core.create_namespaced_pod(namespace, pod("farewell", ["python", "-c", script]))
+    done = control.wait_for_pod_phase(core, namespace, "farewell", "Succeeded", timeout=60)
+    assert done.status.container_statuses[0].state.terminated.message == "all done: 42"
+
+
 def test_deletion_sends_sigterm_then_the_pod_goes(
     kubectl, core: k8s.CoreV1Api, namespace: str, local_node: str, tmp_path
 ) -> None:

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 RESTART_BACKOFF_MAX = 10.0
+TERMINATION_MESSAGE_PATH = "/dev/termination-log"  # the API server's default
+MAX_MESSAGE_BYTES = 4096  # what a kubelet keeps of a termination message
 
 
 def now() -> str:
@@ -188,9 +190,22 @@ class PodRunner(threading.Thread):
             **resolve_env(spec, self.pod, self.agent.core, self.interface.address),
         }
         (self.directory / "home").mkdir(exist_ok=True)
+        # The termination log, as a kubelet gives each container: what the container writes
+        # there (at most 4096 bytes) becomes its terminated state's message.
+        termination_log = self.termination_log(container.name)
+        termination_log.write_bytes(b"")
+        termination_log.chmod(0o666)
         init_spec = {
             "hostname": self.hostname,
-            "mounts": mount_plan(spec, volumes),
+            "mounts": [
+                *mount_plan(spec, volumes),
+                {
+                    "source": str(termination_log),
+                    "target": spec.get("terminationMessagePath") or TERMINATION_MESSAGE_PATH,
+                    "readOnly": False,
+                    "file": True,
+                },
+            ],
             "workingDir": spec.get("workingDir") or str(default_workdir),
             "env": env,
             "argv": argv,
@@ -258,6 +273,9 @@ class PodRunner(threading.Thread):
                     "startedAt": container.started_at,
                     "finishedAt": now(),
                 }
+                message = self.termination_log(container.name).read_bytes()[:MAX_MESSAGE_BYTES]
+                if message.strip():
+                    terminated["message"] = message.decode(errors="replace")
                 container.process = None
                 changed = True
                 if policy == "Always" or (policy == "OnFailure" and code != 0):
@@ -279,6 +297,9 @@ class PodRunner(threading.Thread):
             if changed:
                 self._report()
             self.stop_requested.wait(0.2)
+
+    def termination_log(self, container: str) -> Path:
+        return self.directory / f"{container}.termination-log"
 
     def _probe(self, container: ContainerRun) -> bool:
         """Run a due tcpSocket readiness probe; True when the container just became ready."""
