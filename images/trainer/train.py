@@ -21,6 +21,11 @@ import os
 import sys
 import time
 
+try:  # beside this script in the trainer images; optional when the script is copied alone
+    import tfjob_metrics
+except ImportError:  # pragma: no cover - a script shipped without the helper
+    tfjob_metrics = None
+
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow is imported
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -104,6 +109,8 @@ def main() -> int:
         epochs=args.epochs,
         steps_per_epoch=args.steps_per_epoch,
         verbose=2,
+        # The final loss reaches the job's status.metrics (through the termination message).
+        callbacks=[tfjob_metrics.KerasCallback()] if tfjob_metrics else [],
     )
     say(f"{role} {index}: final loss {history.history['loss'][-1]:.6f}")
     return 0
@@ -128,7 +135,7 @@ def parameter_server(args, tf, keras, role, index, dataset) -> int:
     say(f"chief: coordinating {strategy.num_replicas_in_sync} replicas")
     with strategy.scope():
         model = build_model(keras, args.learning_rate)
-    callbacks = []
+    callbacks = [tfjob_metrics.KerasCallback()] if tfjob_metrics else []
     if args.model_dir:
         callbacks.append(
             keras.callbacks.ModelCheckpoint(

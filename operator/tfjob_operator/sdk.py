@@ -214,6 +214,10 @@ class Run:
         """The job's state: Created, Running, Restarting, Suspended, Succeeded or Failed."""
         return str((self.get_job().get("status") or {}).get("state") or "Created")
 
+    def get_metrics(self) -> dict[str, float]:
+        """The final metrics the training reported (tfjob_metrics), once the job succeeded."""
+        return dict((self.get_job().get("status") or {}).get("metrics") or {})
+
     def cancel(self) -> None:
         """Stop the run: its job is deleted, and its pods with it."""
         self._custom.delete_namespaced_custom_object(

@@ -8,6 +8,8 @@ message does, so an unchanged world produces an identical status and no write.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +35,7 @@ from .topology import TRAINER_CONTAINER, chief_type
 _TYPE_BY_LABEL = {t.value.lower(): t for t in ReplicaType}
 TERMINAL = (ConditionType.SUCCEEDED, ConditionType.FAILED)
 MAX_WAITING_PODS = 5
+MAX_METRICS = 32  # a status stays small whatever a training reports
 RESTARTING = "TFJobRestarting"
 SUSPENDED = "TFJobSuspended"
 RESUMED = "TFJobResumed"
@@ -296,6 +299,7 @@ def compute_status(
 
     start_time = previous.start_time or now
     resumed = False
+    metrics = previous.metrics
     if not finished and suspended:
         message = f"{job} is suspended: runPolicy.suspend is true."
         _set(conditions, ConditionType.SUSPENDED, "True", SUSPENDED, message, now)
@@ -320,6 +324,9 @@ def compute_status(
         was_restarting = is_true(previous, ConditionType.RESTARTING)
         if outcome is not None:
             kind, reason, message = outcome
+            if kind is ConditionType.SUCCEEDED and replica_specs is not None:
+                deciding = deciding_successes(replica_specs, live, success_policy) or []
+                metrics = reported_metrics(sorted(deciding, key=lambda p: p.index or 0))
             _set(conditions, kind, "True", reason, message, now)
             for other in (ConditionType.RUNNING, ConditionType.RESTARTING):
                 if other in conditions:
@@ -364,6 +371,7 @@ def compute_status(
         completion_time=completion_time,
         observed_generation=generation,
         attempt=attempt if attempt is not None else previous.attempt,
+        metrics=metrics,
         waiting=waiting,
     )
     events = [
@@ -456,6 +464,32 @@ def _latest(pods: list[PodObservation]) -> dt.datetime | None:
 def _ended_before(pod: PodObservation, moment: dt.datetime | None) -> bool:
     ended = _when(pod)
     return ended is not None and moment is not None and ended < moment
+
+
+METRICS_KEY = "tfjob.dev/metrics"
+
+
+def reported_metrics(pods: list[PodObservation]) -> dict[str, float] | None:
+    """The metrics the first of ``pods`` that reported any wrote to its termination message
+    (`{"tfjob.dev/metrics": {"loss": 0.12}}`); a message that says something else is ignored."""
+    for pod in pods:
+        try:
+            document = json.loads(pod.message or "")
+        except ValueError:
+            continue
+        values = document.get(METRICS_KEY) if isinstance(document, dict) else None
+        if not isinstance(values, dict):
+            continue
+        found = {
+            str(name): float(value)
+            for name, value in values.items()
+            if isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+        }
+        if found:
+            return dict(sorted(found.items())[:MAX_METRICS])
+    return None
 
 
 def _all_running(replica_specs: ReplicaSpecs, pods: list[PodObservation]) -> bool:

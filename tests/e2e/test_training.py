@@ -15,6 +15,7 @@ from tests.integration.jobs import (
     ON_LOCAL_NODE,
     apply,
     condition,
+    get_job,
     job_pods,
     wait_for_condition,
 )
@@ -116,6 +117,10 @@ def test_multi_worker_mirrored_trains_in_sync_on_two_workers(
         losses.append(found.group(1))
     # One model, trained together: all-reduce gives both workers the same loss.
     assert losses[0] == losses[1]
+    # Worker 0 decided the job: its final loss, reported by tfjob_metrics' Keras callback
+    # through its termination message, is on the job's status.
+    metrics = get_job(api_client, namespace, "mwms")["status"]["metrics"]
+    assert f"{metrics['loss']:.6f}" == losses[0]
     pods = job_pods(core, namespace, "mwms")
     assert {p.status.phase for p in pods.values()} == {"Succeeded"}
 

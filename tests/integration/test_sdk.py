@@ -27,12 +27,15 @@ def project(tmp_path: Path) -> Path:
     return root
 
 
-def end_when_running(core: k8s.CoreV1Api, run: Run, pod: str, exit_code: int) -> threading.Thread:
-    """End ``pod`` with ``exit_code`` once it runs, while the test waits on the run."""
+def end_when_running(
+    core: k8s.CoreV1Api, run: Run, pod: str, exit_code: int, message: str | None = None
+) -> threading.Thread:
+    """End ``pod`` with ``exit_code`` (and a termination message) once it runs, while the test
+    waits on the run."""
 
     def end() -> None:
         control.wait_for_pod_phase(core, run.namespace, pod, "Running", timeout=60)
-        control.end_pod(core, run.namespace, pod, exit_code=exit_code)
+        control.end_pod(core, run.namespace, pod, exit_code=exit_code, message=message)
 
     thread = threading.Thread(target=end, daemon=True)
     thread.start()
@@ -53,12 +56,15 @@ def test_a_run_is_submitted_with_its_source_and_waited_for(
     run = exp.submit(tf_est)
     assert run.name.startswith("keras-exp-")
     assert run.get_job()["spec"]["source"] == {"directory": {"configMap": f"{run.name}-source"}}
-    ender = end_when_running(core, run, f"{run.name}-worker-0", 0)
+    # What tfjob_metrics writes, as the pod's termination message.
+    reported = '{"tfjob.dev/metrics": {"loss": 0.25, "accuracy": 0.875}}'
+    ender = end_when_running(core, run, f"{run.name}-worker-0", 0, reported)
     out = io.StringIO()
     assert run.wait_for_completion(show_output=True, timeout=60, out=out) == "Succeeded"
     ender.join(timeout=30)
     assert run.get_status() == "Succeeded"
     assert f"[{run.name}] Succeeded" in out.getvalue()
+    assert run.get_metrics() == {"accuracy": 0.875, "loss": 0.25}
 
 
 def test_a_failed_run_raises_with_the_jobs_reason(

@@ -1133,3 +1133,21 @@ def test_status_says_why_pods_wait_until_the_job_ends() -> None:
     ]
     status, _ = run(specs(Worker=2), [pod("Worker", 0, "Succeeded"), waiting])
     assert status.waiting is None
+
+
+def test_the_deciding_pods_reported_metrics_reach_the_status() -> None:
+    from tfjob_operator.status import reported_metrics
+
+    def reporting(message: str | None) -> PodObservation:
+        return PodObservation("p", ReplicaType.WORKER, 0, "Succeeded", message=message)
+
+    assert reported_metrics([reporting('{"tfjob.dev/metrics": {"loss": 0.5, "acc": 1}}')]) == {
+        "acc": 1.0,
+        "loss": 0.5,
+    }
+    # Not a metrics document, or nothing usable in it: the next pod is asked.
+    for message in (None, "OOMKilled", '{"other": 1}', '{"tfjob.dev/metrics": {"x": "y"}}'):
+        assert reported_metrics([reporting(message)]) is None
+    assert reported_metrics(
+        [reporting("killed"), reporting('{"tfjob.dev/metrics": {"loss": 2}}')]
+    ) == {"loss": 2.0}

@@ -840,6 +840,15 @@ class TensorFlowJobStatus(Model):
     observed_generation: int | None = Field(
         None, description="The metadata.generation this status describes."
     )
+    metrics: dict[str, float] | None = Field(
+        None,
+        description=(
+            "The final metrics the training reported (for example loss), from the termination "
+            "message of the pod that decided the job's success: a JSON document "
+            '`{"tfjob.dev/metrics": {"loss": 0.12}}`, which images/trainer/tfjob_metrics.py '
+            "writes (log(), or its Keras callback)."
+        ),
+    )
     attempt: int | None = Field(
         None,
         description=(
