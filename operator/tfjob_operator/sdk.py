@@ -198,14 +198,14 @@ class Run:
 
     def __init__(self, api: k8s.ApiClient, namespace: str, name: str) -> None:
         self.api, self.namespace, self.name = api, namespace, name
-        self._custom = k8s.CustomObjectsApi(api)
-        self._core = k8s.CoreV1Api(api)
+        self.custom = k8s.CustomObjectsApi(api)
+        self.core = k8s.CoreV1Api(api)
 
     def __repr__(self) -> str:
         return f"Run({self.namespace}/{self.name})"
 
     def get_job(self) -> dict[str, Any]:
-        job: dict[str, Any] = self._custom.get_namespaced_custom_object(
+        job: dict[str, Any] = self.custom.get_namespaced_custom_object(
             GROUP, VERSION, self.namespace, PLURAL, self.name
         )
         return job
@@ -220,13 +220,13 @@ class Run:
 
     def cancel(self) -> None:
         """Stop the run: its job is deleted, and its pods with it."""
-        self._custom.delete_namespaced_custom_object(
+        self.custom.delete_namespaced_custom_object(
             GROUP, VERSION, self.namespace, PLURAL, self.name
         )
 
     def deciding_pod(self) -> str:
         """The pod whose end decides the job (and whose log tells its story)."""
-        pods = self._core.list_namespaced_pod(
+        pods = self.core.list_namespaced_pod(
             self.namespace, label_selector=f"tfjob.dev/job-name={self.name}"
         ).items
         roles = {p.metadata.name: (p.metadata.labels or {}) for p in pods}
@@ -246,7 +246,7 @@ class Run:
         state: str | None = None
         while True:
             job = self._watch_until(state, deadline)
-            state = _state(job)
+            state = job_state(job)
             if show_output:
                 ready = (job.get("status") or {}).get("ready", "")
                 print(f"[{self.name}] {state} {ready}", file=out)
@@ -269,10 +269,10 @@ class Run:
         """The job once its state is other than ``state``."""
 
         def changed(job: dict[str, Any]) -> bool:
-            return _state(job) != state
+            return job_state(job) != state
 
         while True:
-            listed = self._custom.list_namespaced_custom_object(
+            listed = self.custom.list_namespaced_custom_object(
                 GROUP, VERSION, self.namespace, PLURAL, field_selector=f"metadata.name={self.name}"
             )
             for job in listed["items"]:
@@ -284,7 +284,7 @@ class Run:
                 raise TimeoutError(f"{self.name} did not finish in time")
             try:
                 for event in stream.stream(
-                    self._custom.list_namespaced_custom_object,
+                    self.custom.list_namespaced_custom_object,
                     GROUP,
                     VERSION,
                     self.namespace,
@@ -305,7 +305,7 @@ class Run:
         (``done``) does not wait for a log that cannot be read."""
         while True:
             try:
-                stream = self._core.read_namespaced_pod_log(
+                stream = self.core.read_namespaced_pod_log(
                     pod, self.namespace, follow=True, _preload_content=False
                 )
                 break
@@ -322,5 +322,5 @@ class Run:
             stream.release_conn()
 
 
-def _state(job: dict[str, Any]) -> str:
+def job_state(job: dict[str, Any]) -> str:
     return str((job.get("status") or {}).get("state") or "Created")

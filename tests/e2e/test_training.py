@@ -93,7 +93,12 @@ def test_single_node_job_runs_the_script_with_its_parameters(
 
 
 def test_multi_worker_mirrored_trains_in_sync_on_two_workers(
-    kubectl, core: k8s.CoreV1Api, api_client: k8s.ApiClient, namespace: str, local_node: str
+    kubectl,
+    cluster,
+    core: k8s.CoreV1Api,
+    api_client: k8s.ApiClient,
+    namespace: str,
+    local_node: str,
 ) -> None:
     apply(
         kubectl,
@@ -121,6 +126,21 @@ def test_multi_worker_mirrored_trains_in_sync_on_two_workers(
     # through its termination message, is on the job's status.
     metrics = get_job(api_client, namespace, "mwms")["status"]["metrics"]
     assert f"{metrics['loss']:.6f}" == losses[0]
+    # `kubectl tfjob logs --all`: every pod's log, each line prefixed by its pod.
+    import io
+
+    from tfjob_operator.plugin import main as kubectl_tfjob
+
+    out = io.StringIO()
+    assert (
+        kubectl_tfjob(
+            ["logs", "mwms", "--all", "-n", namespace, "--kubeconfig", str(cluster.kubeconfig)],
+            out=out,
+        )
+        == 0
+    )
+    for index in range(2):
+        assert f"[mwms-worker-{index}] worker {index}: final loss {losses[0]}" in out.getvalue()
     pods = job_pods(core, namespace, "mwms")
     assert {p.status.phase for p in pods.values()} == {"Succeeded"}
 

@@ -1,0 +1,60 @@
+"""`kubectl tfjob` without a cluster: the job its options make (--dry-run), and its parsing."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tfjob_operator.plugin import _param, main
+
+pytestmark = pytest.mark.timeout(20)
+
+
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("batch-size=50", ("--batch-size", 50)),
+        ("--batch-size=50", ("--batch-size", 50)),
+        ("--learning-rate=0.01", ("--learning-rate", 0.01)),
+        ("--data=/data/train.csv", ("--data", "/data/train.csv")),
+        ("--verbose", ("--verbose", True)),
+        ("--shuffle=false", ("--shuffle", False)),
+        ("--layers=[1, 2]", ("--layers", "[1, 2]")),
+    ],
+)
+def test_script_parameters_keep_their_types(text: str, parsed: tuple) -> None:
+    assert _param(text) == parsed
+
+
+def test_submit_dry_run_prints_the_job_its_options_make(tmp_path: Path) -> None:
+    project = tmp_path / "my-tf-proj"
+    project.mkdir()
+    out = io.StringIO()
+    code = main(
+        [
+            "submit", str(project), "--entry-script", "train.py", "-p", "batch-size=50",
+            "--backend", "mpi", "--node-count", "2", "--use-gpu", "--compute-target", "gpu-a100",
+            "--pip-package", "scikit-learn", "--dry-run",
+        ],
+        out=out,
+    )  # fmt: skip
+    assert code == 0
+    job = yaml.safe_load(out.getvalue())
+    assert job["metadata"] == {"name": "my-tf-proj"}
+    assert job["spec"] == {
+        "entryScript": "train.py",
+        "scriptParams": {"--batch-size": 50},
+        "useGpu": True,
+        "pipPackages": ["scikit-learn"],
+        "nodePool": "gpu-a100",
+        "distribution": {"backend": "mpi", "nodeCount": 2, "processCountPerNode": 1},
+    }
+
+
+def test_submit_refuses_what_the_estimator_cannot_do(capsys: pytest.CaptureFixture) -> None:
+    code = main(["submit", "--entry-script", "train.py", "--node-count", "2", "--dry-run"])
+    assert code == 2
+    assert "node_count > 1 needs a distributed_backend" in capsys.readouterr().err
