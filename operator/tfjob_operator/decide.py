@@ -248,8 +248,8 @@ def decide(
         decision.events += plan.events
         decision.restarts = plan.counted
         if plan.replace:
-            # Restarts are counted before their pods go: a pass that fails in between counts
-            # no restart twice and none never.
+            # Restarts are on the status before their pods go: a pass that fails in between
+            # loses no count (its retry finds the pods still there, or going).
             decision.status_first = True
             decision.delete += plan.replace
             going = {p.uid for p in plan.replace}
