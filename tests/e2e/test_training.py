@@ -248,18 +248,16 @@ def test_a_source_directory_shipped_with_the_job_runs_on_its_pod(
 
 
 def test_the_sdk_runs_the_documents_example_and_streams_its_output(
-    api_client: k8s.ApiClient, namespace: str, local_node: str, tmp_path: Path
+    api_client: k8s.ApiClient, namespace: str, local_node: str
 ) -> None:
     """The seed document's first example through the Python API, after changing its import
-    line: a folder with train.py, script parameters, a run followed to its end."""
+    line: examples/my-tf-proj (train.py and tfjob_metrics.py) shipped, script parameters, a run
+    followed to its end, its final loss on the job."""
     import io
-    import shutil
 
     from tfjob_operator.sdk import Experiment, TensorFlow
 
-    project = tmp_path / "my-tf-proj"
-    project.mkdir()
-    shutil.copy(Path(__file__).resolve().parents[2] / "images" / "trainer" / "train.py", project)
+    project = Path(__file__).resolve().parents[2] / "examples" / "my-tf-proj"
     exp = Experiment("doc-example", namespace=namespace, api=api_client)
     script_params = {"--batch-size": 50, "--learning-rate": 0.01}
     tf_est = TensorFlow(
@@ -276,7 +274,9 @@ def test_the_sdk_runs_the_documents_example_and_streams_its_output(
     assert f"[{run.name}] Running" in shown
     assert f"[{run.name}] Succeeded" in shown
     assert '"batch_size": 50' in shown, shown[-2000:]
-    assert re.search(r"single 0: final loss \d+\.\d+", shown), shown[-2000:]
+    final = re.search(r"single 0: final loss (\d+\.\d+)", shown)
+    assert final, shown[-2000:]
+    assert f"{run.get_metrics()['loss']:.6f}" == final.group(1)
 
 
 def test_parameter_server_job_succeeds_when_the_chief_does_and_servers_are_stopped(
