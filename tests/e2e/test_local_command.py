@@ -4,6 +4,8 @@ machine, the operator and a sample job that really trains; `down` leaves nothing
 from __future__ import annotations
 
 import json
+import os
+import re
 import socket
 import subprocess
 import sys
@@ -11,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tfjob_localcluster import binaries, trainer_env
+from tfjob_localcluster import binaries, horovod_env, trainer_env
 from tfjob_localcluster.processes import start_time_of
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(420)
 
 REPOSITORY = Path(__file__).resolve().parents[2]
+EXAMPLES = REPOSITORY / "examples"
 
 
 def tfjob_local(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -49,6 +52,7 @@ def netns_names() -> set[str]:
 def test_up_trains_the_sample_job_then_down_leaves_nothing(tmp_path: Path) -> None:
     binaries.ensure_built(log=lambda message: None)
     trainer_env.ensure_trainer_env(log=lambda message: None)
+    horovod_env.ensure_horovod_env(log=lambda message: None)
     pools = tmp_path / "pools.yaml"
     pools.write_text(
         "pools:\n- {name: tiny-gpu, count: 1, gpus: 2}\n- {name: cpu, count: 1, runtime: local}\n"
@@ -96,6 +100,29 @@ def test_up_trains_the_sample_job_then_down_leaves_nothing(tmp_path: Path) -> No
         assert done.returncode == 0, done.stderr + kubectl("get", "tfj,pods", "-o", "wide").stdout
         output = kubectl("logs", "keras-multi-worker-worker-1").stdout
         assert "worker 1: replicas in sync 2" in output
+        # The seed document's Horovod example, as README walks it: its folder shipped by
+        # `kubectl tfjob`, mpirun over 2 workers, on this machine.
+        horovod = subprocess.run(
+            [
+                binaries.kubectl(), "tfjob", "submit", str(EXAMPLES / "my-horovod-proj"),
+                "--entry-script", "train_horovod.py", "-p", "epochs=1",
+                "--backend", "mpi", "--node-count", "2", "--wait", "--timeout", "240",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+            env={
+                **os.environ,
+                "KUBECONFIG": str(state_dir / "kubeconfig"),
+                "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+            },
+        )  # fmt: skip
+        assert horovod.returncode == 0, horovod.stdout + horovod.stderr
+        assert horovod.stdout.splitlines()[-1].startswith("my-horovod-proj succeeded")
+        launcher = kubectl("logs", "my-horovod-proj-launcher-0").stdout
+        hosts = sorted(re.findall(r"rank \d of 2 \(local 0 of 1\) on (\S+)", launcher))
+        assert hosts == ["my-horovod-proj-worker-0", "my-horovod-proj-worker-1"], launcher[-2000:]
         again = tfjob_local(state_dir, "up", "--node-pools", str(pools))
         assert "already running" in again.stdout
         assert tfjob_local(state_dir, "status").returncode == 0

@@ -34,17 +34,23 @@ def _up(args: argparse.Namespace) -> int:
     binaries.ensure_built()
     pools = load_node_pools(args.node_pools)
     trainer_bin = None
+    images: dict[str, tuple[Path, Path]] = {}
     if pools.local_pools() and os.geteuid() != 0:
         print("Not root: the local pool's pods cannot run as real processes; simulating it.")
         pools = pools.simulated()
     elif pools.local_pools():
         trainer_bin = ensure_trainer_env()
+        # Horovod (MPI) jobs' pods run in the Horovod environment, from its image's folder.
+        horovod = args.workdir.resolve().parent / "horovod"
+        if horovod.is_dir():
+            images["*horovod*"] = (ensure_horovod_env(), horovod)
     cluster = LocalCluster(
         state_dir=state_dir,
         node_pools=pools,
         detach=True,
         trainer_bin=trainer_bin,
         workdir=args.workdir.resolve(),
+        images=images,
     )
     cluster.start(timeout=args.timeout)
     if not args.no_operator:
