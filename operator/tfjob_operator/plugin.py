@@ -75,7 +75,7 @@ def _submit(args: argparse.Namespace, out: TextIO) -> int:
         except (TypeError, ValueError) as error:
             print(f"kubectl tfjob submit: {error}; nothing was created", file=sys.stderr)
             return 2
-        manifest = estimator.to_manifest(args.name or Path(args.directory or ".").resolve().name)
+        manifest = estimator.to_manifest(args.name or Path(args.directory or ".").absolute().name)
     if args.dry_run:
         out.write(yaml.safe_dump(manifest, sort_keys=False))
         return 0
