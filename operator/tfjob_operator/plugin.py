@@ -107,15 +107,16 @@ def _pods(run: Run) -> list[k8s.V1Pod]:
     return sorted(pods, key=lambda p: p.metadata.name)
 
 
-def _progress(run: Run, job: dict[str, Any], started: float) -> str:
+def _progress(run: Run, job: dict[str, Any]) -> str:
+    """The job's state and its pods' counts (and what it waits for), in one line."""
     pods = _pods(run)
     scheduled = sum(1 for p in pods if p.spec.node_name)
     running = sum(1 for p in pods if p.status.phase == "Running")
     done = sum(1 for p in pods if p.status.phase in ("Succeeded", "Failed"))
     status = job.get("status") or {}
     line = (
-        f"{time.monotonic() - started:6.0f}s  {job_state(job):<10} pods: {len(pods)} created, "
-        f"{scheduled} scheduled, {running} running, {done} done"
+        f"{job_state(job):<10} pods: {len(pods)} created, {scheduled} scheduled, "
+        f"{running} running, {done} done"
     )
     waiting = status.get("waiting") or []
     if waiting:
@@ -136,11 +137,10 @@ def _wait_for(run: Run, timeout: float | None, out: TextIO) -> int:
                 print(f"{run.name}: not found (deleted?)", file=out)
                 return 1
             raise
-        line = _progress(run, job, started)
-        change = line.split("  ", 1)[1]
-        if change != last:
-            print(line, file=out, flush=True)
-            last = change
+        line = _progress(run, job)
+        if line != last:  # a change, not just time passing
+            print(f"{time.monotonic() - started:6.0f}s  {line}", file=out, flush=True)
+            last = line
         state = job_state(job)
         if state == "Succeeded":
             metrics = (job.get("status") or {}).get("metrics")

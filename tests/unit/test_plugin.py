@@ -58,3 +58,29 @@ def test_submit_refuses_what_the_estimator_cannot_do(capsys: pytest.CaptureFixtu
     code = main(["submit", "--entry-script", "train.py", "--node-count", "2", "--dry-run"])
     assert code == 2
     assert "node_count > 1 needs a distributed_backend" in capsys.readouterr().err
+
+
+def test_wait_prints_a_line_per_change_not_per_poll(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The job stays Running for three polls, then succeeds: two lines of progress, not four."""
+    from tfjob_operator import plugin
+
+    states = iter(["Running", "Running", "Running", "Succeeded"])
+    clock = iter(range(100))
+
+    class Polled:
+        name = "mnist"
+
+        def get_job(self) -> dict:
+            return {"status": {"state": next(states), "conditions": []}}
+
+    monkeypatch.setattr(plugin, "_pods", lambda run: [])
+    monkeypatch.setattr(plugin.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(plugin.time, "monotonic", lambda: float(next(clock)))
+    out = io.StringIO()
+    assert plugin._wait_for(Polled(), None, out) == 0  # type: ignore[arg-type]
+    lines = out.getvalue().splitlines()
+    assert [line.split("s  ", 1)[1] for line in lines[:-1]] == [
+        "Running    pods: 0 created, 0 scheduled, 0 running, 0 done",
+        "Succeeded  pods: 0 created, 0 scheduled, 0 running, 0 done",
+    ]
+    assert lines[-1] == "mnist succeeded"
