@@ -113,40 +113,29 @@ def _compile(args: argparse.Namespace) -> int:
 
 def _submit(args: argparse.Namespace) -> int:
     from kubernetes import config
-    from kubernetes.client.rest import ApiException
 
-    from .source import SourceError
-    from .submit import submit
+    from .submit import connect, submit_reporting
 
     text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
     manifest = yaml.safe_load(text)
     try:
-        api = config.new_client_from_config(config_file=args.kubeconfig)
-        _, active = config.list_kube_config_contexts(config_file=args.kubeconfig)
+        api, namespace = connect(
+            args.kubeconfig,
+            namespace=args.namespace or (manifest.get("metadata") or {}).get("namespace"),
+        )
     except config.ConfigException as error:
         print(f"tfjob-operator submit: {error}", file=sys.stderr)
         return 2
-    namespace = (
-        args.namespace
-        or (manifest.get("metadata") or {}).get("namespace")
-        or active["context"].get("namespace")
-        or "default"
+    code, job = submit_reporting(
+        api,
+        manifest,
+        namespace=namespace,
+        source_directory=Path(args.source) if args.source else None,
+        prog="tfjob-operator submit",
     )
-    try:
-        job = submit(
-            api,
-            manifest,
-            namespace=namespace,
-            source_directory=Path(args.source) if args.source else None,
-        )
-    except (SourceError, ValueError) as error:
-        print(f"tfjob-operator submit: {error}; nothing was created", file=sys.stderr)
-        return 2
-    except ApiException as error:
-        print(f"tfjob-operator submit: the API server refused it: {error.body}", file=sys.stderr)
-        return 1
-    print(f"tensorflowjob.tfjob.dev/{job['metadata']['name']} created in {namespace}")
-    return 0
+    if job is not None:
+        print(f"tensorflowjob.tfjob.dev/{job['metadata']['name']} created in {namespace}")
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,10 +25,7 @@ from kubernetes import client as k8s
 from kubernetes import config
 
 from .sdk import Run, TensorFlow, job_state
-from .source import SourceError
-from .submit import submit
-
-JOB_LABEL = "tfjob.dev/job-name"
+from .submit import connect, submit_reporting
 
 
 def _param(text: str) -> tuple[str, Any]:
@@ -43,10 +40,7 @@ def _param(text: str) -> tuple[str, Any]:
 
 
 def _connect(args: argparse.Namespace) -> tuple[k8s.ApiClient, str]:
-    api = config.new_client_from_config(config_file=args.kubeconfig, context=args.context)
-    _, active = config.list_kube_config_contexts(config_file=args.kubeconfig)
-    namespace = args.namespace or active["context"].get("namespace") or "default"
-    return api, namespace
+    return connect(args.kubeconfig, context=args.context, namespace=args.namespace)
 
 
 def _submit(args: argparse.Namespace, out: TextIO) -> int:
@@ -80,19 +74,15 @@ def _submit(args: argparse.Namespace, out: TextIO) -> int:
         out.write(yaml.safe_dump(manifest, sort_keys=False))
         return 0
     api, namespace = _connect(args)
-    try:
-        job = submit(
-            api,
-            manifest,
-            namespace=namespace,
-            source_directory=Path(args.directory) if args.directory else None,
-        )
-    except (SourceError, ValueError) as error:
-        print(f"kubectl tfjob submit: {error}; nothing was created", file=sys.stderr)
-        return 2
-    except k8s.ApiException as error:
-        print(f"kubectl tfjob submit: the API server refused it: {error.body}", file=sys.stderr)
-        return 1
+    code, job = submit_reporting(
+        api,
+        manifest,
+        namespace=namespace,
+        source_directory=Path(args.directory) if args.directory else None,
+        prog="kubectl tfjob submit",
+    )
+    if job is None:
+        return code
     name = job["metadata"]["name"]
     print(f"tensorflowjob.tfjob.dev/{name} created", file=out)
     if args.wait:
@@ -100,16 +90,9 @@ def _submit(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def _pods(run: Run) -> list[k8s.V1Pod]:
-    pods: list[k8s.V1Pod] = run.core.list_namespaced_pod(
-        run.namespace, label_selector=f"{JOB_LABEL}={run.name}"
-    ).items
-    return sorted(pods, key=lambda p: p.metadata.name)
-
-
 def _progress(run: Run, job: dict[str, Any]) -> str:
     """The job's state and its pods' counts (and what it waits for), in one line."""
-    pods = _pods(run)
+    pods = run.pods()
     scheduled = sum(1 for p in pods if p.spec.node_name)
     running = sum(1 for p in pods if p.status.phase == "Running")
     done = sum(1 for p in pods if p.status.phase in ("Succeeded", "Failed"))
@@ -164,7 +147,7 @@ def _wait(args: argparse.Namespace, out: TextIO) -> int:
 def _logs(args: argparse.Namespace, out: TextIO) -> int:
     api, namespace = _connect(args)
     run = Run(api, namespace, args.job)
-    pods = [p.metadata.name for p in _pods(run)] if args.all else [args.pod or run.deciding_pod()]
+    pods = [p.metadata.name for p in run.pods()] if args.all else [args.pod or run.deciding_pod()]
     if not pods:
         print(f"kubectl tfjob logs: {args.job} has no pods", file=sys.stderr)
         return 1

@@ -32,6 +32,7 @@ from kubernetes import client as k8s
 from kubernetes import config, watch
 
 from .api.v1alpha1 import GROUP, PLURAL, VERSION
+from .settings import JOB_NAME_LABEL, JOB_ROLE_LABEL
 from .submit import submit
 
 _BACKENDS = {"mpi": "mpi", "ps": "parameterServer", "multiworkermirrored": "multiWorkerMirrored"}
@@ -224,15 +225,18 @@ class Run:
             GROUP, VERSION, self.namespace, PLURAL, self.name
         )
 
+    def pods(self) -> list[k8s.V1Pod]:
+        """The job's pods, by name."""
+        pods: list[k8s.V1Pod] = self.core.list_namespaced_pod(
+            self.namespace, label_selector=f"{JOB_NAME_LABEL}={self.name}"
+        ).items
+        return sorted(pods, key=lambda p: p.metadata.name)
+
     def deciding_pod(self) -> str:
         """The pod whose end decides the job (and whose log tells its story)."""
-        pods = self.core.list_namespaced_pod(
-            self.namespace, label_selector=f"tfjob.dev/job-name={self.name}"
-        ).items
-        roles = {p.metadata.name: (p.metadata.labels or {}) for p in pods}
-        for name, labels in sorted(roles.items()):
-            if labels.get("tfjob.dev/job-role") in ("chief", "launcher"):
-                return name
+        for pod in self.pods():
+            if (pod.metadata.labels or {}).get(JOB_ROLE_LABEL) in ("chief", "launcher"):
+                return str(pod.metadata.name)
         return f"{self.name}-worker-0"
 
     def wait_for_completion(

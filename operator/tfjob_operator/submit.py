@@ -8,13 +8,45 @@ it goes with it. The operator starts no pod before the source is there.
 from __future__ import annotations
 
 import copy
+import sys
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client as k8s
+from kubernetes import config
 
 from .api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION
-from .source import pack_directory, source_config_map, source_config_map_name
+from .source import SourceError, pack_directory, source_config_map, source_config_map_name
+
+
+def connect(
+    kubeconfig: str | None, *, context: str | None = None, namespace: str | None = None
+) -> tuple[k8s.ApiClient, str]:
+    """A client of the cluster kubectl would use, and the namespace: the one given, else the
+    context's, else default. (Raises config.ConfigException without a usable kubeconfig.)"""
+    api = config.new_client_from_config(config_file=kubeconfig, context=context)
+    _, active = config.list_kube_config_contexts(config_file=kubeconfig)
+    return api, namespace or active["context"].get("namespace") or "default"
+
+
+def submit_reporting(
+    api: k8s.ApiClient,
+    manifest: dict[str, Any],
+    *,
+    namespace: str,
+    source_directory: Path | None,
+    prog: str,
+) -> tuple[int, dict[str, Any] | None]:
+    """``submit`` for a command line: (0, the job), or its exit code with the refusal told on
+    stderr (2: nothing could be shipped, so nothing was created; 1: the API server refused)."""
+    try:
+        return 0, submit(api, manifest, namespace=namespace, source_directory=source_directory)
+    except (SourceError, ValueError) as error:
+        print(f"{prog}: {error}; nothing was created", file=sys.stderr)
+        return 2, None
+    except k8s.ApiException as error:
+        print(f"{prog}: the API server refused it: {error.body}", file=sys.stderr)
+        return 1, None
 
 
 def with_source_directory(manifest: dict[str, Any], directory: Path) -> tuple[dict, bytes]:

@@ -73,7 +73,9 @@ def test_wait_prints_a_line_per_change_not_per_poll(monkeypatch: pytest.MonkeyPa
         def get_job(self) -> dict:
             return {"status": {"state": next(states), "conditions": []}}
 
-    monkeypatch.setattr(plugin, "_pods", lambda run: [])
+        def pods(self) -> list:
+            return []
+
     monkeypatch.setattr(plugin.time, "sleep", lambda seconds: None)
     monkeypatch.setattr(plugin.time, "monotonic", lambda: float(next(clock)))
     out = io.StringIO()
