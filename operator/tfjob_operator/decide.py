@@ -419,15 +419,9 @@ def _mpi_objects(
     mpi: MPISpec,
     observed: Observed,
     settings: OperatorSettings,
-    *,
-    creating_pods: bool,
 ) -> bool:
-    """An MPI job's hostfile ConfigMap, checked every pass like its pods (created when missing,
-    reported when another object holds its name), and its SSH key Secret, created with any of
-    its pods (its name carries the job's uid: nobody else holds it, and a 409 means it is
-    there). Whether the job's pods may start."""
-    if creating_pods:
-        decision.create_ssh_secret = True
+    """An MPI job's hostfile ConfigMap, checked every pass like its pods: created when missing,
+    reported when another object holds its name. Whether the job's pods may start."""
     name = hostfile_config_map_name(ref.name)
     owners = {owner for kind, n, owner in observed.objects if (kind, n) == ("ConfigMap", name)}
     if ref.uid in owners:
@@ -510,15 +504,14 @@ def _create_and_delete(
         for name in wanted
         if name not in by_name and name in strangers
     ]
-    if mpi is not None and not _mpi_objects(
-        decision, ref, replica_specs, mpi, observed, settings, creating_pods=bool(missing)
-    ):
+    if mpi is not None and not _mpi_objects(decision, ref, replica_specs, mpi, observed, settings):
         missing = []  # the launcher would mount another's hostfile: none until it is gone
-        decision.create_ssh_secret = False
     directory = spec.source.directory if spec.source else None
     if directory is not None and not _source_arrived(decision, ref, directory.config_map, observed):
         missing = []  # the pods would start without their code
-        decision.create_ssh_secret = False
+    # An MPI job's SSH key Secret goes with any of its pods (its name carries the job's uid:
+    # nobody else holds it, and a 409 means it is there).
+    decision.create_ssh_secret = mpi is not None and bool(missing)
     described = previous.observed_generation if previous is not None else None
     spec_changed = described is not None and described != generation
     has_service = ref.uid in observed.service_owners
