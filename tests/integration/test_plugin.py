@@ -47,14 +47,6 @@ def end_when_running(core: k8s.CoreV1Api, namespace: str, pod: str, **how: objec
     threading.Thread(target=end, daemon=True).start()
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    root = tmp_path / "my-tf-proj"
-    root.mkdir()
-    (root / "train.py").write_text("print('hello')\n")
-    return root
-
-
 def test_submit_a_directory_and_wait_with_progress_then_read_its_metrics(
     cluster, core: k8s.CoreV1Api, namespace: str, project: Path
 ) -> None:

@@ -34,6 +34,16 @@ def timestamp(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def wait_past(moment: dt.datetime, what: str) -> None:
+    """Wait until a second after ``moment`` (a time the status gives) has passed."""
+    processes.wait_until(
+        lambda: dt.datetime.now(dt.UTC) > moment + dt.timedelta(seconds=1),
+        timeout=30,
+        what=what,
+        interval=0.2,
+    )
+
+
 def deadline_job(name: str, seconds: int, **policy: object) -> dict:
     return kubeflow_job(
         name, {"Worker": replica(2)}, runPolicy={"activeDeadlineSeconds": seconds, **policy}
@@ -97,12 +107,7 @@ def test_the_deadline_holds_across_an_operator_restart(
     due = timestamp(job["status"]["startTime"]) + dt.timedelta(seconds=5)
     with session_operator_stopped(operator):
         # No operator runs when the deadline passes: nothing in memory can remember it.
-        processes.wait_until(
-            lambda: dt.datetime.now(dt.UTC) > due + dt.timedelta(seconds=1),
-            timeout=30,
-            what="the deadline to pass with the operator stopped",
-            interval=0.2,
-        )
+        wait_past(due, "the deadline to pass with the operator stopped")
         restarted = time.monotonic()
     job = wait_for_condition(api_client, namespace, "patient", "Failed", timeout=30)
     assert condition(job, "Failed")["reason"] == "DeadlineExceeded"
@@ -131,12 +136,7 @@ def test_the_ttl_holds_across_an_operator_restart(
     due = timestamp(job["status"]["completionTime"]) + dt.timedelta(seconds=2)
     with session_operator_stopped(operator):
         # No operator runs when the TTL runs out: nothing in memory can remember it.
-        processes.wait_until(
-            lambda: dt.datetime.now(dt.UTC) > due + dt.timedelta(seconds=1),
-            timeout=30,
-            what="the TTL to run out with the operator stopped",
-            interval=0.2,
-        )
+        wait_past(due, "the TTL to run out with the operator stopped")
         assert get_job(api_client, namespace, "fleeting")["metadata"]["name"] == "fleeting"
         restarted = time.monotonic()
     wait_for_job(api_client, namespace, "fleeting", lambda job: job is None, "deleted", 30)

@@ -19,14 +19,6 @@ from .jobs import wait_for_job, wait_for_pods
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("operator")]
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    root = tmp_path / "my-tf-proj"
-    root.mkdir()
-    (root / "train.py").write_text("print('hello')\n")
-    return root
-
-
 def end_when_running(
     core: k8s.CoreV1Api, run: Run, pod: str, exit_code: int, message: str | None = None
 ) -> threading.Thread:

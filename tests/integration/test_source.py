@@ -19,14 +19,6 @@ from .jobs import apply, estimator_job, get_job, wait_for_job, wait_for_pods
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("operator")]
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    root = tmp_path / "my-tf-proj"
-    root.mkdir()
-    (root / "train.py").write_text("print('hello')\n")
-    return root
-
-
 def submit(cluster, tmp_path: Path, namespace: str, manifest: dict, source: Path) -> int:
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(manifest))
