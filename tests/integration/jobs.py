@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 from kubernetes import client as k8s
+from kubernetes import watch
 
 from tfjob_localcluster.control import wait_for
 from tfjob_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
@@ -104,6 +105,42 @@ def wait_for_condition(
     )
     assert job is not None
     return job
+
+
+def condition_after(
+    api: k8s.ApiClient,
+    namespace: str,
+    name: str,
+    kind: str,
+    action: Callable[[], object],
+    timeout: float = 30,
+) -> dict[str, Any]:
+    """Do ``action`` and return the first version of the job with condition ``kind`` True after
+    it, however briefly that lasted: the watch starts from a listing made before the action,
+    so no version of the job is missed (a pod restarts on kwok within milliseconds)."""
+    custom = k8s.CustomObjectsApi(api)
+    selector = f"metadata.name={name}"
+    listed = custom.list_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, field_selector=selector
+    )
+    action()
+    stream = watch.Watch()
+    try:
+        for event in stream.stream(
+            custom.list_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            field_selector=selector,
+            resource_version=listed["metadata"]["resourceVersion"],
+            timeout_seconds=int(timeout),
+        ):
+            if event["type"] != "DELETED" and condition(event["object"], kind):
+                return dict(event["object"])
+    finally:
+        stream.stop()
+    raise AssertionError(f"job {name}: no {kind} within {timeout:.0f} s of the action")
 
 
 def job_pods(core: k8s.CoreV1Api, namespace: str, name: str) -> dict[str, k8s.V1Pod]:

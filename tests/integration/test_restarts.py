@@ -13,6 +13,7 @@ from tfjob_localcluster import control
 from .jobs import (
     apply,
     condition,
+    condition_after,
     kubeflow_job,
     replica,
     wait_for_condition,
@@ -55,9 +56,15 @@ def test_exit_code_replaces_a_killed_pod_under_its_name_then_fails_on_a_permanen
     apply(kubectl, namespace, restart_job("preempt", restartScope="Pod"))
     before = wait_for_pods(core, namespace, "preempt", {"preempt-worker-0", "preempt-worker-1"})
     wait_for_condition(api_client, namespace, "preempt", "Running", timeout=30)
-    control.end_pod(core, namespace, "preempt-worker-1", exit_code=137, reason="OOMKilled")
-
-    restarting = wait_for_condition(api_client, namespace, "preempt", "Restarting", timeout=30)
+    restarting = condition_after(
+        api_client,
+        namespace,
+        "preempt",
+        "Restarting",
+        lambda: control.end_pod(
+            core, namespace, "preempt-worker-1", exit_code=137, reason="OOMKilled"
+        ),
+    )
     assert (
         "Worker 1 (pod preempt-worker-1) exited with code 137 (OOMKilled)"
         in (condition(restarting, "Restarting")["message"])
@@ -157,9 +164,13 @@ def test_a_collective_restarts_every_pod_together_as_a_new_attempt(
     names = {"ring-worker-0", "ring-worker-1"}
     first = wait_for_pods(core, namespace, "ring", names)
     assert {p.metadata.labels["tfjob.dev/attempt"] for p in first.values()} == {"1"}
-    control.end_pod(core, namespace, "ring-worker-1", exit_code=137)
-
-    job = wait_for_condition(api_client, namespace, "ring", "Restarting", timeout=30)
+    job = condition_after(
+        api_client,
+        namespace,
+        "ring",
+        "Restarting",
+        lambda: control.end_pod(core, namespace, "ring-worker-1", exit_code=137),
+    )
     assert job["status"]["attempt"] == 2
     second = control.wait_for(
         core.list_namespaced_pod,
