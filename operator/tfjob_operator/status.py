@@ -157,8 +157,8 @@ def _waiting(status: dict[str, Any]) -> tuple[str | None, str | None]:
 def _termination(
     status: dict[str, Any],
 ) -> tuple[int | None, str | None, str | None, str | None]:
-    """The trainer container's exit (else the first failed container's) and when it ended, or
-    the pod's reason."""
+    """The trainer container's exit (else the first failed container's, else a failed init
+    container's) and when it ended, or the pod's reason."""
     statuses = status.get("containerStatuses") or []
     ordered = sorted(statuses, key=lambda s: s.get("name") != TRAINER_CONTAINER)
     for container in ordered:
@@ -171,6 +171,17 @@ def _termination(
                 terminated.get("exitCode"),
                 status.get("reason") or terminated.get("reason"),
                 status.get("message") or terminated.get("message"),
+                terminated.get("finishedAt"),
+            )
+    # An init container that failed (a package install, say): the others never started.
+    for container in status.get("initContainerStatuses") or []:
+        terminated = (container.get("state") or {}).get("terminated")
+        if terminated and terminated.get("exitCode"):
+            said = (terminated.get("message") or "").strip()
+            return (
+                terminated.get("exitCode"),
+                status.get("reason") or terminated.get("reason"),
+                f"init container {container.get('name')}" + (f": {said}" if said else ""),
                 terminated.get("finishedAt"),
             )
     return None, status.get("reason"), status.get("message"), None

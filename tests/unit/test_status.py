@@ -1151,3 +1151,44 @@ def test_the_deciding_pods_reported_metrics_reach_the_status() -> None:
     assert reported_metrics(
         [reporting("killed"), reporting('{"tfjob.dev/metrics": {"loss": 2}}')]
     ) == {"loss": 2.0}
+
+
+def test_from_pod_whose_package_install_failed_names_the_init_container_and_its_words() -> None:
+    """What a kubelet reports when an init container fails under restartPolicy Never: the pod
+    Failed, the trainer never started, the init container's exit and termination message."""
+    raw = api_pod(
+        "mnist-worker-0",
+        "worker",
+        "0",
+        {
+            "phase": "Failed",
+            "initContainerStatuses": [
+                {
+                    "name": "tfjob-source",
+                    "restartCount": 0,
+                    "state": {"terminated": {"exitCode": 0, "reason": "Completed"}},
+                },
+                {
+                    "name": "tfjob-packages",
+                    "restartCount": 0,
+                    "state": {
+                        "terminated": {
+                            "exitCode": 1,
+                            "reason": "Error",
+                            "message": "pip install failed:\nERROR: No matching distribution\n",
+                            "finishedAt": "2025-03-01T12:00:09Z",
+                        }
+                    },
+                },
+            ],
+            "containerStatuses": [
+                {"name": "tensorflow", "state": {"waiting": {"reason": "PodInitializing"}}}
+            ],
+        },
+    )
+    observed = PodObservation.from_pod(raw)
+    assert (observed.phase, observed.exit_code, observed.reason) == ("Failed", 1, "Error")
+    assert observed.message == (
+        "init container tfjob-packages: pip install failed:\nERROR: No matching distribution"
+    )
+    assert observed.finished_at == "2025-03-01T12:00:09Z"

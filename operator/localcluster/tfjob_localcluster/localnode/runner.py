@@ -86,6 +86,7 @@ class PodRunner(threading.Thread):
         self.directory = agent.state_dir / "pods" / f"{self.namespace}_{self.pod_name}_{self.uid}"
         self.interface: PodInterface | None = None
         self.containers = [ContainerRun(c) for c in pod["spec"]["containers"]]
+        self.init_containers = [ContainerRun(c) for c in pod["spec"].get("initContainers") or []]
         self.stop_requested = threading.Event()
         self.delete_when_stopped = True
         self.grace_seconds = float(pod["spec"].get("terminationGracePeriodSeconds", 30))
@@ -136,26 +137,61 @@ class PodRunner(threading.Thread):
         if volumes is None:
             return
         policy = self.pod["spec"].get("restartPolicy", "Always")
-        for init in self.pod["spec"].get("initContainers") or []:
-            run = ContainerRun(init)
-            while not self.stop_requested.is_set():
+        for container in self.containers:
+            container.state = {"waiting": {"reason": "PodInitializing"}}
+        for run in self.init_containers:
+            while True:
                 self._start(run, volumes)
-                code = exit_status(run.process.wait()) if run.process else 1
+                self._report()
+                code = self._wait_for_init(run)
+                if code is None:
+                    return
+                terminated = self._terminated(run, code)
                 if code == 0:
+                    run.state = {"terminated": terminated}
                     break
                 if policy == "Never":
+                    # As a kubelet: the pod fails, the init container's status says why.
+                    run.state = {"terminated": terminated}
                     self.phase = "Failed"
-                    self._report(
-                        reason="Init:Error", message=f"init container {run.name} exited with {code}"
-                    )
+                    self._report()
                     return
-                self.stop_requested.wait(min(RESTART_BACKOFF_MAX, 2**run.restart_count))
+                run.last_state = {"terminated": terminated}
+                run.state = {"waiting": {"reason": "CrashLoopBackOff"}}
+                self._report()
+                if self.stop_requested.wait(min(RESTART_BACKOFF_MAX, 2**run.restart_count)):
+                    return
                 run.restart_count += 1
         for container in self.containers:
             self._start(container, volumes)
         self.phase = "Running"
         self._report()
         self._supervise(volumes, policy)
+
+    def _wait_for_init(self, run: ContainerRun) -> int | None:
+        """The init container's exit status, or None when the pod was stopped meanwhile."""
+        assert run.process is not None
+        while run.process.poll() is None:
+            if self.stop_requested.wait(0.2):
+                _signal(run.process, signal.SIGKILL)
+                run.process.wait()
+                return None
+        code = exit_status(run.process.returncode)
+        run.process = None
+        return code
+
+    def _terminated(self, container: ContainerRun, code: int) -> dict[str, Any]:
+        """A container's terminated state, with what it wrote to its termination log."""
+        terminated: dict[str, Any] = {
+            "exitCode": code,
+            "reason": "Completed" if code == 0 else "Error",
+            "startedAt": container.started_at,
+            "finishedAt": now(),
+        }
+        message = self.termination_log(container.name).read_bytes()[:MAX_MESSAGE_BYTES]
+        if message.strip():
+            terminated["message"] = message.decode(errors="replace")
+        return terminated
 
     def _wait_for_volumes(self) -> dict[str, Path] | None:
         builder = VolumeBuilder(self.agent.core, self.pod, self.directory / "volumes")
@@ -267,15 +303,7 @@ class PodRunner(threading.Thread):
                     continue
                 code = exit_status(returncode)
                 container.exit_code = code
-                terminated = {
-                    "exitCode": code,
-                    "reason": "Completed" if code == 0 else "Error",
-                    "startedAt": container.started_at,
-                    "finishedAt": now(),
-                }
-                message = self.termination_log(container.name).read_bytes()[:MAX_MESSAGE_BYTES]
-                if message.strip():
-                    terminated["message"] = message.decode(errors="replace")
+                terminated = self._terminated(container, code)
                 container.process = None
                 changed = True
                 if policy == "Always" or (policy == "OnFailure" and code != 0):
@@ -344,9 +372,12 @@ class PodRunner(threading.Thread):
     def status(self, reason: str | None = None, message: str | None = None) -> dict[str, Any]:
         running = self.phase == "Running"
         ready = running and all("running" in c.state and c.ready for c in self.containers)
+        initialized = all(
+            c.state.get("terminated", {}).get("exitCode") == 0 for c in self.init_containers
+        )
         conditions = [
             {"type": "PodScheduled", "status": "True"},
-            {"type": "Initialized", "status": "True" if self.phase != "Pending" else "False"},
+            {"type": "Initialized", "status": str(initialized)},
             {"type": "ContainersReady", "status": str(ready)},
             {"type": "Ready", "status": str(ready)},
         ]
@@ -373,6 +404,21 @@ class PodRunner(threading.Thread):
                 for c in self.containers
             ],
         }
+        if self.init_containers:
+            status["initContainerStatuses"] = [
+                {
+                    "name": c.name,
+                    "image": c.spec.get("image", ""),
+                    "imageID": "",
+                    "containerID": f"local://{self.uid}/{c.name}",
+                    "ready": c.state.get("terminated", {}).get("exitCode") == 0,
+                    "started": "running" in c.state,
+                    "restartCount": c.restart_count,
+                    "state": c.state,
+                    "lastState": c.last_state,
+                }
+                for c in self.init_containers
+            ]
         if self.interface is not None:
             status["podIP"] = self.interface.address
             status["podIPs"] = [{"ip": self.interface.address}]
