@@ -29,6 +29,8 @@ def _run(args: argparse.Namespace) -> int:
             "manage_admission_policy": args.manage_admission_policy,
             "cluster_scanning": args.cluster_scanning,
             "max_concurrent_passes": args.max_concurrent_passes,
+            "package_index_url": args.package_index_url,
+            "package_index_secret": args.package_index_secret,
         }
     )
     debug = args.verbose or args.log_level == "debug"
@@ -170,6 +172,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=None,
         help="passes over different jobs that run at once (default: 256)",
+    )
+    run.add_argument(
+        "--package-index-url", default=None, help="index of jobs' pipPackages (default: PyPI)"
+    )
+    run.add_argument(
+        "--package-index-secret", default=None, help="basic-auth Secret for that index"
     )
     run.add_argument("--liveness", default=None, help="e.g. http://0.0.0.0:8080/healthz")
     run.add_argument(

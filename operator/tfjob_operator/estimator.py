@@ -8,18 +8,19 @@ Kubeflow form.
 from __future__ import annotations
 
 import copy
-import shlex
 from typing import Any
 
 from .api.v1alpha1 import (
     Backend,
     MPISpec,
+    PackageIndex,
     ReplicaSpecs,
     ReplicaType,
     ScriptParamValue,
     TensorFlowJobSpec,
 )
 from .mpi import mpirun_command, sshd_command
+from .packages import PACKAGES_PYTHON, apply_packages
 from .settings import GPU_RESOURCE, OperatorSettings
 from .source import apply_source
 from .topology import TRAINER_CONTAINER
@@ -40,11 +41,29 @@ def script_arguments(params: dict[str, ScriptParamValue] | None) -> list[str]:
 
 def trainer_command(spec: TensorFlowJobSpec) -> list[str]:
     assert spec.entry_script is not None
-    run = ["python", spec.entry_script, *script_arguments(spec.script_params)]
-    if not spec.pip_packages:
-        return run
-    install = ["python", "-m", "pip", "install", "--no-cache-dir", *spec.pip_packages]
-    return ["sh", "-c", f"{shlex.join(install)} && exec {shlex.join(run)}"]
+    return ["python", spec.entry_script, *script_arguments(spec.script_params)]
+
+
+def package_index(spec: TensorFlowJobSpec, settings: OperatorSettings) -> PackageIndex | None:
+    """The index a job's pipPackages come from: its own, else the operator's, else PyPI."""
+    if spec.package_index is not None:
+        return spec.package_index
+    if settings.package_index_url:
+        return PackageIndex(
+            url=settings.package_index_url, credentials_secret=settings.package_index_secret
+        )
+    return None
+
+
+def _with_code(
+    template: dict[str, Any], spec: TensorFlowJobSpec, settings: OperatorSettings
+) -> dict[str, Any]:
+    """The template with the job's code in place, then its packages installed."""
+    if spec.source:
+        template = apply_source(template, spec.source)
+    if spec.pip_packages:
+        template = apply_packages(template, spec.pip_packages, package_index(spec, settings))
+    return template
 
 
 def _merge_named(base: list[dict[str, Any]], extra: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -84,7 +103,7 @@ def _pod_template(
         container["resources"] = {"limits": {GPU_RESOURCE: str(gpus)}}
     template: dict[str, Any] = {"spec": {"containers": [container]}}
     if spec.template is None:
-        return apply_source(template, spec.source) if spec.source else template
+        return _with_code(template, spec, settings)
     user = spec.template.model_dump(by_alias=True, exclude_none=True)
     if "metadata" in user:
         template["metadata"] = user["metadata"]
@@ -95,7 +114,7 @@ def _pod_template(
     by_name = {c["name"]: c for c in user_spec.get("containers", [])}
     merged_trainer = _merge_container(container, by_name.pop(TRAINER_CONTAINER, {}))
     template["spec"]["containers"] = [merged_trainer, *by_name.values()]
-    return apply_source(template, spec.source) if spec.source else template
+    return _with_code(template, spec, settings)
 
 
 def compile_replica_specs(spec: TensorFlowJobSpec, settings: OperatorSettings) -> ReplicaSpecs:
@@ -157,11 +176,14 @@ def _compile_mpi(spec: TensorFlowJobSpec, settings: OperatorSettings) -> Replica
     mpi = effective_mpi(spec)
     assert mpi is not None
     image = spec.image or settings.default_horovod_image
-    script = ["python", spec.entry_script or "", *script_arguments(spec.script_params)]
+    # The ranks run on the workers, which install the packages; the launcher only starts them.
+    python = PACKAGES_PYTHON if spec.pip_packages else "python"
+    script = [python, spec.entry_script or "", *script_arguments(spec.script_params)]
     worker_spec = spec.model_copy(update={"image": image})
     worker = _pod_template(worker_spec, settings, gpus=per_node if spec.use_gpu else 0)
     worker["spec"]["containers"][0]["command"] = sshd_command(mpi.ssh_port)
-    launcher = _pod_template(worker_spec, settings, gpus=0)
+    launcher_spec = worker_spec.model_copy(update={"pip_packages": None})
+    launcher = _pod_template(launcher_spec, settings, gpus=0)
     launcher["spec"]["containers"][0]["command"] = mpirun_command(nodes * per_node, script)
     return ReplicaSpecs.model_validate(
         {

@@ -59,6 +59,8 @@ def _submit(args: argparse.Namespace, out: TextIO) -> int:
                 compute_target=args.compute_target,
                 use_gpu=args.use_gpu,
                 pip_packages=args.pip_package,
+                pip_index_url=args.pip_index_url,
+                pip_index_secret=args.pip_index_secret,
                 node_count=args.node_count,
                 process_count_per_node=args.process_count_per_node,
                 worker_count=args.worker_count,
@@ -229,6 +231,10 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--use-gpu", action="store_true")
     sub.add_argument("--compute-target", help="the GPU node pool")
     sub.add_argument("--pip-package", action="append", default=[], help="repeat for more")
+    sub.add_argument("--pip-index-url", help="the index pip packages come from (default: PyPI)")
+    sub.add_argument(
+        "--pip-index-secret", help="a basic-auth Secret (username, password) for that index"
+    )
     sub.add_argument("--image", help="the trainer image (default: the operator's)")
     sub.add_argument("--dry-run", action="store_true", help="print the job, create nothing")
     sub.add_argument("--wait", action="store_true", help="then wait for its end, as `wait`")

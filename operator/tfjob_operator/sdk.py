@@ -59,6 +59,8 @@ class TensorFlow:
         compute_target: str | None = None,
         use_gpu: bool = False,
         pip_packages: list[str] | None = None,
+        pip_index_url: str | None = None,
+        pip_index_secret: str | None = None,
         conda_packages: list[str] | None = None,
         node_count: int = 1,
         process_count_per_node: int = 1,
@@ -70,8 +72,10 @@ class TensorFlow:
         pod_template: dict[str, Any] | None = None,
         **unknown: Any,
     ) -> None:
-        """The estimator's arguments, plus ``image``, ``environment_variables`` and
-        ``pod_template`` (spec.template: volumes, tolerations... merged into every pod)."""
+        """The estimator's arguments, plus ``image``, ``environment_variables``,
+        ``pod_template`` (spec.template: volumes, tolerations... merged into every pod) and
+        ``pip_index_url`` / ``pip_index_secret``: the index pip_packages come from and a
+        basic-auth Secret (username, password) for it (spec.packageIndex)."""
         if unknown:
             raise TypeError(
                 f"TensorFlow() got arguments it does not support: {', '.join(sorted(unknown))}"
@@ -102,6 +106,12 @@ class TensorFlow:
         self.compute_target = compute_target
         self.use_gpu = use_gpu
         self.pip_packages = list(pip_packages or [])
+        if (pip_index_url or pip_index_secret) and not self.pip_packages:
+            raise ValueError("pip_index_url and pip_index_secret need pip_packages")
+        if pip_index_secret and not pip_index_url:
+            raise ValueError("pip_index_secret needs pip_index_url: the index it logs in to")
+        self.pip_index_url = pip_index_url
+        self.pip_index_secret = pip_index_secret
         self.node_count = node_count
         self.process_count_per_node = process_count_per_node
         self.worker_count = worker_count
@@ -120,6 +130,10 @@ class TensorFlow:
             spec["useGpu"] = True
         if self.pip_packages:
             spec["pipPackages"] = self.pip_packages
+        if self.pip_index_url:
+            spec["packageIndex"] = {"url": self.pip_index_url}
+            if self.pip_index_secret:
+                spec["packageIndex"]["credentialsSecret"] = self.pip_index_secret
         if self.compute_target:
             spec["nodePool"] = self.compute_target
         if self.image:

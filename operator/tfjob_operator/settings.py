@@ -62,6 +62,19 @@ class OperatorSettings(BaseModel):
         "tfjob-horovod:0.28.1-tf2.18.1",
         description="Image of estimator-style mpi jobs (built from images/horovod).",
     )
+    package_index_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^\s]+$",
+        description=(
+            "Index that jobs' pipPackages install from when the job names none (None: PyPI)."
+        ),
+    )
+    package_index_secret: str | None = Field(
+        None,
+        description=(
+            "basic-auth Secret (username, password), in each job's namespace, for that index."
+        ),
+    )
     manage_admission_policy: bool = Field(
         True,
         description=(

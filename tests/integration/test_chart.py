@@ -88,6 +88,21 @@ def env_of(documents: list[dict[str, Any]]) -> dict[str, str | None]:
     return {e["name"]: e.get("value") for e in container["env"]}
 
 
+def test_a_default_package_index_reaches_the_operator() -> None:
+    assert "TFJOB_PACKAGE_INDEX_URL" not in env_of(helm_template())
+    env = env_of(
+        helm_template(
+            "--set",
+            "packageIndex.url=https://pypi.corp/simple",
+            "--set",
+            "packageIndex.credentialsSecret=corp-pypi",
+        )
+    )
+    assert env["TFJOB_PACKAGE_INDEX_URL"] == "https://pypi.corp/simple"
+    assert env["TFJOB_PACKAGE_INDEX_SECRET"] == "corp-pypi"
+    assert "/packageIndex/url" in helm_fails("--set", "packageIndex.url=ftp://pypi.corp")
+
+
 def rules(document: dict[str, Any]) -> set[tuple[str, str, str, str]]:
     """(apiGroup, resource, verb, resourceName or '') for every grant of a (Cluster)Role."""
     granted = set()

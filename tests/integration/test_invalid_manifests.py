@@ -477,6 +477,41 @@ CASES = [
         id="gpuCount-with-useGpu-false",
     ),
     pytest.param(
+        estimator(setter("spec", "pipPackages", value=["pandas", "-r requirements.txt"])),
+        [
+            "spec.pipPackages: Invalid value",
+            "spec.pipPackages lists requirements (name, name==version, a URL or a path in the "
+            "source), not pip options",
+        ],
+        id="pip-option-in-pipPackages",
+    ),
+    pytest.param(
+        estimator(setter("spec", "condaPackages", value=["scikit-learn"])),
+        [
+            "spec.condaPackages: Invalid value",
+            "spec.condaPackages is not supported: the trainer images have no conda; list the "
+            "packages in spec.pipPackages",
+        ],
+        id="condaPackages-from-the-seed",
+    ),
+    pytest.param(
+        estimator(setter("spec", "packageIndex", value={"url": "https://pypi.example/simple"})),
+        [
+            "spec.packageIndex: Invalid value",
+            "spec.packageIndex names where spec.pipPackages come from",
+        ],
+        id="packageIndex-without-pipPackages",
+    ),
+    pytest.param(
+        estimator(
+            lambda m: m["spec"].update(
+                pipPackages=["pandas"], packageIndex={"url": "ftp://pypi.example/simple"}
+            )
+        ),
+        ['spec.packageIndex.url: Invalid value: "ftp://pypi.example/simple"', "should match"],
+        id="packageIndex-url-not-http",
+    ),
+    pytest.param(
         estimator(setter("spec", "gpuCount", value=65)),
         ["spec.gpuCount: Invalid value: 65", "should be less than or equal to 64"],
         id="gpuCount-above-64",

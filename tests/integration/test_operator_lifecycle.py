@@ -8,6 +8,7 @@ from kubernetes import client as k8s
 
 from tfjob_localcluster import control
 from tfjob_localcluster.nodepools import NODE_POOL_LABEL
+from tfjob_operator.packages import PACKAGES_PYTHON
 
 from .jobs import (
     apply,
@@ -52,9 +53,13 @@ def test_single_node_gpu_job_runs_its_script_and_succeeds(
     trainer = pod.spec.containers[0]
     assert trainer.resources.limits == {"nvidia.com/gpu": "1"}
     assert trainer.image == "tensorflow/tensorflow:2.21.0-gpu"
-    script = trainer.command[-1]
-    assert "pip install --no-cache-dir keras-tuner==1.4.7" in script
-    assert script.endswith("exec python train.py --batch-size 50 --learning-rate 0.01 --verbose")
+    assert trainer.command == [
+        PACKAGES_PYTHON,
+        *("train.py", "--batch-size", "50", "--learning-rate", "0.01", "--verbose"),
+    ]
+    (install,) = pod.spec.init_containers
+    assert install.name == "tfjob-packages"
+    assert install.command[-1] == "keras-tuner==1.4.7"
     assert tf_config(pod) is None  # one pod: TensorFlow runs single-process
     assert pod.spec.hostname == "keras-gpu-worker-0"
     assert pod.spec.subdomain == "keras-gpu"

@@ -82,16 +82,10 @@ def test_trainer_command_without_pip_packages_runs_the_script_directly() -> None
     assert trainer_command(job_spec(entryScript="src/train.py")) == ["python", "src/train.py"]
 
 
-def test_pip_packages_wrap_the_command_in_a_shell() -> None:
-    spec = job_spec(
-        pipPackages=["pandas", "numpy>=2"], scriptParams={"--epochs": 5, "--name": "run a"}
-    )
-    assert trainer_command(spec) == [
-        "sh",
-        "-c",
-        "python -m pip install --no-cache-dir pandas 'numpy>=2' "
-        "&& exec python train.py --epochs 5 --name 'run a'",
-    ]
+def test_pip_packages_leave_the_command_to_the_packages_layer() -> None:
+    """No shell around the script: the install is an init container (see test_packages)."""
+    spec = job_spec(pipPackages=["pandas"], scriptParams={"--name": "run a"})
+    assert trainer_command(spec) == ["python", "train.py", "--name", "run a"]
 
 
 # ----- compile_replica_specs: the three shapes --------------------------------------------------

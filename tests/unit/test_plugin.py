@@ -37,7 +37,8 @@ def test_submit_dry_run_prints_the_job_its_options_make(tmp_path: Path) -> None:
         [
             "submit", str(project), "--entry-script", "train.py", "-p", "batch-size=50",
             "--backend", "mpi", "--node-count", "2", "--use-gpu", "--compute-target", "gpu-a100",
-            "--pip-package", "scikit-learn", "--dry-run",
+            "--pip-package", "scikit-learn", "--pip-index-url", "https://pypi.corp/simple",
+            "--pip-index-secret", "corp-pypi", "--dry-run",
         ],
         out=out,
     )  # fmt: skip
@@ -49,6 +50,7 @@ def test_submit_dry_run_prints_the_job_its_options_make(tmp_path: Path) -> None:
         "scriptParams": {"--batch-size": 50},
         "useGpu": True,
         "pipPackages": ["scikit-learn"],
+        "packageIndex": {"url": "https://pypi.corp/simple", "credentialsSecret": "corp-pypi"},
         "nodePool": "gpu-a100",
         "distribution": {"backend": "mpi", "nodeCount": 2, "processCountPerNode": 1},
     }

@@ -34,6 +34,38 @@ def test_the_single_node_example_with_parameters_and_a_package() -> None:
     }
 
 
+def test_packages_from_a_team_index_with_credentials_from_a_secret() -> None:
+    tf_est = TensorFlow(
+        entry_script="train.py",
+        pip_packages=["team-utils==2.1"],
+        pip_index_url="http://pypi.ml.svc:8080/simple",
+        pip_index_secret="pypi-creds",
+    )
+    spec = tf_est.spec()
+    assert spec["packageIndex"] == {
+        "url": "http://pypi.ml.svc:8080/simple",
+        "credentialsSecret": "pypi-creds",
+    }
+    TensorFlowJobSpec.model_validate(spec)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "said"),
+    [
+        ({"pip_index_url": "https://pypi.corp/simple"}, "need pip_packages"),
+        (
+            {"pip_packages": ["x"], "pip_index_secret": "creds"},
+            "pip_index_secret needs pip_index_url",
+        ),
+    ],
+)
+def test_an_index_without_packages_or_a_secret_without_an_index_is_refused(
+    arguments: dict, said: str
+) -> None:
+    with pytest.raises(ValueError, match=said):
+        TensorFlow(entry_script="train.py", **arguments)
+
+
 def test_the_horovod_example_on_two_nodes() -> None:
     tf_est = TensorFlow(
         source_directory="./my-tf-proj",

@@ -508,6 +508,30 @@ class Source(Model):
     )
 
 
+class PackageIndex(Model):
+    """A Python package index that pipPackages install from, in place of PyPI."""
+
+    url: str = Field(
+        min_length=1,
+        max_length=2048,
+        pattern=r"^https?://[^\s]+$",
+        description=(
+            "The index's simple API, e.g. `https://pypi.example.com/simple`. An http:// URL is "
+            "trusted as written (pip's --trusted-host): use it only inside the cluster."
+        ),
+    )
+    credentials_secret: str | None = Field(
+        None,
+        min_length=1,
+        max_length=253,
+        description=(
+            "A Secret in the job's namespace with keys `username` and `password` (type "
+            "kubernetes.io/basic-auth). They reach pip through the install's environment; pods "
+            "wait, with the kubelet's reason on the job's status, while it is missing."
+        ),
+    )
+
+
 class Distribution(Model):
     """How an estimator-style job is spread over pods (absent: a single pod)."""
 
@@ -628,11 +652,29 @@ class TensorFlowJobSpec(Model):
                 _cel(
                     "!has(self.tfReplicaSpecs) || !(has(self.image) || has(self.scriptParams) "
                     "|| has(self.useGpu) || has(self.gpuCount) || has(self.distribution) "
-                    "|| has(self.pipPackages) || has(self.environmentVariables) "
-                    "|| has(self.template) || has(self.source))",
+                    "|| has(self.pipPackages) || has(self.packageIndex) "
+                    "|| has(self.environmentVariables) || has(self.template) || has(self.source))",
                     "spec.tfReplicaSpecs cannot be combined with the estimator fields image, "
-                    "scriptParams, useGpu, gpuCount, distribution, pipPackages, "
+                    "scriptParams, useGpu, gpuCount, distribution, pipPackages, packageIndex, "
                     "environmentVariables, template, source: put them in the replica templates",
+                ),
+                _cel(
+                    "!has(self.packageIndex) || has(self.pipPackages)",
+                    "spec.packageIndex names where spec.pipPackages come from: add pipPackages "
+                    "or drop packageIndex",
+                    ".packageIndex",
+                ),
+                _cel(
+                    "!has(self.condaPackages)",
+                    "spec.condaPackages is not supported: the trainer images have no conda; "
+                    "list the packages in spec.pipPackages (most have the same name on PyPI)",
+                    ".condaPackages",
+                ),
+                _cel(
+                    "!has(self.pipPackages) || self.pipPackages.all(p, !p.startsWith('-'))",
+                    "spec.pipPackages lists requirements (name, name==version, a URL or a path "
+                    "in the source), not pip options: name the index in spec.packageIndex",
+                    ".pipPackages",
                 ),
                 _cel(
                     "!has(self.gpuCount) || (has(self.useGpu) && self.useGpu)",
@@ -652,9 +694,9 @@ class TensorFlowJobSpec(Model):
                 ),
                 _cel(
                     "!has(self.distribution) || self.distribution.backend != 'mpi' || "
-                    "(!has(self.gpuCount) && !has(self.pipPackages))",
+                    "!has(self.gpuCount)",
                     "with backend mpi each worker gets processCountPerNode GPUs (one per "
-                    "process) and packages come with the image: drop gpuCount and pipPackages",
+                    "process): drop gpuCount",
                     ".distribution",
                 ),
             ]
@@ -725,8 +767,27 @@ class TensorFlowJobSpec(Model):
     gpu_count: int | None = Field(
         None, ge=1, le=64, description="GPUs per worker pod when useGpu is true (default 1)."
     )
-    pip_packages: list[Annotated[str, Field(min_length=1)]] | None = Field(
-        None, max_length=64, description="pip packages installed before the script starts."
+    pip_packages: list[Annotated[str, Field(min_length=1, max_length=512)]] | None = Field(
+        None,
+        max_length=64,
+        description=(
+            "Requirements pip installs before the script starts, in each pod that runs it, by an "
+            "init container of the trainer's image: into a layer over the image's Python, so "
+            "what the image has is not fetched again. From PyPI, spec.packageIndex or the "
+            "operator's default index. A failed install fails the job with pip's last lines."
+        ),
+    )
+    conda_packages: list[Annotated[str, Field(max_length=512)]] | None = Field(
+        None,
+        max_length=64,
+        description=(
+            "Not supported, and refused at apply (the trainer images have no conda): it is "
+            "declared only to say so. Use pipPackages."
+        ),
+    )
+    package_index: PackageIndex | None = Field(
+        None,
+        description=("Where pipPackages come from (default: the operator's setting, else PyPI)."),
     )
     environment_variables: dict[str, str] | None = Field(
         None, description="Environment variables of the trainer container."

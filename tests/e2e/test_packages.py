@@ -1,0 +1,219 @@
+"""pipPackages installed for real: a package index runs as a pod of the local cluster (its pods
+have no route out), behind basic auth whose credentials sit in a Secret; a job submitted through
+the SDK installs a package from it in each pod before its script imports it."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import tempfile
+from pathlib import Path
+
+import pytest
+from kubernetes import client as k8s
+
+from tests.integration.jobs import ON_LOCAL_NODE, get_job
+from tests.package_index import build_wheel
+from tfjob_localcluster import control
+
+pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("operator")]
+
+INDEX_PORT = 8080
+USERNAME, PASSWORD = "trainer", "in-cluster/s3cret"
+GREETING = """\
+import numpy
+
+def greet(name):
+    return f"hello {name} from the team index, beside numpy {numpy.__version__}"
+"""
+SCRIPT = """\
+import numpy
+import tensorflow as tf
+import tfjob_demo_greeting
+
+print(tfjob_demo_greeting.greet("trainer"), flush=True)
+print(f"tensorflow {tf.__version__} from the image, numpy {numpy.__version__}", flush=True)
+"""
+
+
+@pytest.fixture
+def package_index(core: k8s.CoreV1Api, namespace: str, local_node: str) -> str:
+    """tests/package_index.py serving one wheel (that needs numpy, which the image has) as a pod
+    behind a Service, with a basic-auth Secret for it: the index's URL."""
+    with tempfile.TemporaryDirectory() as scratch:
+        wheel = build_wheel(
+            Path(scratch), "tfjob-demo-greeting", "1.0.0", GREETING, ["numpy>=1.20"]
+        )
+        content = wheel.read_bytes()
+    server = (Path(__file__).parents[1] / "package_index.py").read_text()
+    core.create_namespaced_config_map(
+        namespace,
+        {
+            "metadata": {"name": "package-index"},
+            "data": {"package_index.py": server},
+            "binaryData": {"wheel": base64.b64encode(content).decode()},
+        },
+    )
+    core.create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {"name": "pypi-creds"},
+            "type": "kubernetes.io/basic-auth",
+            "stringData": {"username": USERNAME, "password": PASSWORD},
+        },
+    )
+    core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": "pypi", "labels": {"app": "pypi"}},
+            "spec": {
+                **ON_LOCAL_NODE["spec"],
+                "containers": [
+                    {
+                        "name": "index",
+                        "image": "python:3.11-slim",
+                        "command": ["python", "/srv/index/package_index.py", "/srv/index/wheels"],
+                        "args": [str(INDEX_PORT)],
+                        "env": [
+                            {"name": "INDEX_USERNAME", "value": USERNAME},
+                            {"name": "INDEX_PASSWORD", "value": PASSWORD},
+                        ],
+                        "ports": [{"containerPort": INDEX_PORT}],
+                        "readinessProbe": {
+                            "tcpSocket": {"port": INDEX_PORT},
+                            "periodSeconds": 1,
+                        },
+                        "volumeMounts": [{"name": "index", "mountPath": "/srv/index"}],
+                    }
+                ],
+                "volumes": [
+                    {
+                        "name": "index",
+                        "configMap": {
+                            "name": "package-index",
+                            "items": [
+                                {"key": "package_index.py", "path": "package_index.py"},
+                                {"key": "wheel", "path": f"wheels/{wheel.name}"},
+                            ],
+                        },
+                    }
+                ],
+            },
+        },
+    )
+    core.create_namespaced_service(
+        namespace,
+        {
+            "metadata": {"name": "pypi"},
+            "spec": {
+                "selector": {"app": "pypi"},
+                "ports": [{"port": INDEX_PORT, "targetPort": INDEX_PORT}],
+            },
+        },
+    )
+    control.wait_for_pod(
+        core,
+        namespace,
+        "pypi",
+        lambda pod: any(
+            c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []
+        ),
+        timeout=60,
+    )
+    return f"http://pypi.{namespace}.svc.cluster.local:{INDEX_PORT}/simple"
+
+
+def index_requests(core: k8s.CoreV1Api, namespace: str) -> list[str]:
+    return [
+        line
+        for line in core.read_namespaced_pod_log("pypi", namespace).splitlines()
+        if line.startswith("GET ")
+    ]
+
+
+def project(tmp_path: Path) -> Path:
+    folder = tmp_path / "my-tf-proj"
+    folder.mkdir()
+    (folder / "train.py").write_text(SCRIPT)
+    return folder
+
+
+def test_a_job_installs_its_package_from_an_index_inside_the_cluster(
+    core: k8s.CoreV1Api,
+    api_client: k8s.ApiClient,
+    namespace: str,
+    package_index: str,
+    tmp_path: Path,
+) -> None:
+    from tfjob_operator.sdk import Experiment, TensorFlow
+
+    exp = Experiment("packages", namespace=namespace, api=api_client)
+    run = exp.submit(
+        TensorFlow(
+            source_directory=str(project(tmp_path)),
+            entry_script="train.py",
+            pip_packages=["tfjob-demo-greeting==1.0.0"],
+            pip_index_url=package_index,
+            pip_index_secret="pypi-creds",
+            pod_template=ON_LOCAL_NODE,
+        )
+    )
+    out = io.StringIO()
+    assert run.wait_for_completion(show_output=True, timeout=240, out=out) == "Succeeded"
+    shown = out.getvalue()
+    greeting = re.search(r"hello trainer from the team index, beside numpy (\S+)", shown)
+    assert greeting, shown[-2000:]
+    # The package sees the image's numpy: the one the script has, which pip did not fetch.
+    assert f"from the image, numpy {greeting.group(1)}" in shown, shown[-2000:]
+
+    pod = f"{run.name}-worker-0"
+    install = core.read_namespaced_pod_log(pod, namespace, container="tfjob-packages")
+    assert f"tfjob: pip install tfjob-demo-greeting==1.0.0 from {package_index}" in install
+    assert "Successfully installed tfjob-demo-greeting-1.0.0" in install, install
+    assert PASSWORD not in install
+    assert PASSWORD.replace("/", "%2F") not in install
+    requests = index_requests(core, namespace)
+    assert "GET /simple/tfjob-demo-greeting/ 200" in requests, requests
+    assert not [r for r in requests if "numpy" in r or "tensorflow" in r], requests
+
+
+def test_wrong_credentials_fail_the_job_with_pips_words_and_the_indexs_refusal(
+    core: k8s.CoreV1Api,
+    api_client: k8s.ApiClient,
+    namespace: str,
+    package_index: str,
+    tmp_path: Path,
+) -> None:
+    from tfjob_operator.sdk import Experiment, RunFailed, TensorFlow
+
+    core.create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {"name": "stale-creds"},
+            "type": "kubernetes.io/basic-auth",
+            "stringData": {"username": USERNAME, "password": "last-year"},
+        },
+    )
+    exp = Experiment("packages", namespace=namespace, api=api_client)
+    run = exp.submit(
+        TensorFlow(
+            source_directory=str(project(tmp_path)),
+            entry_script="train.py",
+            pip_packages=["tfjob-demo-greeting==1.0.0"],
+            pip_index_url=package_index,
+            pip_index_secret="stale-creds",
+            pod_template=ON_LOCAL_NODE,
+        )
+    )
+    with pytest.raises(RunFailed) as failed:
+        run.wait_for_completion(timeout=240, out=io.StringIO())
+    # ExitCode policy: pip's exit 1 is the job's own error, not retried.
+    message = failed.value.message
+    assert f"Worker 0 (pod {run.name}-worker-0) exited with code 1 (Error)" in message, message
+    assert "init container tfjob-packages: pip install failed" in message, message
+    assert "No matching distribution found for tfjob-demo-greeting==1.0.0" in message, message
+    assert f"the index {package_index} refused the credentials (HTTP 401)" in message, message
+    job = get_job(api_client, namespace, run.name)
+    assert job["status"]["replicaStatuses"]["Worker"].get("restarts", 0) == 0
+    assert "GET /simple/tfjob-demo-greeting/ 401" in index_requests(core, namespace)
