@@ -42,6 +42,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--data", help="a CSV of features and target; synthetic data if absent")
     parser.add_argument("--model-dir", help="where the chief writes checkpoints")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--onnx-output",
+        help="the process that decides the job (alone, chief or worker 0) exports the trained "
+        "model to this ONNX file, with PATH.probe.json beside it: inputs and the Keras model's "
+        "outputs for them, to check the file where it is served",
+    )
     return parser.parse_args()
 
 
@@ -113,7 +119,27 @@ def main() -> int:
         callbacks=[tfjob_metrics.KerasCallback()] if tfjob_metrics else [],
     )
     say(f"{role} {index}: final loss {history.history['loss'][-1]:.6f}")
+    deciding = role in ("single", "chief") or (
+        role == "worker" and index == 0 and "chief" not in cluster
+    )
+    if args.onnx_output and deciding:
+        export_onnx(args, keras, model, x)
     return 0
+
+
+def export_onnx(args: argparse.Namespace, keras, model, x) -> None:
+    """The trained weights in a plain (undistributed) copy of the model, written as ONNX."""
+    import tfjob_onnx
+
+    plain = build_model(keras, args.learning_rate)
+    plain.set_weights(model.get_weights())
+    tfjob_onnx.export(plain, args.onnx_output)
+    probe = x[:16]
+    with open(args.onnx_output + ".probe.json", "w") as out:
+        json.dump(
+            {"inputs": probe.tolist(), "outputs": plain.predict(probe, verbose=0).tolist()}, out
+        )
+    say(f"exported the model to {args.onnx_output}")
 
 
 def parameter_server(args, tf, keras, role, index, dataset) -> int:
@@ -152,6 +178,9 @@ def parameter_server(args, tf, keras, role, index, dataset) -> int:
         verbose=2,
     )
     say(f"chief: final loss {history.history['loss'][-1]:.6f}")
+    if args.onnx_output:
+        x, _ = load_data(args)
+        export_onnx(args, keras, model, x)
     return 0
 
 

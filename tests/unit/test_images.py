@@ -110,6 +110,8 @@ def test_trainer_images_carry_tensorflow_2_21_and_the_example_scripts(name: str)
     )
     assert tensorflow in installs
     assert "tf-keras==2.21.0" in installs
+    assert "onnx==1.23.2" in installs
+    assert "pip install --no-deps tf2onnx==1.16.1" in installs
     assert ("COPY", "images/trainer/ ./") in steps
     assert dict(steps)["WORKDIR"] == "/opt/trainer"
     assert "TF_USE_LEGACY_KERAS=1" in " ".join(a for k, a in steps if k == "ENV")

@@ -16,11 +16,15 @@ from pathlib import Path
 from .binaries import cache_root
 
 # The same pins as the `tensorflow` extra of the repository's pyproject.toml (a test checks).
-TRAINER_REQUIREMENTS = ("tensorflow-cpu==2.21.0", "tf-keras==2.21.0")
+TRAINER_REQUIREMENTS = ("tensorflow-cpu==2.21.0", "tf-keras==2.21.0", "onnx==1.23.2")
+# Installed without their dependencies: tf2onnx 1.16.1 (for images/trainer/tfjob_onnx.py) pins
+# protobuf~=3.20, which TensorFlow 2.21 cannot use; it works with TensorFlow's protobuf 7.
+TRAINER_WITHOUT_DEPENDENCIES = ("tf2onnx==1.16.1",)
 
 
 def environment_dir(requirements: tuple[str, ...] = TRAINER_REQUIREMENTS) -> Path:
-    digest = hashlib.sha256("\n".join(requirements).encode()).hexdigest()[:12]
+    pins = (*requirements, *TRAINER_WITHOUT_DEPENDENCIES)
+    digest = hashlib.sha256("\n".join(pins).encode()).hexdigest()[:12]
     return cache_root().parent / "envs" / f"trainer-{digest}"
 
 
@@ -51,13 +55,18 @@ def ensure_environment(
     return target / "bin"
 
 
+def _populate(python: Path, requirements: tuple[str, ...]) -> None:
+    pip(python, "install", "--quiet", *requirements)
+    pip(python, "install", "--quiet", "--no-deps", *TRAINER_WITHOUT_DEPENDENCIES)
+
+
 def ensure_trainer_env(
     requirements: tuple[str, ...] = TRAINER_REQUIREMENTS, log: Callable[[str], object] = print
 ) -> Path:
     """The bin/ directory of the trainer environment, built if missing."""
     return ensure_environment(
         environment_dir(requirements),
-        lambda python: pip(python, "install", "--quiet", *requirements),
-        f"trainer environment: {', '.join(requirements)}",
+        lambda python: _populate(python, requirements),
+        f"trainer environment: {', '.join((*requirements, *TRAINER_WITHOUT_DEPENDENCIES))}",
         log,
     )
