@@ -132,10 +132,19 @@ def index_requests(core: k8s.CoreV1Api, namespace: str) -> list[str]:
     ]
 
 
-def project(tmp_path: Path) -> Path:
+HOROVOD_SCRIPT = """\
+import horovod.tensorflow as hvd
+import tfjob_demo_greeting
+
+hvd.init()
+print(f"rank {hvd.rank()} of {hvd.size()}:", tfjob_demo_greeting.greet("rank"), flush=True)
+"""
+
+
+def project(tmp_path: Path, script: str = SCRIPT) -> Path:
     folder = tmp_path / "my-tf-proj"
     folder.mkdir()
-    (folder / "train.py").write_text(SCRIPT)
+    (folder / "train.py").write_text(script)
     return folder
 
 
@@ -217,3 +226,41 @@ def test_wrong_credentials_fail_the_job_with_pips_words_and_the_indexs_refusal(
     job = get_job(api_client, namespace, run.name)
     assert job["status"]["replicaStatuses"]["Worker"].get("restarts", 0) == 0
     assert "GET /simple/tfjob-demo-greeting/ 401" in index_requests(core, namespace)
+
+
+def test_horovod_ranks_import_the_package_their_workers_installed(
+    core: k8s.CoreV1Api,
+    api_client: k8s.ApiClient,
+    namespace: str,
+    package_index: str,
+    tmp_path: Path,
+) -> None:
+    """mpirun starts the ranks over SSH on the workers: each worker installs the packages, and
+    the ranks run the layer's Python."""
+    from tfjob_operator.sdk import Experiment, TensorFlow
+
+    exp = Experiment("hvd-packages", namespace=namespace, api=api_client)
+    run = exp.submit(
+        TensorFlow(
+            source_directory=str(project(tmp_path, HOROVOD_SCRIPT)),
+            entry_script="train.py",
+            node_count=2,
+            distributed_backend="mpi",
+            pip_packages=["tfjob-demo-greeting==1.0.0"],
+            pip_index_url=package_index,
+            pip_index_secret="pypi-creds",
+            pod_template=ON_LOCAL_NODE,
+        )
+    )
+    out = io.StringIO()
+    assert run.wait_for_completion(show_output=True, timeout=240, out=out) == "Succeeded"
+    shown = out.getvalue()
+    ranks = re.findall(r"rank (\d) of 2: hello rank from the team index", shown)
+    assert sorted(ranks) == ["0", "1"], shown[-3000:]
+    # Each worker pod fetched the package (they are gone: the job's cleanPodPolicy is Running).
+    fetched = [r for r in index_requests(core, namespace) if r.startswith("GET /files/")]
+    assert len(fetched) == 2, fetched
+    launcher = core.read_namespaced_pod(f"{run.name}-launcher-0", namespace)
+    assert not launcher.spec.init_containers or all(
+        c.name != "tfjob-packages" for c in launcher.spec.init_containers
+    )
