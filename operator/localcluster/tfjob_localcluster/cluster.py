@@ -28,6 +28,7 @@ from .nodepools import NodePool, NodePools
 from .nodepools import load as load_node_pools
 from .pki import CertificateAuthority, KeyPair, service_account_signing_key
 
+GANG_API = "scheduling.k8s.io/v1alpha2"  # the PodGroup API of Kubernetes 1.36
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"  # kwok hands simulated pods addresses from here; nothing routes them
 SIMULATED_NODE_IP = "10.243.0.1"
@@ -73,6 +74,9 @@ class LocalCluster:
     node_monitor_grace_period: str | None = None
     # --kube-api-qps of kube-controller-manager and kube-scheduler (burst twice that).
     component_api_qps: int | None = None
+    # Kubernetes' own gang scheduling (alpha in 1.36): the PodGroup API served, and the scheduler
+    # placing a PodGroup's pods all or nothing. Off: the API is absent, as on most clusters.
+    gang_scheduling: bool = True
     running: list[processes.RunningProcess] = field(default_factory=list)
     ports: Endpoints | None = None
     startup_seconds: dict[str, float] = field(default_factory=dict)
@@ -439,6 +443,11 @@ class LocalCluster:
             "--profiling=false",
             "--v=1",
             *self._audit_args(),
+            *(
+                ["--feature-gates=GenericWorkload=true", f"--runtime-config={GANG_API}=true"]
+                if self.gang_scheduling
+                else []
+            ),
         ]
 
     def _audit_args(self) -> list[str]:
@@ -489,6 +498,8 @@ class LocalCluster:
             f"--cluster-signing-cert-file={self._ca.cert_path}",
             f"--cluster-signing-key-file={self.pki_dir / 'ca.key'}",
             "--controllers=*",
+            # The PodGroup protection controller: a group goes once no pod of it runs.
+            *(["--feature-gates=GenericWorkload=true"] if self.gang_scheduling else []),
             *(
                 [f"--node-monitor-grace-period={self.node_monitor_grace_period}"]
                 if self.node_monitor_grace_period
@@ -503,6 +514,11 @@ class LocalCluster:
             *self._component_common(kubeconfig, self.ports.scheduler),
             f"--cert-dir={self.state_dir / 'scheduler-certs'}",
             *self._api_qps_args(),
+            *(
+                ["--feature-gates=GenericWorkload=true,GangScheduling=true"]
+                if self.gang_scheduling
+                else []
+            ),
         ]
 
     def _kwok_args(self) -> list[str]:
