@@ -29,6 +29,7 @@ def _run(args: argparse.Namespace) -> int:
             "manage_admission_policy": args.manage_admission_policy,
             "cluster_scanning": args.cluster_scanning,
             "max_concurrent_passes": args.max_concurrent_passes,
+            "gang_scheduling": args.gang_scheduling,
             "package_index_url": args.package_index_url,
             "package_index_secret": args.package_index_secret,
         }
@@ -172,6 +173,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=None,
         help="passes over different jobs that run at once (default: 256)",
+    )
+    run.add_argument(
+        "--gang-scheduling",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a PodGroup per distributed job, where the cluster serves the API (default: yes)",
     )
     run.add_argument(
         "--package-index-url", default=None, help="index of jobs' pipPackages (default: PyPI)"

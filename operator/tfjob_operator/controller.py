@@ -55,6 +55,8 @@ EVENT_CONCURRENCY = 4
 CONFLICT_RECHECK_SECONDS = 10.0
 COUNTS_DELAY = 10.0
 COUNTS_MAX_DELAY = 30.0
+# Created before the pods, which mount them (Secret, ConfigMap) or join them (PodGroup).
+_FIRST = ("Secret", "ConfigMap", "PodGroup")
 
 
 def _resource_version(body: Mapping[str, Any]) -> int | None:
@@ -330,8 +332,8 @@ class Controller:
         """Create (objects pods mount first, then the rest at once) and delete; a refused
         object is returned as the problem that fails the job."""
         ref = JobRef(key[1], key[0], job["metadata"]["uid"])
-        first = [body for body in decision.create if body["kind"] in ("Secret", "ConfigMap")]
-        rest = [body for body in decision.create if body["kind"] not in ("Secret", "ConfigMap")]
+        first = [body for body in decision.create if body["kind"] in _FIRST]
+        rest = [body for body in decision.create if body["kind"] not in _FIRST]
         if decision.create_ssh_secret:
             first.insert(0, mpi_ssh_secret(ref, *generate_ssh_keypair()))
         for body in first:
@@ -358,8 +360,8 @@ class Controller:
                 f"{kind.lower()} {name}: {rejected.message}",
             )
         expected = self._expected.setdefault(key, _Expectations())
-        if stored is None and kind == "Secret":
-            pass  # an MPI job's key: its name carries the job's uid, so it is the job's
+        if stored is None and kind in ("Secret", "PodGroup"):
+            pass  # an MPI job's key, an attempt's gang: their names carry the job's uid
         elif stored is None:
             # The name is taken. Expectations keep a pass from creating what an earlier one
             # did, so it is somebody else's: the job says so, and looks again in a while

@@ -34,6 +34,7 @@ from .api.v1alpha1 import (
 from .builders import JobRef, desired_children, mpi_hostfile_config_map, requests_gpus
 from .estimator import compile_replica_specs, effective_mpi
 from .events import JobEvent
+from .gang import gang_members, join, pod_group
 from .mpi import hostfile_config_map_name
 from .retries import RetryPlan, plan_retries
 from .settings import ATTEMPT_LABEL, SPEC_HASH_ANNOTATION, OperatorSettings
@@ -117,6 +118,18 @@ def check_node_pools(
             )
 
 
+def check_min_available(replica_specs: ReplicaSpecs, spec: TensorFlowJobSpec) -> None:
+    """More pods that must start together than start together can never be."""
+    policy = spec.run_policy.scheduling_policy if spec.run_policy else None
+    members = len(gang_members("job", replica_specs))
+    if policy is not None and policy.min_available and policy.min_available > members:
+        raise ValueError(
+            f"spec.runPolicy.schedulingPolicy.minAvailable: {policy.min_available} is more than "
+            f"the {members} pods that start together (an Evaluator and an MPI launcher start "
+            "on their own)"
+        )
+
+
 def with_priority_class(replica_specs: ReplicaSpecs, spec: TensorFlowJobSpec) -> ReplicaSpecs:
     """runPolicy.schedulingPolicy.priorityClass, for the pod templates that name none."""
     policy = spec.run_policy.scheduling_policy if spec.run_policy else None
@@ -137,6 +150,7 @@ def compile_job(raw_spec: dict[str, Any] | None, settings: OperatorSettings) -> 
         spec = TensorFlowJobSpec.model_validate(raw_spec or {})
         replica_specs = with_priority_class(compile_replica_specs(spec, settings), spec)
         check_node_pools(replica_specs, spec.node_pool, settings)
+        check_min_available(replica_specs, spec)
     except ValidationError as error:
         return CompiledJob(spec, problem=Problem("InvalidSpec", describe_validation_error(error)))
     except ValueError as error:
@@ -538,9 +552,12 @@ def _create_and_delete(
         )
         if not has_service:
             decision.create.append(desired.service)
+        gang = _gang(decision, ref, spec, replica_specs, missing, settings, plan.attempt)
         for pod_name_ in missing:
             pod = desired.pods[pod_name_]
             pod["metadata"]["labels"][ATTEMPT_LABEL] = str(plan.attempt)
+            if pod_name_ in gang:
+                join(pod, gang[pod_name_])
             decision.create.append(pod)
         stale = sorted(
             p.name
@@ -563,3 +580,30 @@ def _create_and_delete(
     decision.delete += [
         p for p in pods if p.name not in wanted_names and not p.deleting and p.uid not in going
     ]
+
+
+def _gang(
+    decision: Decision,
+    ref: JobRef,
+    spec: TensorFlowJobSpec,
+    replica_specs: ReplicaSpecs,
+    missing: list[str],
+    settings: OperatorSettings,
+    attempt: int,
+) -> dict[str, str]:
+    """The attempt's PodGroup, created with any of its members (a 409 says it is there), and
+    which of the missing pods join it."""
+    members = gang_members(ref.name, replica_specs)
+    joining = [name for name in missing if name in members]
+    if settings.pod_group_api is None or len(members) < 2 or not joining:
+        return {}
+    policy = spec.run_policy.scheduling_policy if spec.run_policy else None
+    body = pod_group(
+        ref,
+        attempt,
+        len(members),
+        policy.min_available if policy else None,
+        settings.pod_group_api,
+    )
+    decision.create.append(body)
+    return dict.fromkeys(joining, body["metadata"]["name"])

@@ -18,6 +18,7 @@ import kopf
 from .admission import node_pool_policy
 from .api.v1alpha1 import GROUP, PLURAL, VERSION
 from .controller import Controller
+from .gang import pick_pod_group_api
 from .informer import Informer
 from .kube import ApiError, Forbidden, Kube
 from .settings import JOB_NAME_LABEL, OPERATOR_PREFIX, OperatorSettings
@@ -41,6 +42,30 @@ class NoDiffBase(kopf.DiffBaseStorage):
         return None
 
 
+async def with_gang_scheduling(kube: Kube, settings: OperatorSettings) -> OperatorSettings:
+    """The settings with the PodGroup API the cluster serves, said once in the log."""
+    if not settings.gang_scheduling:
+        log.info("gang scheduling is off: the pods of a job are scheduled one by one")
+        return settings.model_copy(update={"pod_group_api": None})
+    if settings.pod_group_api is not None:
+        return settings
+    try:
+        api = pick_pod_group_api(await kube.served_versions("scheduling.k8s.io"))
+    except (ApiError, Forbidden) as error:
+        log.warning("could not discover the PodGroup API (%s): pods start one by one", error)
+        api = None
+    if api is None:
+        log.warning(
+            "the cluster serves no PodGroup API (scheduling.k8s.io v1alpha2 or v1beta1: "
+            "Kubernetes 1.36+ with the GenericWorkload and GangScheduling gates): the pods "
+            "of a job are scheduled one by one, and runPolicy.schedulingPolicy.minAvailable "
+            "has no effect"
+        )
+    else:
+        log.info("gang scheduling through %s PodGroups", api)
+    return settings.model_copy(update={"pod_group_api": api})
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """All kopf tuning in one place, and the controller the handlers feed."""
@@ -59,6 +84,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     kube = await Kube.connect(memo.get("kubeconfig"))
     memo.kube = kube
     namespaces = list(memo.get("namespaces") or [])
+    operator_settings = await with_gang_scheduling(kube, operator_settings)
     controller = Controller(kube, operator_settings)
     pods = Informer(
         kube,

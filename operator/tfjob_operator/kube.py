@@ -39,6 +39,7 @@ _CORE_PATHS = {
     "Secret": "secrets",
     "Event": "events",
 }
+_GROUP_PATHS = {"PodGroup": "podgroups"}
 _ADMISSION = "/apis/admissionregistration.k8s.io/v1"
 _ADMISSION_PLURALS = {
     "ValidatingAdmissionPolicy": "validatingadmissionpolicies",
@@ -186,6 +187,18 @@ class Kube:
             raise error_for(response.status, status_message(response.status, raw), namespace)
         return json.loads(raw) if raw else {}
 
+    async def served_versions(self, group: str) -> set[str]:
+        """The `group/version`s the API server serves of an API group (none: not served)."""
+        try:
+            found = await self.request(
+                "GET", f"/apis/{group}", verb="get", resource="apigroups", namespace=None
+            )
+        except ApiError as error:
+            if error.status == 404:
+                return set()
+            raise
+        return {str(version["groupVersion"]) for version in found.get("versions") or []}
+
     async def list_page(
         self, path: str, *, resource: str, namespace: str | None, metadata_only: bool = False
     ) -> dict[str, Any]:
@@ -230,13 +243,15 @@ class Kube:
             stream.release()
 
     async def create(self, body: dict[str, Any]) -> dict[str, Any] | None:
-        """Create a namespaced core object; None when it exists already (a retried create)."""
+        """Create a namespaced object (core, or a PodGroup); None when it exists already (a
+        retried create)."""
         namespace = body["metadata"]["namespace"]
-        resource = _CORE_PATHS[body["kind"]]
+        resource = _CORE_PATHS.get(body["kind"]) or _GROUP_PATHS[body["kind"]]
+        prefix = "/api/v1" if body["apiVersion"] == "v1" else f"/apis/{body['apiVersion']}"
         try:
             return await self.request(
                 "POST",
-                f"/api/v1/namespaces/{namespace}/{resource}",
+                f"{prefix}/namespaces/{namespace}/{resource}",
                 verb="create",
                 resource=resource,
                 namespace=namespace,

@@ -75,6 +75,21 @@ class OperatorSettings(BaseModel):
             "basic-auth Secret (username, password), in each job's namespace, for that index."
         ),
     )
+    gang_scheduling: bool = Field(
+        True,
+        description=(
+            "Start each distributed job's pods all or nothing through a PodGroup, where the "
+            "cluster serves the API (scheduling.k8s.io v1alpha2 or v1beta1: Kubernetes 1.36+ "
+            "with the GenericWorkload and GangScheduling gates)."
+        ),
+    )
+    pod_group_api: str | None = Field(
+        None,
+        description=(
+            "The PodGroup apiVersion in use: found by discovery at startup when gang_scheduling "
+            "is on (None: the cluster serves none, and pods start one by one)."
+        ),
+    )
     manage_admission_policy: bool = Field(
         True,
         description=(

@@ -134,6 +134,8 @@ def _restarts(status: dict[str, Any]) -> tuple[int, int | None]:
     return count, code
 
 
+# What kube-scheduler says of a gang's pod it did not try to place, the group being short.
+GANG_WAIT = "waiting for minCount pods from a gang"
 # Container waiting reasons that are just a pod starting, not something in its way.
 _STARTING = {"ContainerCreating", "PodInitializing"}
 
@@ -367,11 +369,15 @@ def compute_status(
 
     waiting = None
     if not any(conditions[k].status == "True" for k in TERMINAL if k in conditions):
-        waiting = [
+        pending = [
             PendingPod(pod=p.name, reason=p.waiting_reason, message=p.waiting_message or "")
             for p in live
             if p.phase == "Pending" and p.waiting_reason and not p.deleting
-        ][:MAX_WAITING_PODS] or None
+        ]
+        # The members of a gang the scheduler did not try say only that the group waits; the
+        # ones it tried say why (Insufficient nvidia.com/gpu...): those come first.
+        pending.sort(key=lambda entry: GANG_WAIT in entry.message)
+        waiting = pending[:MAX_WAITING_PODS] or None
     ordered = [conditions[k] for k in ConditionType if k in conditions]
     status = TensorFlowJobStatus(
         state=state_of(conditions),

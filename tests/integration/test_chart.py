@@ -88,6 +88,14 @@ def env_of(documents: list[dict[str, Any]]) -> dict[str, str | None]:
     return {e["name"]: e.get("value") for e in container["env"]}
 
 
+def test_gang_scheduling_can_be_turned_off_with_its_permission() -> None:
+    documents = helm_template("--set", "gangScheduling.enabled=false")
+    (cluster_role,) = find(documents, "ClusterRole")
+    assert ("scheduling.k8s.io", "podgroups", "create", "") not in rules(cluster_role)
+    assert env_of(documents)["TFJOB_GANG_SCHEDULING"] == "false"
+    assert env_of(helm_template())["TFJOB_GANG_SCHEDULING"] == "true"
+
+
 def test_a_default_package_index_reaches_the_operator() -> None:
     assert "TFJOB_PACKAGE_INDEX_URL" not in env_of(helm_template())
     env = env_of(
@@ -134,6 +142,8 @@ JOB_RULES = {
     ("", "configmaps", "list", ""),
     ("", "configmaps", "watch", ""),
     ("", "configmaps", "create", ""),
+    # Gang scheduling: a PodGroup per attempt, never read back.
+    ("scheduling.k8s.io", "podgroups", "create", ""),
 }
 
 

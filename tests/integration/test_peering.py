@@ -111,7 +111,7 @@ def test_two_replicas_one_reconciles_the_other_takes_over(
             names = {"peered-worker-0", "peered-worker-1"}
             pods = wait_for_pods(core, namespace, "peered", names)
             wait_for_condition(api_client, namespace, "peered", "Running")
-            assert high.log().count("peered: created pod") == 2
+            assert high.log().count("peered: created pod peered-") == 2
             assert "peered" not in low.log()
             created = core.list_namespaced_event(
                 namespace, field_selector="involvedObject.name=peered,reason=TFJobCreated"

@@ -167,14 +167,15 @@ def test_schedule_timeout_fails_a_job_whose_pods_cannot_all_run_and_stops_the_re
     kubectl, core: k8s.CoreV1Api, api_client: k8s.ApiClient, namespace: str
 ) -> None:
     """The chief fits, the worker (9 GPUs) fits no node: on time the job fails with the
-    scheduler's words, and the chief no longer holds its node waiting for a peer."""
+    scheduler's words, and the chief no longer holds its node waiting for a peer. (A gang of
+    one, `minAvailable: 1`, lets the chief start alone, as on a cluster without gangs.)"""
     apply(
         kubectl,
         namespace,
         kubeflow_job(
             "stuck",
             {"Chief": replica(1), "Worker": replica(1, gpus=9)},
-            runPolicy={"schedulingPolicy": {"scheduleTimeoutSeconds": 3}},
+            runPolicy={"schedulingPolicy": {"scheduleTimeoutSeconds": 3, "minAvailable": 1}},
         ),
     )
     control.wait_for_pod_phase(core, namespace, "stuck-chief-0", "Running")

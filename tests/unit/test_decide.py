@@ -79,6 +79,7 @@ def run(
     refused: Problem | None = None,
     now: dt.datetime = NOW,
     objects: tuple[tuple[str, str, str | None], ...] | None = None,
+    settings: OperatorSettings = SETTINGS,
 ) -> Decision:
     """One pass; the job's Service (and, for an MPI job, its hostfile ConfigMap) exist unless
     ``service`` is False or ``objects`` says otherwise."""
@@ -86,7 +87,7 @@ def run(
         objects = (("ConfigMap", "mnist-mpi", UID),) if service else ()
     observed = Observed(tuple(pods), (UID,) if service else (), objects)
     return decide(
-        body, compile_job(body["spec"], SETTINGS), observed, SETTINGS, now, refused=refused
+        body, compile_job(body["spec"], settings), observed, settings, now, refused=refused
     )
 
 
@@ -414,3 +415,87 @@ def test_a_finished_job_is_deleted_when_its_ttl_runs_out() -> None:
     assert run(finished, done, now=NOW + dt.timedelta(seconds=30)).delete_job
     running = settle(body, run(body, [pod("worker", 0), pod("worker", 1)]))
     assert not run(running, [], now=NOW + dt.timedelta(hours=1)).delete_job
+
+
+# ----- gang scheduling ----------------------------------------------------------------------
+GANG = OperatorSettings(pod_group_api="scheduling.k8s.io/v1alpha2")
+GROUP = f"mnist-a1-{UID[:8]}"
+
+
+def groups_of(decision: Decision) -> dict[str, str | None]:
+    """Pod name -> the PodGroup it joins (None: scheduled alone)."""
+    return {
+        body["metadata"]["name"]: body["spec"].get("schedulingGroup", {}).get("podGroupName")
+        for body in decision.create
+        if body["kind"] == "Pod"
+    }
+
+
+def test_a_distributed_job_starts_as_one_gang_without_its_evaluator() -> None:
+    decision = run(job(kubeflow_spec(Chief=1, Worker=2, PS=1, Evaluator=1)), settings=GANG)
+    (group,) = [b for b in decision.create if b["kind"] == "PodGroup"]
+    assert group["apiVersion"] == "scheduling.k8s.io/v1alpha2"
+    assert group["metadata"]["name"] == GROUP
+    assert group["metadata"]["ownerReferences"][0]["uid"] == UID
+    assert group["spec"] == {"schedulingPolicy": {"gang": {"minCount": 4}}}
+    assert groups_of(decision) == {
+        "mnist-chief-0": GROUP,
+        "mnist-worker-0": GROUP,
+        "mnist-worker-1": GROUP,
+        "mnist-ps-0": GROUP,
+        "mnist-evaluator-0": None,
+    }
+
+
+def test_min_available_sets_the_gangs_min_count() -> None:
+    spec = kubeflow_spec(Worker=4)
+    spec["runPolicy"] = {"schedulingPolicy": {"minAvailable": 3}}
+    decision = run(job(spec), settings=GANG)
+    (group,) = [b for b in decision.create if b["kind"] == "PodGroup"]
+    assert group["spec"]["schedulingPolicy"]["gang"]["minCount"] == 3
+
+
+def test_min_available_beyond_the_jobs_pods_fails_it() -> None:
+    spec = kubeflow_spec(Worker=2, Evaluator=1)
+    spec["runPolicy"] = {"schedulingPolicy": {"minAvailable": 3}}
+    decision = run(job(spec), settings=GANG)
+    assert decision.create == []
+    assert conditions(decision)["Failed"] == ("True", "InvalidSpec")
+    assert "minAvailable: 3 is more than the 2 pods that start together" in str(decision.status)
+
+
+@pytest.mark.parametrize(
+    ("spec", "settings"),
+    [
+        (kubeflow_spec(Worker=2), SETTINGS),  # the cluster serves no PodGroup API
+        (kubeflow_spec(Worker=1, Evaluator=1), GANG),  # one pod is no gang
+    ],
+    ids=["no-api", "single-pod"],
+)
+def test_no_gang_without_the_api_or_for_one_pod(spec: dict, settings: OperatorSettings) -> None:
+    decision = run(job(spec), settings=settings)
+    assert "PodGroup" not in {b["kind"] for b in decision.create}
+    assert set(groups_of(decision).values()) == {None}
+
+
+def test_an_mpi_gang_is_its_workers_and_the_launcher_comes_alone() -> None:
+    decision = run(job(MPI_SPEC), settings=GANG)
+    (group,) = [b for b in decision.create if b["kind"] == "PodGroup"]
+    assert group["spec"]["schedulingPolicy"]["gang"]["minCount"] == 2
+    assert groups_of(decision) == {"mnist-worker-0": GROUP, "mnist-worker-1": GROUP}
+    ready = [pod("worker", 0, ready=True), pod("worker", 1, ready=True)]
+    launcher = run(job(MPI_SPEC), ready, settings=GANG)
+    assert names(launcher.create) == [("Pod", "mnist-launcher-0")]
+    assert groups_of(launcher) == {"mnist-launcher-0": None}
+
+
+def test_a_replaced_pod_rejoins_its_attempts_gang_and_a_new_attempt_gets_a_new_one() -> None:
+    first = run(job(kubeflow_spec(Worker=2)), settings=GANG)
+    body = settle(job(kubeflow_spec(Worker=2)), first)
+    again = run(body, [pod("worker", 0, attempt=1)], settings=GANG)
+    assert names(again.create) == [("PodGroup", GROUP), ("Pod", "mnist-worker-1")]
+    assert groups_of(again) == {"mnist-worker-1": GROUP}
+    body["status"]["attempt"] = 2
+    second = run(body, [], settings=GANG)
+    assert names(second.create)[0] == ("PodGroup", f"mnist-a2-{UID[:8]}")
+    assert set(groups_of(second).values()) == {f"mnist-a2-{UID[:8]}"}

@@ -97,4 +97,11 @@ the passes' creates, deletes and status writes; Events).
 - apiGroups: [""]
   resources: [secrets]
   verbs: [create]
+{{- if .Values.gangScheduling.enabled }}
+# Gang scheduling: a PodGroup per attempt of a distributed job, created with its pods and never
+# read back (its name carries the job's uid); garbage collection deletes it with the job.
+- apiGroups: [scheduling.k8s.io]
+  resources: [podgroups]
+  verbs: [create]
+{{- end }}
 {{- end }}

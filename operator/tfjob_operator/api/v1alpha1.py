@@ -331,8 +331,13 @@ class SchedulingPolicy(Model):
     min_available: int | None = Field(
         None,
         ge=1,
-        description="Pods that must start together. Accepted for Kubeflow compatibility; not "
-        "acted on yet (pods are scheduled one by one).",
+        description=(
+            "Pods that must be placed together before any starts (the gang's minCount; default "
+            "all pods but an Evaluator and an MPI launcher). Acted on where the cluster serves "
+            "Kubernetes' PodGroup API (1.36+ with gang scheduling on) and the operator's "
+            "gang_scheduling setting is on; elsewhere pods are scheduled one by one, as the "
+            "operator's log says at startup. More than the job's pods fails the job."
+        ),
     )
     queue: str | None = Field(
         None,
