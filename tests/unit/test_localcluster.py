@@ -172,3 +172,39 @@ def test_clear_state_removes_only_what_a_cluster_wrote(tmp_path: Path) -> None:
         (tmp_path / name).write_text("old")
     LocalCluster(state_dir=tmp_path).clear_state()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_kueues_webhooks_are_trimmed_and_pointed_at_loopback() -> None:
+    from tfjob_localcluster.kueue import webhook_configurations
+
+    def hook(name: str, path: str) -> dict:
+        return {
+            "name": name,
+            "clientConfig": {
+                "service": {"name": "webhook-service", "namespace": "system", "path": path}
+            },
+        }
+
+    manifests = yaml.safe_dump_all(
+        [
+            {
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "MutatingWebhookConfiguration",
+                "metadata": {"name": "mutating-webhook-configuration"},
+                "webhooks": [
+                    hook("mpod.kb.io", "/mutate--v1-pod"),
+                    hook("mjob.kb.io", "/mutate-batch-v1-job"),
+                    hook("mworkload.kb.io", "/mutate-kueue-x-k8s-io-v1beta2-workload"),
+                ],
+            }
+        ]
+    )
+    (configuration,) = webhook_configurations(manifests, "https://127.0.0.1:9443", "Q0E=")
+    assert configuration["metadata"]["name"] == "kueue-mutating-webhook-configuration"
+    pod, workload = configuration["webhooks"]  # no batch/v1 Job: its integration is off
+    assert pod["clientConfig"] == {
+        "url": "https://127.0.0.1:9443/mutate--v1-pod",
+        "caBundle": "Q0E=",
+    }
+    assert pod["namespaceSelector"] == {"matchLabels": {"kueue-managed": "true"}}
+    assert "namespaceSelector" not in workload

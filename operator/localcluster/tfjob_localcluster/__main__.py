@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     build = commands.add_parser(
         "build",
         help="only build what is missing: binaries (etcd, kubernetes, kwok, helm; "
-        "training-operator when named), trainer-env, horovod-env",
+        "training-operator and kueue when named), trainer-env, horovod-env",
     )
     build.add_argument("components", nargs="*")
     build.set_defaults(run=_build)

@@ -30,6 +30,13 @@ TRAINING_OPERATOR_MODULE = "github.com/kubeflow/training-operator"
 TRAINING_OPERATOR_VERSION = "v1.9.4"
 TRAINING_OPERATOR_CRD = "kubeflow.org_tfjobs.yaml"
 
+# Kueue, for queueing jobs (built only when asked for); its CRDs and webhook manifests are kept
+# beside the binary, from the module's own config/.
+KUEUE_MODULE = "sigs.k8s.io/kueue"
+KUEUE_VERSION = "v0.17.0"
+KUEUE_CRDS = "kueue-crds.yaml"
+KUEUE_WEBHOOKS = "kueue-webhooks.yaml"
+
 # Bump when the way a component is built changes, so caches built the old way are not reused.
 RECIPE_REVISION = "1"
 
@@ -222,6 +229,30 @@ def _build_training_operator(work_dir: Path, out_dir: Path) -> None:
     shutil.copyfile(crd, out_dir / TRAINING_OPERATOR_CRD)
 
 
+def _build_kueue(work_dir: Path, out_dir: Path) -> None:
+    """Kueue's manager, as upstream's Makefile stamps it (its go.mod has no replace lines)."""
+    if work_dir.exists():
+        shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True)
+    module = f"{KUEUE_MODULE}@{KUEUE_VERSION}"
+    env = {"GOBIN": str(out_dir), "GOFLAGS": "-buildvcs=false"}
+    ldflags = f"-s -w -X {KUEUE_MODULE}/pkg/version.GitVersion={KUEUE_VERSION}"
+    _go(
+        work_dir,
+        "install",
+        "-trimpath",
+        "-ldflags",
+        ldflags,
+        f"{KUEUE_MODULE}/cmd/kueue@{KUEUE_VERSION}",
+        env=env,
+    )
+    info = json.loads(_go(work_dir, "mod", "download", "-json", module, env=env))
+    config = Path(info["Dir"]) / "config" / "components"
+    crds = sorted((config / "crd" / "bases").glob("*.yaml"))
+    (out_dir / KUEUE_CRDS).write_text("".join("---\n" + crd.read_text() for crd in crds))
+    shutil.copyfile(config / "webhook" / "manifests.yaml", out_dir / KUEUE_WEBHOOKS)
+
+
 COMPONENTS: dict[str, Component] = {
     c.name: c
     for c in (
@@ -234,6 +265,7 @@ COMPONENTS: dict[str, Component] = {
             ("kube-apiserver", "kube-controller-manager", "kube-scheduler"),
             _build_kubernetes,
         ),
+        Component("kueue", KUEUE_VERSION, ("kueue", KUEUE_CRDS, KUEUE_WEBHOOKS), _build_kueue),
         Component(
             "training-operator",
             TRAINING_OPERATOR_VERSION,
