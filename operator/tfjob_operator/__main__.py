@@ -30,6 +30,7 @@ def _run(args: argparse.Namespace) -> int:
             "cluster_scanning": args.cluster_scanning,
             "max_concurrent_passes": args.max_concurrent_passes,
             "gang_scheduling": args.gang_scheduling,
+            "queueing": args.queueing,
             "package_index_url": args.package_index_url,
             "package_index_secret": args.package_index_secret,
         }
@@ -179,6 +180,12 @@ def main(argv: list[str] | None = None) -> int:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="a PodGroup per distributed job, where the cluster serves the API (default: yes)",
+    )
+    run.add_argument(
+        "--queueing",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="act on a job's Kueue queue through Kueue's pod groups (default: yes)",
     )
     run.add_argument(
         "--package-index-url", default=None, help="index of jobs' pipPackages (default: PyPI)"

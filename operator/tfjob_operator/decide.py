@@ -34,8 +34,9 @@ from .api.v1alpha1 import (
 from .builders import JobRef, desired_children, mpi_hostfile_config_map, requests_gpus
 from .estimator import compile_replica_specs, effective_mpi
 from .events import JobEvent
-from .gang import gang_members, join, pod_group
+from .gang import gang_members, join, pod_group, pod_group_name
 from .mpi import hostfile_config_map_name
+from .queueing import enqueue, queue_name, queued_members
 from .retries import RetryPlan, plan_retries
 from .settings import ATTEMPT_LABEL, SPEC_HASH_ANNOTATION, OperatorSettings
 from .status import MAX_WAITING_PODS, PodObservation, Problem, compute_status, is_finished
@@ -269,10 +270,27 @@ def decide(
             going = {p.uid for p in plan.replace}
             pods = [dataclasses.replace(p, deleting=True) if p.uid in going else p for p in pods]
 
+    queue = queue_name(metadata.get("labels"), spec) if spec is not None else None
+    if acting and problem is None and queue is not None and not settings.queueing:
+        problem = Problem(
+            "InvalidSpec",
+            f"the job names the Kueue queue {queue!r}, and this operator's Kueue integration "
+            "is off (setting queueing): remove the queue, or turn the integration on",
+        )
     if acting and problem is None:
         assert spec is not None
         _create_and_delete(
-            decision, ref, spec, compiled, pods, observed, previous, generation, settings, plan
+            decision,
+            ref,
+            spec,
+            compiled,
+            pods,
+            observed,
+            previous,
+            generation,
+            settings,
+            plan,
+            queue,
         )
 
     # The status tells the world after this decision: the pods it creates count as Pending.
@@ -489,6 +507,7 @@ def _create_and_delete(
     generation: int | None,
     settings: OperatorSettings,
     plan: RetryPlan,
+    queue: str | None,
 ) -> None:
     """Create what is missing, delete pods nobody wants any more, notice a changed spec."""
     replica_specs, mpi = compiled.replica_specs, compiled.mpi
@@ -553,11 +572,14 @@ def _create_and_delete(
         if not has_service:
             decision.create.append(desired.service)
         gang = _gang(decision, ref, spec, replica_specs, missing, settings, plan.attempt)
+        queued = set(queued_members(ref.name, replica_specs)) if queue else set()
         for pod_name_ in missing:
             pod = desired.pods[pod_name_]
             pod["metadata"]["labels"][ATTEMPT_LABEL] = str(plan.attempt)
             if pod_name_ in gang:
                 join(pod, gang[pod_name_])
+            if queue and pod_name_ in queued:
+                enqueue(pod, queue, pod_group_name(ref, plan.attempt), len(queued))
             decision.create.append(pod)
         stale = sorted(
             p.name

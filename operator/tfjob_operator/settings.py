@@ -90,6 +90,14 @@ class OperatorSettings(BaseModel):
             "is on (None: the cluster serves none, and pods start one by one)."
         ),
     )
+    queueing: bool = Field(
+        True,
+        description=(
+            "Act on a job's Kueue queue (runPolicy.schedulingPolicy.queue, or the label "
+            "kueue.x-k8s.io/queue-name): its pods join a Kueue pod group that waits for quota. "
+            "Off: a job naming a queue fails (InvalidSpec), never runs past the queue."
+        ),
+    )
     manage_admission_policy: bool = Field(
         True,
         description=(

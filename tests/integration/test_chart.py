@@ -96,6 +96,14 @@ def test_gang_scheduling_can_be_turned_off_with_its_permission() -> None:
     assert env_of(helm_template())["TFJOB_GANG_SCHEDULING"] == "true"
 
 
+def test_queueing_can_be_turned_off_and_needs_no_permission() -> None:
+    on, off = helm_template(), helm_template("--set", "queueing.enabled=false")
+    assert env_of(on)["TFJOB_QUEUEING"] == "true"
+    assert env_of(off)["TFJOB_QUEUEING"] == "false"
+    (role_on,), (role_off,) = find(on, "ClusterRole"), find(off, "ClusterRole")
+    assert rules(role_on) == rules(role_off)
+
+
 def test_a_default_package_index_reaches_the_operator() -> None:
     assert "TFJOB_PACKAGE_INDEX_URL" not in env_of(helm_template())
     env = env_of(

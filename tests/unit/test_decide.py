@@ -499,3 +499,48 @@ def test_a_replaced_pod_rejoins_its_attempts_gang_and_a_new_attempt_gets_a_new_o
     second = run(body, [], settings=GANG)
     assert names(second.create)[0] == ("PodGroup", f"mnist-a2-{UID[:8]}")
     assert set(groups_of(second).values()) == {f"mnist-a2-{UID[:8]}"}
+
+
+# ----- Kueue --------------------------------------------------------------------------------
+def kueue_of(decision: Decision) -> dict[str, tuple[str | None, str | None, str | None]]:
+    """Pod name -> (queue, pod group, total count) as Kueue reads them."""
+    return {
+        body["metadata"]["name"]: (
+            body["metadata"]["labels"].get("kueue.x-k8s.io/queue-name"),
+            body["metadata"]["labels"].get("kueue.x-k8s.io/pod-group-name"),
+            (body["metadata"].get("annotations") or {}).get("kueue.x-k8s.io/pod-group-total-count"),
+        )
+        for body in decision.create
+        if body["kind"] == "Pod"
+    }
+
+
+def test_a_queued_jobs_pods_form_one_kueue_pod_group() -> None:
+    spec = kubeflow_spec(Chief=1, Worker=2, Evaluator=1)
+    spec["runPolicy"] = {"schedulingPolicy": {"queue": "team-a"}}
+    assert set(kueue_of(run(job(spec))).values()) == {("team-a", GROUP, "4")}
+
+
+def test_kueues_own_label_on_the_job_names_the_queue_too() -> None:
+    body = job(kubeflow_spec(Worker=2))
+    body["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "team-b"}
+    assert set(kueue_of(run(body)).values()) == {("team-b", GROUP, "2")}
+
+
+def test_an_mpi_launcher_runs_outside_the_queue() -> None:
+    spec = {**MPI_SPEC, "runPolicy": {"schedulingPolicy": {"queue": "q"}}}
+    assert set(kueue_of(run(job(spec))).values()) == {("q", GROUP, "2")}
+    ready = [pod("worker", 0, ready=True), pod("worker", 1, ready=True)]
+    assert kueue_of(run(job(spec), ready)) == {"mnist-launcher-0": (None, None, None)}
+
+
+def test_a_queue_with_the_integration_off_fails_the_job_instead_of_skipping_the_queue() -> None:
+    spec = kubeflow_spec(Worker=2)
+    spec["runPolicy"] = {"schedulingPolicy": {"queue": "team-a"}}
+    decision = run(job(spec), settings=OperatorSettings(queueing=False))
+    assert decision.create == []
+    assert conditions(decision)["Failed"] == ("True", "InvalidSpec")
+
+
+def test_an_unqueued_job_carries_no_kueue_labels() -> None:
+    assert set(kueue_of(run(job(kubeflow_spec(Worker=2)))).values()) == {(None, None, None)}

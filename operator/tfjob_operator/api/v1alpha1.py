@@ -341,8 +341,15 @@ class SchedulingPolicy(Model):
     )
     queue: str | None = Field(
         None,
-        description="Queue name for a batch scheduler. Accepted for Kubeflow compatibility; "
-        "not acted on yet.",
+        max_length=253,
+        description=(
+            "A Kueue LocalQueue in the job's namespace (the label kueue.x-k8s.io/queue-name on "
+            "the job says the same). The pods of each attempt (but an MPI launcher) form a "
+            "Kueue pod group: Kueue holds them, gated, until the whole group fits its "
+            "ClusterQueue's quota, in the queue's order. Needs Kueue with its pod integration "
+            "for the namespace; without it the pods run at once. A job naming a queue fails "
+            "when the operator's queueing setting is off."
+        ),
     )
     min_resources: dict[str, Quantity] | None = Field(
         None,
