@@ -598,6 +598,17 @@ CASES = [
         id="managedBy-not-in-enum",
     ),
     pytest.param(
+        kubeflow(
+            setter("spec", "runPolicy", "schedulingPolicy", value={"minResources": {"cpu": "8"}})
+        ),
+        [
+            "spec.runPolicy.schedulingPolicy.minResources: Invalid value",
+            "minResources is not supported: the gang (a PodGroup) and Kueue count the pods' own "
+            "resource requests",
+        ],
+        id="minResources-volcano-only",
+    ),
+    pytest.param(
         kubeflow(setter("spec", "runPolicy", "restartScope", value="Node")),
         ['spec.runPolicy.restartScope: Unsupported value: "Node": supported values: "Pod", "Job"'],
         id="restartScope-not-in-enum",

@@ -328,6 +328,19 @@ class CleanPodPolicy(StrEnum):
 class SchedulingPolicy(Model):
     """How the job's pods are scheduled (Kubeflow's fields; any other is refused)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "!has(self.minResources)",
+                    "spec.runPolicy.schedulingPolicy.minResources is not supported: the gang "
+                    "(a PodGroup) and Kueue count the pods' own resource requests; drop it",
+                    ".minResources",
+                )
+            ]
+        }
+    )
+
     min_available: int | None = Field(
         None,
         ge=1,
@@ -353,8 +366,10 @@ class SchedulingPolicy(Model):
     )
     min_resources: dict[str, Quantity] | None = Field(
         None,
-        description="Resources the pods need together. Accepted for Kubeflow compatibility; "
-        "not acted on yet.",
+        description=(
+            "Kubeflow's (for Volcano): refused at apply. Kubernetes' gang scheduling and Kueue "
+            "count the pods' own resource requests; it is declared only to say so."
+        ),
     )
     priority_class: str | None = Field(
         None,
