@@ -126,6 +126,12 @@ def compile_replica_specs(spec: TensorFlowJobSpec, settings: OperatorSettings) -
       parameterServerCount PS. Every replica runs the entry script, which picks its role from
       TF_CONFIG. With useGpu, Workers (who compute) get the GPUs; chief and PS do not.
     """
+    if (spec.tf_replica_specs is None) == (spec.entry_script is None):
+        # The CRD refuses this at apply; a job stored some other way is refused here.
+        raise ValueError(
+            "spec: set exactly one of spec.tfReplicaSpecs (Kubeflow form) or spec.entryScript "
+            "(estimator form)"
+        )
     if spec.tf_replica_specs is not None:
         return spec.tf_replica_specs
     gpus = (spec.gpu_count or 1) if spec.use_gpu else 0

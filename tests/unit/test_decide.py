@@ -544,3 +544,17 @@ def test_a_queue_with_the_integration_off_fails_the_job_instead_of_skipping_the_
 
 def test_an_unqueued_job_carries_no_kueue_labels() -> None:
     assert set(kueue_of(run(job(kubeflow_spec(Worker=2)))).values()) == {(None, None, None)}
+
+
+# ----- found by tests/unit/test_fuzz_core.py ------------------------------------------------
+@pytest.mark.parametrize(
+    "spec",
+    [{}, {"entryScript": None}, {"entryScript": "train.py", **kubeflow_spec(Worker=1)}],
+    ids=["neither-form", "null-entryScript", "both-forms"],
+)
+def test_a_spec_of_neither_or_both_forms_fails_the_job_instead_of_crashing(spec: dict) -> None:
+    """The CRD refuses these at apply; one stored some other way must not crash a pass."""
+    decision = run(job(spec))
+    assert decision.create == []
+    assert conditions(decision)["Failed"] == ("True", "InvalidSpec")
+    assert "set exactly one of spec.tfReplicaSpecs" in str(decision.status)
