@@ -718,6 +718,100 @@ CASES = [
         ["with backend mpi each worker gets processCountPerNode GPUs"],
         id="mpi-gpu-count-differs-from-processes",
     ),
+    # --- huge values, unicode and over-long text, absent required parts --------------------
+    pytest.param(
+        kubeflow(lambda m: replicas_of(m)["Worker"].update(replicas=10001)),
+        ["spec.tfReplicaSpecs.Worker.replicas: Invalid value: 10001", "less than or equal to"],
+        id="replicas-above-10000",
+    ),
+    pytest.param(
+        kubeflow(setter("spec", "runPolicy", "activeDeadlineSeconds", value=2**63)),
+        ["spec.runPolicy.activeDeadlineSeconds"],
+        id="activeDeadlineSeconds-beyond-int64",
+    ),
+    pytest.param(
+        kubeflow(setter("spec", "runPolicy", "ttlSecondsAfterFinished", value=-5)),
+        ["spec.runPolicy.ttlSecondsAfterFinished: Invalid value: -5"],
+        id="negative-ttlSecondsAfterFinished",
+    ),
+    pytest.param(
+        kubeflow(setter("spec", "runPolicy", "schedulingPolicy", value={"minAvailable": 0})),
+        ["spec.runPolicy.schedulingPolicy.minAvailable: Invalid value: 0"],
+        id="minAvailable-zero",
+    ),
+    pytest.param(
+        kubeflow(setter("metadata", "name", value="mnist-\u00fcber")),
+        ["metadata.name: Invalid value"],
+        id="unicode-name",
+    ),
+    pytest.param(
+        kubeflow(setter("metadata", "name", value="m" * 254)),
+        ["metadata.name: Invalid value"],
+        id="name-over-253-chars",
+    ),
+    pytest.param(
+        estimator(setter("spec", "entryScript", value="")),
+        ["spec.entryScript: Invalid value", "at least 1 chars long"],
+        id="empty-entryScript",
+    ),
+    pytest.param(
+        estimator(setter("spec", "scriptParams", value={f"--p{i}": i for i in range(129)})),
+        ["spec.scriptParams: Too many: 129: must have at most 128 items"],
+        id="scriptParams-over-128",
+    ),
+    pytest.param(
+        estimator(setter("spec", "pipPackages", value=[f"pkg{i}" for i in range(65)])),
+        ["spec.pipPackages: Too many: 65: must have at most 64 items"],
+        id="pipPackages-over-64",
+    ),
+    pytest.param(
+        estimator(setter("spec", "pipPackages", value=["x" * 513])),
+        ["spec.pipPackages[0]: Too long: may not be more than 512"],
+        id="pipPackage-over-512-chars",
+    ),
+    pytest.param(
+        estimator(setter("spec", "environmentVariables", value={"EPOCHS": 5})),
+        ['spec.environmentVariables.EPOCHS: Invalid value: "integer"', "must be of type string"],
+        id="environmentVariable-not-a-string",
+    ),
+    pytest.param(
+        estimator(setter("spec", "nodePool", value="p" * 64)),
+        ["spec.nodePool: Too long: may not be more than 63"],
+        id="nodePool-over-63-chars",
+    ),
+    pytest.param(
+        estimator(
+            lambda m: m["spec"].update(
+                pipPackages=["pandas"], packageIndex={"url": "http://pypi.ml svc/simple"}
+            )
+        ),
+        ["spec.packageIndex.url: Invalid value", "should match"],
+        id="packageIndex-url-with-a-space",
+    ),
+    pytest.param(
+        kubeflow(
+            lambda m: replicas_of(m)["Worker"]["template"]["spec"]["containers"].append(
+                container(image="sidecar:1")
+            )
+        ),
+        ["spec.tfReplicaSpecs.Worker.template.spec.containers[1]: Duplicate value"],
+        id="two-containers-of-one-name",
+    ),
+    pytest.param(
+        kubeflow(set_container(env=[{"name": "A", "value": "1"}, {"name": "A", "value": "2"}])),
+        ["spec.tfReplicaSpecs.Worker.template.spec.containers[0].env[1]: Duplicate value"],
+        id="two-env-vars-of-one-name",
+    ),
+    pytest.param(
+        estimator(remover("spec", "distribution", "backend")),
+        ["spec.distribution.backend: Required value"],
+        id="distribution-without-backend",
+    ),
+    pytest.param(
+        estimator(setter("spec", "source", value={"persistentVolumeClaim": {"subPath": "code"}})),
+        ["spec.source.persistentVolumeClaim.claimName: Required value"],
+        id="volume-source-without-claimName",
+    ),
 ]
 
 REFUSED_NAMES = {case.values[0]()["metadata"]["name"] for case in CASES}

@@ -92,6 +92,10 @@ class ResourceRequirements(OpenModel):
     )
 
 
+# Lists keyed by name, as in a Pod: the API server refuses two items of one name at apply.
+_BY_NAME = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
+
+
 class Container(OpenModel):
     """A container of the pod template; any other Container field is accepted as in a Pod."""
 
@@ -99,7 +103,9 @@ class Container(OpenModel):
     image: str | None = Field(None, description="Container image.")
     command: list[str] | None = Field(None, description="Entrypoint array.")
     args: list[str] | None = Field(None, description="Arguments to the entrypoint.")
-    env: list[EnvVar] | None = Field(None, description="Environment variables.")
+    env: list[EnvVar] | None = Field(
+        None, description="Environment variables.", json_schema_extra=_BY_NAME
+    )
     ports: list[ContainerPort] | None = Field(None, description="Ports to expose.")
     resources: ResourceRequirements | None = Field(None, description="Compute resources.")
 
@@ -120,7 +126,9 @@ class PodSpec(OpenModel):
     """A Pod spec; any other PodSpec field is accepted and passed to the pods."""
 
     containers: list[ImageContainer] = Field(
-        min_length=1, description="Containers; the one named `tensorflow` (or the first) trains."
+        min_length=1,
+        description="Containers; the one named `tensorflow` (or the first) trains.",
+        json_schema_extra=_BY_NAME,
     )
     restart_policy: str | None = Field(
         None,
@@ -153,6 +161,7 @@ class PartialPodSpec(PodSpec):
             "Merged by name into the generated containers (the trainer container is named "
             "`tensorflow`): add env, volumeMounts, resources..."
         ),
+        json_schema_extra=_BY_NAME,
     )
 
 
