@@ -1,0 +1,217 @@
+"""The pure core under generated specs (hypothesis): valid and invalid jobs of both forms go
+through compile, build and decide, which either make children or refuse naming the field, and
+never raise. A second pass over what the first made creates nothing (idempotence).
+
+tests/integration/test_fuzz_dry_run.py sends a sample of what these passes build to the real API
+server as a server-side dry run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tfjob_operator.decide import Decision, Observed, compile_job, decide
+from tfjob_operator.settings import OperatorSettings
+from tfjob_operator.status import PodObservation
+
+SETTINGS = OperatorSettings(pod_group_api="scheduling.k8s.io/v1alpha2")
+NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
+UID = "0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
+# What a refusal must name: a field of the spec (or the spec as a whole).
+NAMES_A_FIELD = re.compile(r"\bspec(\.|\b)")
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+PRIORITY_CLASS = "fuzz-high"  # the dry run creates it: a class must exist for a pod to use it
+EXAMPLES = int(os.environ.get("TFJOB_FUZZ_EXAMPLES", "10000"))
+
+# Mostly valid values, sometimes a wrong type, a huge or negative number, odd text.
+odd_text = st.text(st.characters(codec="utf-8"), max_size=12)
+odd = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**64), 2**64),
+    odd_text,
+    st.lists(st.integers(), max_size=2),
+)
+small = st.integers(0, 4)
+names = st.from_regex(r"\A[a-z][a-z0-9-]{0,20}[a-z0-9]\Z")
+
+
+def maybe(value: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """``value`` nine times in ten, else something of any type."""
+    return st.integers(0, 9).flatmap(lambda roll: odd if roll == 0 else value)
+
+
+container = st.fixed_dictionaries(
+    {"name": st.just("tensorflow"), "image": maybe(st.just("tf:2.21"))},
+    optional={
+        "command": st.lists(st.sampled_from(["python", "train.py", "--epochs", "2"]), max_size=3),
+        "resources": st.fixed_dictionaries(
+            {"limits": st.fixed_dictionaries({"nvidia.com/gpu": st.integers(0, 8)})}
+        ),
+        "ports": st.lists(
+            st.fixed_dictionaries(
+                {"name": st.just("tfjob-port"), "containerPort": maybe(st.integers(1, 65535))}
+            ),
+            max_size=1,
+        ),
+        "env": st.lists(
+            st.fixed_dictionaries({"name": st.sampled_from(["A", "B"]), "value": st.just("1")}),
+            max_size=2,
+        ),
+    },
+)
+template = st.fixed_dictionaries(
+    {"spec": st.fixed_dictionaries({"containers": st.lists(container, min_size=1, max_size=2)})}
+)
+replica = st.fixed_dictionaries(
+    {"replicas": maybe(small), "template": template},
+    optional={
+        "restartPolicy": maybe(st.sampled_from(["Never", "OnFailure", "Always", "ExitCode"]))
+    },
+)
+replica_types = st.sampled_from(["Chief", "Master", "Worker", "PS", "Evaluator"])
+run_policy = st.fixed_dictionaries(
+    {},
+    optional={
+        "cleanPodPolicy": maybe(st.sampled_from(["All", "Running", "None"])),
+        "backoffLimit": maybe(st.integers(0, 10)),
+        "activeDeadlineSeconds": maybe(st.integers(1, 10**6)),
+        "ttlSecondsAfterFinished": maybe(st.integers(0, 10**6)),
+        "suspend": maybe(st.booleans()),
+        "restartScope": maybe(st.sampled_from(["Pod", "Job"])),
+        "schedulingPolicy": st.fixed_dictionaries(
+            {},
+            optional={
+                "minAvailable": maybe(st.integers(1, 10)),
+                "queue": maybe(names),
+                "priorityClass": maybe(st.just(PRIORITY_CLASS)),
+                "scheduleTimeoutSeconds": maybe(st.integers(1, 600)),
+            },
+        ),
+    },
+)
+kubeflow_form = st.fixed_dictionaries(
+    {"tfReplicaSpecs": st.dictionaries(replica_types, replica, min_size=1, max_size=4)},
+    optional={
+        "runPolicy": run_policy,
+        "successPolicy": maybe(st.sampled_from(["", "AllWorkers"])),
+        "nodePool": maybe(names),
+    },
+)
+distribution = st.one_of(
+    st.fixed_dictionaries(
+        {"backend": st.just("multiWorkerMirrored")}, optional={"workerCount": maybe(small)}
+    ),
+    st.fixed_dictionaries(
+        {"backend": st.just("parameterServer")},
+        optional={"workerCount": maybe(small), "parameterServerCount": maybe(small)},
+    ),
+    st.fixed_dictionaries(
+        {"backend": st.just("mpi")},
+        optional={"nodeCount": maybe(small), "processCountPerNode": maybe(small)},
+    ),
+    st.fixed_dictionaries({"backend": odd}),
+)
+estimator_form = st.fixed_dictionaries(
+    {"entryScript": maybe(st.sampled_from(["train.py", "src/train.py"]))},
+    optional={
+        "scriptParams": st.dictionaries(
+            st.sampled_from(["--epochs", "--lr", "--verbose"]),
+            maybe(st.one_of(st.integers(0, 100), st.floats(0, 1), st.booleans(), odd_text)),
+            max_size=3,
+        ),
+        "useGpu": maybe(st.booleans()),
+        "gpuCount": maybe(st.integers(1, 8)),
+        "pipPackages": st.lists(
+            maybe(st.sampled_from(["pandas", "numpy>=2", "./lib"])), max_size=2
+        ),
+        "packageIndex": st.fixed_dictionaries(
+            {"url": maybe(st.just("http://pypi.ml.svc:8080/simple"))},
+            optional={"credentialsSecret": maybe(names)},
+        ),
+        "environmentVariables": st.dictionaries(
+            st.sampled_from(["A", "B"]), maybe(st.just("x")), max_size=2
+        ),
+        "distribution": distribution,
+        "source": st.one_of(
+            st.fixed_dictionaries({"directory": st.fixed_dictionaries({"configMap": names})}),
+            st.fixed_dictionaries(
+                {"persistentVolumeClaim": st.fixed_dictionaries({"claimName": names})}
+            ),
+        ),
+        "runPolicy": run_policy,
+        "nodePool": maybe(names),
+    },
+)
+specs = st.one_of(
+    kubeflow_form,
+    estimator_form,
+    st.dictionaries(
+        st.sampled_from(["tfReplicaSpecs", "entryScript", "runPolicy", "bogus"]), odd, max_size=3
+    ),
+)
+
+
+def job(spec: dict[str, Any], name: str = "fuzz") -> dict[str, Any]:
+    return {
+        "apiVersion": "tfjob.dev/v1alpha1",
+        "kind": "TensorFlowJob",
+        "metadata": {"name": name, "namespace": "ml", "uid": UID, "generation": 1},
+        "spec": spec,
+    }
+
+
+def first_pass(spec: dict[str, Any]) -> tuple[dict[str, Any], Decision]:
+    body = job(spec)
+    compiled = compile_job(spec, SETTINGS)
+    decision = decide(body, compiled, Observed(), SETTINGS, NOW)
+    if compiled.problem is not None:
+        assert NAMES_A_FIELD.search(compiled.problem.message), compiled.problem
+        assert decision.create == []
+        assert decision.status is not None
+        assert decision.status["conditions"][-1]["type"] == "Failed"
+    return body, decision
+
+
+def settled(body: dict[str, Any], decision: Decision) -> tuple[dict[str, Any], Observed]:
+    """The job and its children as the API server holds them after ``decision``."""
+    pods = tuple(
+        PodObservation.from_pod(
+            {**o, "metadata": {**o["metadata"], "uid": f"uid-{o['metadata']['name']}"}}
+        )
+        for o in decision.create
+        if o["kind"] == "Pod"
+    )
+    services = tuple(UID for o in decision.create if o["kind"] == "Service")
+    objects = tuple(
+        (o["kind"], o["metadata"]["name"], UID) for o in decision.create if o["kind"] == "ConfigMap"
+    )
+    return {**body, "status": decision.status or body.get("status")}, Observed(
+        pods, services, objects
+    )
+
+
+@pytest.mark.timeout(600)
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(specs)
+def test_compile_build_decide_make_children_or_name_the_field_and_never_raise(
+    spec: dict[str, Any],
+) -> None:
+    body, decision = first_pass(spec)
+    for child in decision.create:
+        name = child["metadata"]["name"]
+        if child["kind"] in ("Pod", "Service"):
+            assert DNS_LABEL.match(name), name
+        assert child["metadata"]["ownerReferences"][0]["uid"] == UID
+    # Idempotent: with what the first pass made in place, a second pass makes nothing more.
+    if decision.create:
+        again_body, observed = settled(body, decision)
+        again = decide(again_body, compile_job(spec, SETTINGS), observed, SETTINGS, NOW)
+        assert again.create == [], [(o["kind"], o["metadata"]["name"]) for o in again.create]
