@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("operator")]
 
 INDEX_PORT = 8080
 USERNAME, PASSWORD = "trainer", "in-cluster/s3cret"
+CREDENTIALS = "pypi-creds"  # the basic-auth Secret with them
 GREETING = """\
 import numpy
 
@@ -58,7 +59,7 @@ def package_index(core: k8s.CoreV1Api, namespace: str, local_node: str) -> str:
     core.create_namespaced_secret(
         namespace,
         {
-            "metadata": {"name": "pypi-creds"},
+            "metadata": {"name": CREDENTIALS},
             "type": "kubernetes.io/basic-auth",
             "stringData": {"username": USERNAME, "password": PASSWORD},
         },
@@ -148,6 +149,30 @@ def project(tmp_path: Path, script: str = SCRIPT) -> Path:
     return folder
 
 
+def submit(
+    api_client: k8s.ApiClient,
+    namespace: str,
+    folder: Path,
+    index: str,
+    credentials: str = CREDENTIALS,
+    **estimator: object,
+):  # -> tfjob_operator.sdk.Run
+    """The SDK's submit of ``folder``'s train.py, installing the demo package from ``index``."""
+    from tfjob_operator.sdk import Experiment, TensorFlow
+
+    return Experiment("packages", namespace=namespace, api=api_client).submit(
+        TensorFlow(
+            source_directory=str(folder),
+            entry_script="train.py",
+            pip_packages=["tfjob-demo-greeting==1.0.0"],
+            pip_index_url=index,
+            pip_index_secret=credentials,
+            pod_template=ON_LOCAL_NODE,
+            **estimator,
+        )
+    )
+
+
 def test_a_job_installs_its_package_from_an_index_inside_the_cluster(
     core: k8s.CoreV1Api,
     api_client: k8s.ApiClient,
@@ -155,19 +180,7 @@ def test_a_job_installs_its_package_from_an_index_inside_the_cluster(
     package_index: str,
     tmp_path: Path,
 ) -> None:
-    from tfjob_operator.sdk import Experiment, TensorFlow
-
-    exp = Experiment("packages", namespace=namespace, api=api_client)
-    run = exp.submit(
-        TensorFlow(
-            source_directory=str(project(tmp_path)),
-            entry_script="train.py",
-            pip_packages=["tfjob-demo-greeting==1.0.0"],
-            pip_index_url=package_index,
-            pip_index_secret="pypi-creds",
-            pod_template=ON_LOCAL_NODE,
-        )
-    )
+    run = submit(api_client, namespace, project(tmp_path), package_index)
     out = io.StringIO()
     assert run.wait_for_completion(show_output=True, timeout=240, out=out) == "Succeeded"
     shown = out.getvalue()
@@ -194,7 +207,7 @@ def test_wrong_credentials_fail_the_job_with_pips_words_and_the_indexs_refusal(
     package_index: str,
     tmp_path: Path,
 ) -> None:
-    from tfjob_operator.sdk import Experiment, RunFailed, TensorFlow
+    from tfjob_operator.sdk import RunFailed
 
     core.create_namespaced_secret(
         namespace,
@@ -204,17 +217,7 @@ def test_wrong_credentials_fail_the_job_with_pips_words_and_the_indexs_refusal(
             "stringData": {"username": USERNAME, "password": "last-year"},
         },
     )
-    exp = Experiment("packages", namespace=namespace, api=api_client)
-    run = exp.submit(
-        TensorFlow(
-            source_directory=str(project(tmp_path)),
-            entry_script="train.py",
-            pip_packages=["tfjob-demo-greeting==1.0.0"],
-            pip_index_url=package_index,
-            pip_index_secret="stale-creds",
-            pod_template=ON_LOCAL_NODE,
-        )
-    )
+    run = submit(api_client, namespace, project(tmp_path), package_index, "stale-creds")
     with pytest.raises(RunFailed) as failed:
         run.wait_for_completion(timeout=240, out=io.StringIO())
     # ExitCode policy: pip's exit 1 is the job's own error, not retried.
@@ -237,20 +240,9 @@ def test_horovod_ranks_import_the_package_their_workers_installed(
 ) -> None:
     """mpirun starts the ranks over SSH on the workers: each worker installs the packages, and
     the ranks run the layer's Python."""
-    from tfjob_operator.sdk import Experiment, TensorFlow
-
-    exp = Experiment("hvd-packages", namespace=namespace, api=api_client)
-    run = exp.submit(
-        TensorFlow(
-            source_directory=str(project(tmp_path, HOROVOD_SCRIPT)),
-            entry_script="train.py",
-            node_count=2,
-            distributed_backend="mpi",
-            pip_packages=["tfjob-demo-greeting==1.0.0"],
-            pip_index_url=package_index,
-            pip_index_secret="pypi-creds",
-            pod_template=ON_LOCAL_NODE,
-        )
+    folder = project(tmp_path, HOROVOD_SCRIPT)
+    run = submit(
+        api_client, namespace, folder, package_index, node_count=2, distributed_backend="mpi"
     )
     out = io.StringIO()
     assert run.wait_for_completion(show_output=True, timeout=240, out=out) == "Succeeded"
