@@ -81,6 +81,7 @@ class LocalCluster:
     ports: Endpoints | None = None
     startup_seconds: dict[str, float] = field(default_factory=dict)
     _ca: CertificateAuthority | None = None
+    _api_keys: tuple[KeyPair, KeyPair] | None = None
 
     # ----- paths ---------------------------------------------------------------------------
     @property
@@ -144,6 +145,7 @@ class LocalCluster:
             ),
         )
         sa_key = service_account_signing_key(self.pki_dir)
+        self._api_keys = (serving, sa_key)
         self._write_kubeconfig(self.kubeconfig, "admin", ("system:masters",))
         kcm_kubeconfig = self._write_kubeconfig(
             self.state_dir / "kube-controller-manager.kubeconfig",
@@ -201,6 +203,30 @@ class LocalCluster:
             what="the default ServiceAccount",
             process=kcm,
         )
+
+    def kill_api(self) -> None:
+        """SIGKILL kube-apiserver and etcd, as a crash of the control plane's host would; the
+        controller manager, scheduler, kwok and every client are left cut off."""
+        for name in ("kube-apiserver", "etcd"):
+            for process in [p for p in self.running if p.name == name]:
+                process.stop(grace_seconds=0)
+                self.running.remove(process)
+
+    def start_api(self, timeout: float = 60.0) -> None:
+        """Start etcd and kube-apiserver again, on the same ports, data and certificates."""
+        assert self.ports is not None
+        assert self._api_keys is not None
+        serving, sa_key = self._api_keys
+        etcd = self._run("etcd", self._etcd_args())
+        processes.wait_until(self._etcd_healthy, timeout=timeout, what="etcd /health", process=etcd)
+        apiserver = self._run("kube-apiserver", self._apiserver_args(serving, sa_key))
+        processes.wait_until(
+            lambda: self._get(self.ports.apiserver, "/readyz") == "ok",  # type: ignore[union-attr]
+            timeout=timeout,
+            what="kube-apiserver /readyz",
+            process=apiserver,
+        )
+        self._write_state()
 
     def stop(self) -> None:
         """Stop exactly the processes this cluster started, newest first."""
