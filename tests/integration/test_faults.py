@@ -3,7 +3,9 @@ session's is shared). Each test prints its figures."""
 
 from __future__ import annotations
 
+import random
 import re
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from kubernetes import client as k8s
+from kubernetes import watch
 from kubernetes.client.rest import ApiException
 
 from tfjob_localcluster import control, processes
@@ -45,6 +48,122 @@ def wait_for_states(
         return all(current.get(job) == state for job, state in wanted.items())
 
     processes.wait_until(reached, timeout=timeout, what=what, interval=0.2)
+
+
+class PodLedger:
+    """Every pod ever created in the namespace, by (name, attempt): a background watch."""
+
+    def __init__(self, core: k8s.CoreV1Api) -> None:
+        self.uids: dict[tuple[str, str], set[str]] = {}
+        self.error: Exception | None = None
+        self._stopped = False
+        self._stream = watch.Watch()
+        self._thread = threading.Thread(target=self._run, args=(core,), daemon=True)
+        self._thread.start()
+
+    def _run(self, core: k8s.CoreV1Api) -> None:
+        try:
+            for event in self._stream.stream(core.list_namespaced_pod, NAMESPACE):
+                pod = event["object"]
+                attempt = (pod.metadata.labels or {}).get("tfjob.dev/attempt", "")
+                self.uids.setdefault((pod.metadata.name, attempt), set()).add(pod.metadata.uid)
+        except Exception as error:  # noqa: BLE001 (reported by twice(), unless stopping)
+            if not self._stopped:
+                self.error = error
+
+    def twice(self) -> dict[tuple[str, str], int]:
+        """(pod, attempt) pairs created more than once, and how often."""
+        assert self.error is None, f"the ledger's watch broke: {self.error!r}"
+        return {key: len(uids) for key, uids in self.uids.items() if len(uids) > 1}
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._stream.stop()
+
+
+def test_an_operator_killed_at_random_moments_loses_and_duplicates_nothing(
+    tmp_path: Path,
+) -> None:
+    """The operator SIGKILLed 6 times at random moments while 24 jobs run to their ends (success,
+    failure, a retried preemption each): every job ends right, no pod of an attempt is created
+    twice, and none is left running."""
+    rng = random.Random(14)  # noqa: S311 (when to kill, not a secret: a seed keeps it replayable)
+    cluster = LocalCluster(state_dir=tmp_path / "cluster", node_pools=NodePools(pools=[POOL]))
+    cluster.start()
+    try:
+        with cluster.api_client() as api:
+            cluster.install_crd(yaml.safe_load(CRD_FILE.read_text()))
+            core, custom = k8s.CoreV1Api(api), k8s.CustomObjectsApi(api)
+            ledger = PodLedger(core)
+            operator = OperatorProcess(kubeconfig=cluster.kubeconfig, log_dir=cluster.log_dir)
+            operator.start()
+            try:
+                # Kind of end per job: 0 succeeds; 1 fails (ExitCode: the script's own
+                # error); 137 is a preemption, retried as a new attempt that then succeeds.
+                ends = {f"job-{i}": (0, 1, 137)[i % 3] for i in range(24)}
+                for name in ends:
+                    custom.create_namespaced_custom_object(
+                        GROUP,
+                        VERSION,
+                        NAMESPACE,
+                        PLURAL,
+                        kubeflow_job(name, {"Worker": replica(2, restartPolicy="ExitCode")}),
+                    )
+                kills = 0
+                pending = list(ends)
+                rng.shuffle(pending)
+                while pending or kills < 6:
+                    batch, pending = pending[:5], pending[5:]
+                    for name in batch:
+                        end_when_running(core, f"{name}-worker-0", ends[name])
+                    time.sleep(rng.uniform(0.0, 1.5))
+                    assert operator.process is not None
+                    operator.process.stop(grace_seconds=0)  # SIGKILL, mid-whatever
+                    kills += 1
+                    time.sleep(rng.uniform(0.0, 1.0))
+                    operator.start()
+                # The preempted jobs' second attempts finish too.
+                for name, code in ends.items():
+                    if code == 137:
+                        wait_for_attempt(custom, name, 2)
+                        end_when_running(core, f"{name}-worker-0", 0)
+                wanted = {n: "Failed" if code == 1 else "Succeeded" for n, code in ends.items()}
+                wait_for_states(custom, wanted, 120, "every job's right end")
+                processes.wait_until(
+                    lambda: (
+                        not [
+                            p
+                            for p in core.list_namespaced_pod(NAMESPACE).items
+                            if p.status.phase == "Running"
+                        ]
+                    ),
+                    timeout=60,
+                    what="no pod left running",
+                )
+                assert ledger.twice() == {}
+                print(
+                    f"\nfault: operator SIGKILLed {kills} times over {len(ends)} jobs; all "
+                    f"ended right; {len(ledger.uids)} (pod, attempt) pairs, 0 created twice"
+                )
+            finally:
+                ledger.stop()
+                operator.stop()
+    finally:
+        cluster.stop()
+
+
+def end_when_running(core: k8s.CoreV1Api, pod: str, code: int) -> None:
+    control.wait_for_pod_phase(core, NAMESPACE, pod, "Running", timeout=60)
+    control.end_pod(core, NAMESPACE, pod, exit_code=code)
+
+
+def wait_for_attempt(custom: k8s.CustomObjectsApi, job: str, attempt: int) -> None:
+    def reached() -> bool:
+        body = custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, job)
+        status = body.get("status") or {}
+        return status.get("attempt") == attempt and status.get("state") == "Running"
+
+    processes.wait_until(reached, timeout=60, what=f"{job} attempt {attempt}", interval=0.2)
 
 
 def test_the_operator_rides_out_a_crash_of_the_api_server_and_etcd(tmp_path: Path) -> None:
