@@ -615,7 +615,7 @@ def _gang(
 ) -> dict[str, str]:
     """The attempt's PodGroup, created with any of its members (a 409 says it is there), and
     which of the missing pods join it."""
-    members = gang_members(ref.name, replica_specs)
+    members = set(gang_members(ref.name, replica_specs))
     joining = [name for name in missing if name in members]
     if settings.pod_group_api is None or len(members) < 2 or not joining:
         return {}
