@@ -80,7 +80,13 @@ class RunningProcess:
             time.sleep(0.05)
         # The leader may be gone while children it forked live on: kill the group regardless.
         _signal_group(self.pid, signal.SIGKILL)
-        _reap(self.pid)
+        # Reap it once the kill lands, so it leaves no zombie (which would still look alive).
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            _reap(self.pid)
+            if not self.alive():
+                break
+            time.sleep(0.02)
 
     def to_dict(self) -> dict[str, object]:
         return {
