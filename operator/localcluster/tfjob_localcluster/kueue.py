@@ -15,6 +15,7 @@ webhook manifests beside it). Here:
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import socket
 import subprocess
@@ -94,6 +95,7 @@ class Kueue:
     detach: bool = False
     process: processes.RunningProcess | None = None
     ports: dict[str, int] = field(default_factory=dict)
+    webhooks: list[str] = field(default_factory=list)  # kind/name of what start registered
 
     def _kubectl(self, *args: str, stdin: str | None = None) -> None:
         subprocess.run(
@@ -159,6 +161,7 @@ class Kueue:
         )
         # Only once Kueue answers: a webhook that fails closed must have its server up.
         self._kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(webhooks))
+        self.webhooks = [f"{w['kind'].lower()}/{w['metadata']['name']}" for w in webhooks]
 
     def _serving(self) -> bool:
         try:
@@ -168,6 +171,11 @@ class Kueue:
             return False
 
     def stop(self) -> None:
+        """Unregister the webhooks first (they fail closed), then stop Kueue."""
+        if self.webhooks:
+            with contextlib.suppress(subprocess.SubprocessError):  # the cluster may be gone
+                self._kubectl("delete", "--ignore-not-found", *self.webhooks)
+            self.webhooks = []
         if self.process is not None:
             self.process.stop(grace_seconds=10)
             self.process = None
