@@ -11,22 +11,19 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-import yaml
 from kubernetes import client as k8s
 from kubernetes import watch
 from kubernetes.client.rest import ApiException
 
 from tfjob_localcluster import control, processes
-from tfjob_localcluster.cluster import LocalCluster
-from tfjob_localcluster.nodepools import NodePool, NodePools
-from tfjob_localcluster.operator_process import OperatorProcess
+from tfjob_localcluster.nodepools import NodePool
 from tfjob_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
 
 from .jobs import kubeflow_job, replica
+from .own_cluster import own_cluster
 
 pytestmark = [pytest.mark.timeout(300)]
 
-CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "tensorflowjobs.tfjob.dev.yaml"
 POOL = NodePool(name="cpu", count=3, cpu="64", memory="256Gi")
 NAMESPACE = "default"
 CREATED = re.compile(r"(\S+)/(\S+): created pod (\S+)")
@@ -88,68 +85,59 @@ def test_an_operator_killed_at_random_moments_loses_and_duplicates_nothing(
     failure, a retried preemption each): every job ends right, no pod of an attempt is created
     twice, and none is left running."""
     rng = random.Random(14)  # noqa: S311 (when to kill, not a secret: a seed keeps it replayable)
-    cluster = LocalCluster(state_dir=tmp_path / "cluster", node_pools=NodePools(pools=[POOL]))
-    cluster.start()
-    try:
-        with cluster.api_client() as api:
-            cluster.install_crd(yaml.safe_load(CRD_FILE.read_text()))
-            core, custom = k8s.CoreV1Api(api), k8s.CustomObjectsApi(api)
-            ledger = PodLedger(core)
-            operator = OperatorProcess(kubeconfig=cluster.kubeconfig, log_dir=cluster.log_dir)
-            operator.start()
-            try:
-                # Kind of end per job: 0 succeeds; 1 fails (ExitCode: the script's own
-                # error); 137 is a preemption, retried as a new attempt that then succeeds.
-                ends = {f"job-{i}": (0, 1, 137)[i % 3] for i in range(24)}
-                for name in ends:
-                    custom.create_namespaced_custom_object(
-                        GROUP,
-                        VERSION,
-                        NAMESPACE,
-                        PLURAL,
-                        kubeflow_job(name, {"Worker": replica(2, restartPolicy="ExitCode")}),
-                    )
-                kills = 0
-                pending = list(ends)
-                rng.shuffle(pending)
-                while pending or kills < 6:
-                    batch, pending = pending[:5], pending[5:]
-                    for name in batch:
-                        end_when_running(core, f"{name}-worker-0", ends[name])
-                    time.sleep(rng.uniform(0.0, 1.5))
-                    assert operator.process is not None
-                    operator.process.stop(grace_seconds=0)  # SIGKILL, mid-whatever
-                    kills += 1
-                    time.sleep(rng.uniform(0.0, 1.0))
-                    operator.start()
-                # The preempted jobs' second attempts finish too.
-                for name, code in ends.items():
-                    if code == 137:
-                        wait_for_attempt(custom, name, 2)
-                        end_when_running(core, f"{name}-worker-0", 0)
-                wanted = {n: "Failed" if code == 1 else "Succeeded" for n, code in ends.items()}
-                wait_for_states(custom, wanted, 120, "every job's right end")
-                processes.wait_until(
-                    lambda: (
-                        not [
-                            p
-                            for p in core.list_namespaced_pod(NAMESPACE).items
-                            if p.status.phase == "Running"
-                        ]
-                    ),
-                    timeout=60,
-                    what="no pod left running",
+    with own_cluster(tmp_path / "cluster", POOL) as (_, api, operator):
+        core, custom = k8s.CoreV1Api(api), k8s.CustomObjectsApi(api)
+        ledger = PodLedger(core)
+        try:
+            # Kind of end per job: 0 succeeds; 1 fails (ExitCode: the script's own
+            # error); 137 is a preemption, retried as a new attempt that then succeeds.
+            ends = {f"job-{i}": (0, 1, 137)[i % 3] for i in range(24)}
+            for name in ends:
+                custom.create_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    NAMESPACE,
+                    PLURAL,
+                    kubeflow_job(name, {"Worker": replica(2, restartPolicy="ExitCode")}),
                 )
-                assert ledger.twice() == {}
-                print(
-                    f"\nfault: operator SIGKILLed {kills} times over {len(ends)} jobs; all "
-                    f"ended right; {len(ledger.uids)} (pod, attempt) pairs, 0 created twice"
-                )
-            finally:
-                ledger.stop()
-                operator.stop()
-    finally:
-        cluster.stop()
+            kills = 0
+            pending = list(ends)
+            rng.shuffle(pending)
+            while pending or kills < 6:
+                batch, pending = pending[:5], pending[5:]
+                for name in batch:
+                    end_when_running(core, f"{name}-worker-0", ends[name])
+                time.sleep(rng.uniform(0.0, 1.5))
+                assert operator.process is not None
+                operator.process.stop(grace_seconds=0)  # SIGKILL, mid-whatever
+                kills += 1
+                time.sleep(rng.uniform(0.0, 1.0))
+                operator.start()
+            # The preempted jobs' second attempts finish too.
+            for name, code in ends.items():
+                if code == 137:
+                    wait_for_attempt(custom, name, 2)
+                    end_when_running(core, f"{name}-worker-0", 0)
+            wanted = {n: "Failed" if code == 1 else "Succeeded" for n, code in ends.items()}
+            wait_for_states(custom, wanted, 120, "every job's right end")
+            processes.wait_until(
+                lambda: (
+                    not [
+                        p
+                        for p in core.list_namespaced_pod(NAMESPACE).items
+                        if p.status.phase == "Running"
+                    ]
+                ),
+                timeout=60,
+                what="no pod left running",
+            )
+            assert ledger.twice() == {}
+            print(
+                f"\nfault: operator SIGKILLed {kills} times over {len(ends)} jobs; all "
+                f"ended right; {len(ledger.uids)} (pod, attempt) pairs, 0 created twice"
+            )
+        finally:
+            ledger.stop()
 
 
 def end_when_running(core: k8s.CoreV1Api, pod: str, code: int) -> None:
@@ -170,63 +158,52 @@ def test_the_operator_rides_out_a_crash_of_the_api_server_and_etcd(tmp_path: Pat
     """kube-apiserver and etcd SIGKILLed while 6 jobs run, down 10 s, then started again: the
     same operator process reconnects by itself, every job ends as its pods say, a job created
     after the outage runs, and no pod was created twice."""
-    cluster = LocalCluster(state_dir=tmp_path / "cluster", node_pools=NodePools(pools=[POOL]))
-    cluster.start()
-    try:
-        with cluster.api_client() as api:
-            cluster.install_crd(yaml.safe_load(CRD_FILE.read_text()))
-            core, custom = k8s.CoreV1Api(api), k8s.CustomObjectsApi(api)
-            operator = OperatorProcess(kubeconfig=cluster.kubeconfig, log_dir=cluster.log_dir)
-            operator.start()
-            try:
-                names = [f"job-{i}" for i in range(6)]
-                for name in names:
-                    custom.create_namespaced_custom_object(
-                        GROUP,
-                        VERSION,
-                        NAMESPACE,
-                        PLURAL,
-                        kubeflow_job(name, {"Worker": replica(2, restartPolicy="Never")}),
-                    )
-                wait_for_states(custom, dict.fromkeys(names, "Running"), 60, "6 jobs Running")
-                pid = operator.process.pid if operator.process else None
+    with own_cluster(tmp_path / "cluster", POOL) as (cluster, api, operator):
+        core, custom = k8s.CoreV1Api(api), k8s.CustomObjectsApi(api)
+        names = [f"job-{i}" for i in range(6)]
+        for name in names:
+            custom.create_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                NAMESPACE,
+                PLURAL,
+                kubeflow_job(name, {"Worker": replica(2, restartPolicy="Never")}),
+            )
+        wait_for_states(custom, dict.fromkeys(names, "Running"), 60, "6 jobs Running")
+        pid = operator.process.pid if operator.process else None
 
-                cluster.kill_api()
-                down = time.monotonic()
-                time.sleep(10)
-                cluster.start_api()
-                outage = time.monotonic() - down
+        cluster.kill_api()
+        down = time.monotonic()
+        time.sleep(10)
+        cluster.start_api()
+        outage = time.monotonic() - down
 
-                # The same operator, never restarted, acts on what happens next.
-                back = time.monotonic()
-                ends = {name: (0 if i % 3 else 1) for i, name in enumerate(names)}
-                for name, code in ends.items():
-                    control.end_pod(core, NAMESPACE, f"{name}-worker-0", exit_code=code)
-                custom.create_namespaced_custom_object(
-                    GROUP,
-                    VERSION,
-                    NAMESPACE,
-                    PLURAL,
-                    kubeflow_job("after", {"Worker": replica(2, restartPolicy="Never")}),
-                )
-                wanted = {n: "Failed" if code else "Succeeded" for n, code in ends.items()}
-                wait_for_states(custom, wanted | {"after": "Running"}, 120, "every job's end")
-                settled = time.monotonic() - back
-                assert operator.process is not None
-                assert operator.process.alive()
-                assert operator.process.pid == pid
+        # The same operator, never restarted, acts on what happens next.
+        back = time.monotonic()
+        ends = {name: (0 if i % 3 else 1) for i, name in enumerate(names)}
+        for name, code in ends.items():
+            control.end_pod(core, NAMESPACE, f"{name}-worker-0", exit_code=code)
+        custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            NAMESPACE,
+            PLURAL,
+            kubeflow_job("after", {"Worker": replica(2, restartPolicy="Never")}),
+        )
+        wanted = {n: "Failed" if code else "Succeeded" for n, code in ends.items()}
+        wait_for_states(custom, wanted | {"after": "Running"}, 120, "every job's end")
+        settled = time.monotonic() - back
+        assert operator.process is not None
+        assert operator.process.alive()
+        assert operator.process.pid == pid
 
-                log = operator.log()
-                created = Counter(match.group(3) for match in CREATED.finditer(log))
-                twice = {pod: n for pod, n in created.items() if n > 1}
-                assert twice == {}, twice
-                assert len(created) == 2 * len(names) + 2
-                print(
-                    f"\nfault: API server and etcd down {outage:.1f} s (SIGKILL); all 6 jobs "
-                    f"ended right {settled:.1f} s after they came back; operator pid {pid} "
-                    f"never restarted; {len(created)} pods created, 0 twice"
-                )
-            finally:
-                operator.stop()
-    finally:
-        cluster.stop()
+        log = operator.log()
+        created = Counter(match.group(3) for match in CREATED.finditer(log))
+        twice = {pod: n for pod, n in created.items() if n > 1}
+        assert twice == {}, twice
+        assert len(created) == 2 * len(names) + 2
+        print(
+            f"\nfault: API server and etcd down {outage:.1f} s (SIGKILL); all 6 jobs "
+            f"ended right {settled:.1f} s after they came back; operator pid {pid} "
+            f"never restarted; {len(created)} pods created, 0 twice"
+        )

@@ -13,15 +13,13 @@ from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
 from tfjob_localcluster import control
-from tfjob_localcluster.cluster import LocalCluster
-from tfjob_localcluster.nodepools import NodePool, NodePools
-from tfjob_localcluster.operator_process import OperatorProcess
+from tfjob_localcluster.nodepools import NodePool
 from tfjob_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
 
 from .jobs import apply, get_job, kubeflow_job, replica, wait_for_condition, wait_for_job
+from .own_cluster import own_cluster
 
 T = TypeVar("T")
-CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "tensorflowjobs.tfjob.dev.yaml"
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.usefixtures("operator")]
 
@@ -208,39 +206,21 @@ def test_without_the_api_jobs_start_pod_by_pod_and_the_operator_says_so(
     """The control: a cluster without gang scheduling (most of them today). The operator says
     so once and runs jobs as before, so the same two jobs share the pool's 12 GPUs and one of
     them holds GPUs while it waits for peers that cannot be placed."""
-    import yaml
-
-    cluster = LocalCluster(
-        state_dir=tmp_path / "cluster",
-        node_pools=NodePools(pools=[POOL]),
-        gang_scheduling=False,
-    )
-    cluster.start()
-    try:
-        with cluster.api_client() as api:
-            core = k8s.CoreV1Api(api)
-            cluster.install_crd(yaml.safe_load(CRD_FILE.read_text()))
-            operator = OperatorProcess(kubeconfig=cluster.kubeconfig, log_dir=cluster.log_dir)
-            operator.start()
-            try:
-                custom = k8s.CustomObjectsApi(api)
-                for name in ("first", "second"):
-                    custom.create_namespaced_custom_object(
-                        GROUP, VERSION, "default", PLURAL, workers(name, 8)
-                    )
-                counts = wait_for_placement(
-                    core,
-                    "default",
-                    lambda c: c if sum(bound for _, bound in c.values()) == 12 else None,
-                    "the pool's 12 GPUs taken",
-                )
-                assert sorted(total for total, _ in counts.values()) == [8, 8]
-                assert any(0 < bound < 8 for _, bound in counts.values()), counts
-                pods = core.list_namespaced_pod("default").items
-                assert all(pod.spec.scheduling_group is None for pod in pods)
-                log = operator.log()
-                assert log.count("the cluster serves no PodGroup API") == 1, log[-3000:]
-            finally:
-                operator.stop()
-    finally:
-        cluster.stop()
+    with own_cluster(tmp_path / "cluster", POOL, gang_scheduling=False) as (_, api, operator):
+        core, custom = k8s.CoreV1Api(api), k8s.CustomObjectsApi(api)
+        for name in ("first", "second"):
+            custom.create_namespaced_custom_object(
+                GROUP, VERSION, "default", PLURAL, workers(name, 8)
+            )
+        counts = wait_for_placement(
+            core,
+            "default",
+            lambda c: c if sum(bound for _, bound in c.values()) == 12 else None,
+            "the pool's 12 GPUs taken",
+        )
+        assert sorted(total for total, _ in counts.values()) == [8, 8]
+        assert any(0 < bound < 8 for _, bound in counts.values()), counts
+        pods = core.list_namespaced_pod("default").items
+        assert all(pod.spec.scheduling_group is None for pod in pods)
+        log = operator.log()
+        assert log.count("the cluster serves no PodGroup API") == 1, log[-3000:]
