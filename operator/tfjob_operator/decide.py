@@ -329,6 +329,10 @@ def decide(
             clean = CleanPodPolicy.ALL if clean is CleanPodPolicy.ALL else CleanPodPolicy.RUNNING
         going = {p.uid for p in decision.delete}
         decision.delete += [p for p in pods_to_clean(clean, pods) if p.uid not in going]
+        if decision.delete and not is_finished(previous):
+            # The end is on the status before its pods go: an operator killed in between must
+            # not find the job unfinished with a pod missing, and make that pod again.
+            decision.status_first = True
         _expire(decision, status, run_policy, now)
     new_status = dump_status(status)
     old_status = dump_status(previous) if previous is not None and job.get("status") else None

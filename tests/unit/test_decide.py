@@ -219,6 +219,25 @@ def test_success_of_worker_0_finishes_the_job_and_cleans_pods_by_policy(
     assert ("Normal", "TFJobSucceeded") in [(e.type, e.reason) for e in decision.events]
 
 
+def test_a_finished_jobs_status_is_written_before_its_pods_are_cleaned() -> None:
+    """Found by killing the operator at random moments (tests/integration/test_faults.py): a
+    kill between cleaning a succeeded job's pods and writing its status left a job that looked
+    unfinished with a worker missing, and the next operator made that worker again."""
+    body = settle(
+        job(kubeflow_spec(Worker=2)), run(job(kubeflow_spec(Worker=2)), [pod("worker", 0)])
+    )
+    ending = run(body, [pod("worker", 0, "Succeeded"), pod("worker", 1)])
+    assert [p.name for p in ending.delete] == ["mnist-worker-1"]
+    assert ending.status_first
+    assert conditions(ending)["Succeeded"] == ("True", "TFJobSucceeded")
+    # Once it is written, the cleanup alone (a retry) needs no status first.
+    done = settle(body, ending)
+    again = run(done, [pod("worker", 0, "Succeeded"), pod("worker", 1)])
+    assert [p.name for p in again.delete] == ["mnist-worker-1"]
+    assert not again.status_first
+    assert again.create == []
+
+
 def test_a_failed_pod_fails_the_job_with_its_exit_code() -> None:
     body = job(kubeflow_spec(Worker=2))
     running = settle(body, run(body, [pod("worker", 0), pod("worker", 1)]))
