@@ -30,14 +30,21 @@ def pick_pod_group_api(served: set[str]) -> str | None:
     return next((version for version in POD_GROUP_VERSIONS if version in served), None)
 
 
-def gang_members(job: str, replica_specs: ReplicaSpecs) -> list[str]:
-    """The names of the pods that must start together."""
+def pod_names(
+    job: str, replica_specs: ReplicaSpecs, *, outside: tuple[ReplicaType, ...] = ()
+) -> list[str]:
+    """The names of the job's pods, but those of the ``outside`` replica types."""
     return [
         pod_name(job, replica_type, index)
         for replica_type, spec in replica_specs.items()
-        if replica_type not in OUTSIDE_THE_GANG
+        if replica_type not in outside
         for index in range(spec.replicas)
     ]
+
+
+def gang_members(job: str, replica_specs: ReplicaSpecs) -> list[str]:
+    """The names of the pods that must start together."""
+    return pod_names(job, replica_specs, outside=OUTSIDE_THE_GANG)
 
 
 def pod_group_name(ref: JobRef, attempt: int) -> str:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from .api.v1alpha1 import ReplicaSpecs, ReplicaType, TensorFlowJobSpec
-from .topology import pod_name
+from .gang import pod_names
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 GROUP_LABEL = "kueue.x-k8s.io/pod-group-name"
@@ -41,12 +41,7 @@ def queue_name(labels: dict[str, str] | None, spec: TensorFlowJobSpec) -> str | 
 
 
 def queued_members(job: str, replica_specs: ReplicaSpecs) -> list[str]:
-    return [
-        pod_name(job, replica_type, index)
-        for replica_type, spec in replica_specs.items()
-        if replica_type is not ReplicaType.LAUNCHER
-        for index in range(spec.replicas)
-    ]
+    return pod_names(job, replica_specs, outside=(ReplicaType.LAUNCHER,))
 
 
 def enqueue(pod: dict[str, Any], queue: str, group: str, total: int) -> None:
