@@ -54,15 +54,31 @@ def _run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+    peering = None
+    if args.peering:
+        from .peering import PeeringSetup, own_identity
+
+        if any(c in n for n in args.namespace or () for c in "*?[!"):
+            print(
+                "tfjob-operator: --peering needs literal --namespace names (or none): with "
+                "patterns, kopf keeps a peering per matching namespace",
+                file=sys.stderr,
+            )
+            return 2
+        peering = PeeringSetup(args.peering, own_identity(), args.priority, args.peering_lifetime)
     kopf.run(
         memo=kopf.Memo(
-            settings=operator_settings, kubeconfig=args.kubeconfig, namespaces=args.namespace
+            settings=operator_settings,
+            kubeconfig=args.kubeconfig,
+            namespaces=args.namespace,
+            peering=peering,
         ),
         clusterwide=not args.namespace,
         namespaces=args.namespace,
         standalone=not args.peering,
         peering_name=args.peering,
         priority=args.priority,
+        identity=peering.identity if peering else None,
         liveness_endpoint=args.liveness,
     )
     return 0
@@ -211,6 +227,15 @@ def main(argv: list[str] | None = None) -> int:
         type=_priority,
         default=0,
         help="peering priority (an integer, or `random`): the highest live one works",
+    )
+    run.add_argument(
+        "--peering-lifetime",
+        type=int,
+        default=int(os.environ.get("TFJOB_PEERING_LIFETIME") or 15),
+        help=(
+            "seconds a replica's peering record lasts unrenewed (renewed every 5-10 s): how "
+            "long the others wait after a replica is killed (default: %(default)s)"
+        ),
     )
     run.add_argument(
         "--log-format",

@@ -16,11 +16,12 @@ import dataclasses
 import datetime as dt
 import logging
 import time
+import urllib.parse
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
 from . import metrics
-from .api.v1alpha1 import PLURAL, RECONCILE_FAILURES_REPORTED, ReconcileFailure
+from .api.v1alpha1 import GROUP, PLURAL, RECONCILE_FAILURES_REPORTED, VERSION, ReconcileFailure
 from .builders import JobRef, mpi_ssh_secret
 from .decide import CompiledJob, Decision, Observed, compile_job, decide
 from .events import JobEvent
@@ -55,6 +56,7 @@ EVENT_CONCURRENCY = 4
 CONFLICT_RECHECK_SECONDS = 10.0
 COUNTS_DELAY = 10.0
 COUNTS_MAX_DELAY = 30.0
+MAX_LIST_DELAY = 30.0  # between tries to read the jobs again on resuming
 # Created before the pods, which mount them (Secret, ConfigMap) or join them (PodGroup).
 _FIRST = ("Secret", "ConfigMap", "PodGroup")
 
@@ -124,6 +126,10 @@ class Controller:
         self._failing: dict[JobKey, dt.datetime] = {}  # when its passes began to fail
         self._counts_since: dict[JobKey, float] = {}  # when unwritten count changes began
         self._denied: dict[JobKey, str] = {}  # the refusal already reported on a job
+        # Scopes (a namespace, None: cluster-wide) whose passes wait for this replica's turn in
+        # a peering of several replicas (see peering.py); caches stay warm meanwhile.
+        self._paused: set[str | None] = set()
+        self._resuming: dict[str | None, asyncio.Task[None]] = {}
 
     async def drain(self) -> None:
         """Wait for running passes and the events they post (tests and shutdown)."""
@@ -165,6 +171,74 @@ class Controller:
         self._forget_state(key)
         self.queue.forget(key)
         self.job_states.forget(key)
+
+    def set_turn(self, scope: str | None, working: bool, why: str) -> None:
+        """Pause or resume the passes over a scope's jobs (another replica works them
+        meanwhile). What this replica remembers of its own writes is dropped on pausing; on
+        resuming, the scope's jobs are read afresh (kopf's watch that fed them was paused too,
+        and a pass over a stale job would undo the other replica's work), then each gets a
+        pass."""
+        where = f"in {scope}" if scope else "cluster-wide"
+        resuming = self._resuming.pop(scope, None)
+        if resuming is not None:
+            resuming.cancel()
+        if not working:
+            self._paused.add(scope)
+            for key in self._keys_in(scope):
+                self._forget_state(key)
+                self.queue.forget(key)
+            log.info("passes paused %s: %s", where, why)
+            return
+        log.info("passes resume %s once its jobs are read again: %s", where, why)
+        self._resuming[scope] = asyncio.get_running_loop().create_task(self._resume(scope))
+
+    async def _resume(self, scope: str | None) -> None:
+        delay = 1.0
+        while True:
+            try:
+                jobs = await self._list_jobs(scope)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - retried until it works or we pause
+                log.warning("reading the jobs to resume failed (%s); again in %.0f s", error, delay)
+                await asyncio.sleep(delay)
+                delay = min(MAX_LIST_DELAY, delay * 2)
+        listed = {(job["metadata"]["namespace"], job["metadata"]["name"]) for job in jobs}
+        for key in self._keys_in(scope):
+            if key not in listed:
+                self.job_gone(*key)
+        for job in jobs:
+            self.job_seen(job)
+        self._paused.discard(scope)
+        self._resuming.pop(scope, None)
+        log.info(
+            "passes resumed %s: %d jobs read", f"in {scope}" if scope else "cluster-wide", len(jobs)
+        )
+        for key in self._keys_in(scope):
+            self.queue.trigger(key)
+
+    async def _list_jobs(self, scope: str | None) -> list[dict[str, Any]]:
+        where = f"/namespaces/{scope}" if scope else ""
+        jobs: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            query = urllib.parse.urlencode(
+                {"limit": "500", **({"continue": token} if token else {})}
+            )
+            page = await self.kube.list_page(
+                f"/apis/{GROUP}/{VERSION}{where}/{PLURAL}?{query}", resource=PLURAL, namespace=scope
+            )
+            jobs += page.get("items") or []
+            token = (page.get("metadata") or {}).get("continue") or ""
+            if not token:
+                return jobs
+
+    def _keys_in(self, scope: str | None) -> list[JobKey]:
+        return [key for key in self.jobs if scope is None or key[0] == scope]
+
+    def _may_work(self, key: JobKey) -> bool:
+        return not self._paused or (None not in self._paused and key[0] not in self._paused)
 
     def children_changed(self, key: JobKey) -> None:
         if key in self.jobs:
@@ -407,6 +481,8 @@ class Controller:
         assert isinstance(key, tuple)
         for synced in self._synced:
             await synced.wait()
+        if not self._may_work(key):
+            return  # another replica's turn: resuming triggers every job again
         started = time.monotonic()
         try:
             state = await self.reconcile(key)

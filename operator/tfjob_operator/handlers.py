@@ -10,6 +10,7 @@ settings and kubeconfig reach the handlers through kopf's memo, set by the entry
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -21,6 +22,7 @@ from .controller import Controller
 from .gang import pick_pod_group_api
 from .informer import Informer
 from .kube import ApiError, Forbidden, Kube
+from .peering import PeeringRef, PeeringSetup, follow
 from .settings import JOB_NAME_LABEL, OPERATOR_PREFIX, OperatorSettings
 from .status import PodObservation, controller_uid
 
@@ -121,6 +123,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     memo.informers = [
         asyncio.create_task(informer.run()) for informer in (pods, services, *mounted.values())
     ]
+    setup: PeeringSetup | None = memo.get("peering")
+    if setup is not None:
+        settings.peering.lifetime = setup.lifetime
+        memo.informers += follow_peerings(kube, controller, setup, namespaces)
     policy = node_pool_policy(operator_settings)
     if policy is not None and not operator_settings.manage_admission_policy:
         log.info("the node-pool admission policy is left to the installer")
@@ -132,6 +138,29 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
             # GPUs on a CPU-only pool are still failed by the operator, just later.
             log.warning("could not install the node-pool admission policy: %s", error)
     log.info("tfjob-operator ready (cluster domain %s)", operator_settings.cluster_domain)
+
+
+def follow_peerings(
+    kube: Kube, controller: Controller, setup: PeeringSetup, namespaces: list[str]
+) -> list[asyncio.Task[None]]:
+    """Pause the controller's passes while kopf pauses (one peering object per watched
+    namespace, or one cluster-wide); each scope starts paused until its object is read."""
+    scopes: list[str | None] = list(dict.fromkeys(namespaces)) or [None]
+    tasks = []
+    for scope in scopes:
+        controller.set_turn(scope, False, "reading the peering object first")
+        tasks.append(
+            asyncio.create_task(
+                follow(
+                    kube,
+                    PeeringRef(setup.name, scope),
+                    setup.identity,
+                    setup.priority,
+                    functools.partial(controller.set_turn, scope),
+                )
+            )
+        )
+    return tasks
 
 
 @kopf.on.cleanup()

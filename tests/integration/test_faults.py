@@ -9,14 +9,18 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client as k8s
 from kubernetes import watch
 from kubernetes.client.rest import ApiException
 
 from tfjob_localcluster import control, processes
+from tfjob_localcluster.cluster import LocalCluster
 from tfjob_localcluster.nodepools import NodePool
+from tfjob_localcluster.operator_process import OperatorProcess
 from tfjob_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
 
 from .jobs import kubeflow_job, replica
@@ -225,3 +229,155 @@ def test_the_operator_rides_out_a_crash_of_the_api_server_and_etcd(tmp_path: Pat
             f"ended right {settled:.1f} s after they came back; operator pid {pid} "
             f"never restarted; {len(created)} pods created, 0 twice"
         )
+
+
+PEERING = "tfjob-faults"
+PEERING_CRDS = (
+    Path(__file__).resolve().parents[2] / "charts/tfjob-operator/crds/peerings.kopf.dev.yaml"
+)
+PASSES = re.compile(r"passes (paused|resumed) cluster-wide")
+ACTS = re.compile(r": (created pod|Succeeded|Failed|Running|Created)\b")
+
+
+def peer(cluster: LocalCluster, state_dir: Path, name: str, priority: int) -> OperatorProcess:
+    """One replica of a peered operator, as the chart runs it (POD_ID names it)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return OperatorProcess(
+        kubeconfig=cluster.kubeconfig,
+        log_dir=state_dir,
+        extra_args=[f"--peering={PEERING}", f"--priority={priority}"],
+        env={"POD_ID": name},
+    )
+
+
+def turns(log: str) -> list[str]:
+    return [match.group(1) for match in PASSES.finditer(log)]
+
+
+def acted_while_paused(log: str) -> list[str]:
+    """Lines of work a replica logged while its passes were paused (must be none)."""
+    working, wrong = True, []
+    for line in log.splitlines():
+        turn = PASSES.search(line)
+        if turn:
+            working = turn.group(1) == "resumed"
+        elif ACTS.search(line) and not working:
+            wrong.append(line)
+    return wrong
+
+
+def wait_for_turn(process: OperatorProcess, count: int, turn: str, timeout: float) -> float:
+    """Seconds until ``process`` logged its ``count``-th `turn` (paused or resumed)."""
+    start = time.monotonic()
+    processes.wait_until(
+        lambda: turns(process.log()).count(turn) >= count,
+        timeout=timeout,
+        what=f"{process.env['POD_ID']} {turn} #{count}",
+        interval=0.1,
+    )
+    return time.monotonic() - start
+
+
+def test_two_replicas_killed_in_turn_never_both_work_and_fail_over_within_the_lifetime(
+    tmp_path: Path,
+) -> None:
+    """Two peered replicas; the working one SIGKILLed, then (restarted below the other) the
+    other: each time the survivor takes over once the dead one's peering record runs out (15 s),
+    no replica acts while paused, and the jobs created and ended across both failovers end
+    right with no pod created twice."""
+    with own_cluster(tmp_path / "cluster", POOL) as (cluster, api, standalone):
+        standalone.stop()  # replaced by two peered replicas
+        for crd in yaml.safe_load_all(PEERING_CRDS.read_text()):
+            cluster.install_crd(crd)
+        custom, core = k8s.CustomObjectsApi(api), k8s.CoreV1Api(api)
+        custom.create_cluster_custom_object(
+            "kopf.dev",
+            "v1",
+            "clusterkopfpeerings",
+            {
+                "apiVersion": "kopf.dev/v1",
+                "kind": "ClusterKopfPeering",
+                "metadata": {"name": PEERING},
+            },
+        )
+        ledger = PodLedger(core)
+        first = peer(cluster, tmp_path / "a", "replica-a", 20)
+        second = peer(cluster, tmp_path / "b", "replica-b", 10)
+        again = peer(cluster, tmp_path / "a2", "replica-a-again", 5)
+        try:
+
+            def create(names: list[str]) -> None:
+                for name in names:
+                    custom.create_namespaced_custom_object(
+                        GROUP,
+                        VERSION,
+                        NAMESPACE,
+                        PLURAL,
+                        kubeflow_job(name, {"Worker": replica_spec()}),
+                    )
+
+            second.start()
+            wait_for_turn(second, 1, "resumed", 30)  # alone, it works
+            create([f"one-{i}" for i in range(4)])
+            wait_for_states(custom, {f"one-{i}": "Running" for i in range(4)}, 60, "4 Running")
+            first.start()
+            wait_for_turn(first, 1, "resumed", 30)
+            wait_for_turn(second, 2, "paused", 30)  # a higher priority came: it pauses
+            # The paused one still knows these jobs and sees their pods: it must leave them.
+            control.end_pod(core, NAMESPACE, "one-3-worker-0", exit_code=0)
+            wait_for_states(custom, {"one-3": "Succeeded"}, 60, "one-3's end")
+
+            failovers = []
+            for dead, survivor, round_ in ((first, second, "one"), (second, again, "two")):
+                resumed = turns(survivor.log()).count("resumed")
+                assert dead.process is not None
+                dead.process.stop(grace_seconds=0)  # SIGKILL: its peering record stays behind
+                killed = time.monotonic()
+                # Work arrives while nobody works: jobs end, a new one is created.
+                for i in range(2):
+                    control.end_pod(core, NAMESPACE, f"{round_}-{i}-worker-0", exit_code=i)
+                create([f"{round_}-new"])
+                wait_for_turn(survivor, resumed + 1, "resumed", 60)
+                failovers.append(time.monotonic() - killed)
+                wanted = {f"{round_}-0": "Succeeded", f"{round_}-1": "Failed"}
+                wait_for_states(custom, wanted | {f"{round_}-new": "Running"}, 60, "ends")
+                if round_ == "one":
+                    again.start()  # back below the survivor: it waits its turn
+                    wait_for_turn(again, 1, "paused", 30)
+                    create([f"two-{i}" for i in range(2)])
+                    wait_for_states(custom, {"two-0": "Running", "two-1": "Running"}, 60, "two")
+                    assert turns(again.log()) == ["paused", "paused"]
+
+            for name in ("one-2", "one-new", "two-new"):
+                control.end_pod(core, NAMESPACE, f"{name}-worker-0", exit_code=0)
+            wait_for_states(
+                custom,
+                dict.fromkeys(("one-2", "one-new", "two-new"), "Succeeded"),
+                60,
+                "the rest's ends",
+            )
+            logs = {p.env["POD_ID"]: p.log() for p in (first, second, again)}
+            for name, log in logs.items():
+                assert acted_while_paused(log) == [], name
+            created = Counter(
+                match.group(3) for log in logs.values() for match in CREATED.finditer(log)
+            )
+            assert {pod: n for pod, n in created.items() if n > 1} == {}
+            assert ledger.twice() == {}
+            lifetime = 15
+            workers = sum(bool(CREATED.search(log)) for log in logs.values())
+            assert all(seconds < lifetime + 5 for seconds in failovers), failovers
+            print(
+                f"\nfault: two peered replicas SIGKILLed in turn; failover "
+                f"{failovers[0]:.1f} s and {failovers[1]:.1f} s (peering lifetime {lifetime} s); "
+                f"{len(created)} pods created by {workers} replicas, 0 twice, 0 actions "
+                "while paused"
+            )
+        finally:
+            ledger.stop()
+            for process in (first, second, again):
+                process.stop()
+
+
+def replica_spec() -> dict[str, Any]:
+    return replica(2, restartPolicy="Never")

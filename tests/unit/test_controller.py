@@ -32,6 +32,11 @@ class RecordingKube:
         self.writes: list[tuple[str, str]] = []
         self.versions = itertools.count(200)
         self.fail_status_with: Exception | None = None
+        self.stored_jobs: list[dict[str, Any]] = []  # what a LIST of jobs answers
+
+    async def list_page(self, path: str, **_: Any) -> dict[str, Any]:
+        self.writes.append(("list", path.split("?")[0]))
+        return {"items": copy.deepcopy(self.stored_jobs), "metadata": {"resourceVersion": "1"}}
 
     async def create(self, body: dict[str, Any]) -> dict[str, Any] | None:
         self.writes.append(("create", body["metadata"]["name"]))
@@ -176,3 +181,58 @@ async def test_a_name_taken_by_an_unwatched_object_is_reported_not_created_in_a_
     assert recorder.writes.count(("create", taken)) == 1
     waiting = ctl.jobs[KEY]["status"]["waiting"]
     assert [(w["pod"], w["reason"]) for w in waiting] == [(taken, "NameInUse")]
+
+
+async def test_a_paused_replica_runs_no_pass_and_resuming_passes_every_job_read_afresh() -> None:
+    """Another replica works while this one is paused: its caches take events, but its passes
+    write nothing; when its turn comes it reads the jobs again and passes each."""
+    ctl, recorder, _, _ = controller()
+    ctl.set_turn(None, False, "a live peer has a higher priority")
+    ctl.job_seen(job_body())
+    ctl.children_changed(KEY)
+    await ctl.drain()
+    assert recorder.writes == []
+    recorder.stored_jobs = [job_body()]
+    ctl.set_turn(None, True, "the peer is gone")
+    await asyncio.sleep(0)  # the resume's LIST
+    await ctl.drain()
+    assert recorder.writes[0] == ("list", "/apis/tfjob.dev/v1alpha1/tensorflowjobs")
+    assert ("create", "mnist-worker-0") in recorder.writes
+
+
+async def test_resuming_acts_on_the_jobs_as_they_are_now_not_as_last_seen() -> None:
+    """While paused, the other replica finished one job (its pods cleaned) and a second was
+    deleted: the stale copies this replica still holds must not bring their pods back."""
+    ctl, recorder, _, _ = controller()
+    ctl.set_turn(None, False, "a live peer has a higher priority")
+    ctl.job_seen(job_body())
+    gone = job_body()
+    gone["metadata"] = {**gone["metadata"], "name": "deleted", "uid": "deleted-uid"}
+    ctl.job_seen(gone)
+    finished = job_body()
+    finished["metadata"]["resourceVersion"] = "150"
+    finished["status"] = {
+        "state": "Succeeded",
+        "conditions": [
+            {"type": "Succeeded", "status": "True", "reason": "TFJobSucceeded", "message": "done"}
+        ],
+    }
+    recorder.stored_jobs = [finished]
+    ctl.set_turn(None, True, "the peer is gone")
+    await asyncio.sleep(0)
+    await ctl.drain()
+    assert [w for w in recorder.writes if w[0] == "create"] == []
+    assert set(ctl.jobs) == {KEY}
+    assert ctl.jobs[KEY]["status"]["state"] == "Succeeded"
+
+
+async def test_a_paused_namespace_leaves_the_others_working() -> None:
+    ctl, recorder, _, _ = controller()
+    ctl.set_turn("ml", False, "a live peer in ml's peering")
+    other = job_body()
+    other["metadata"] = {**other["metadata"], "namespace": "vision", "uid": "other"}
+    ctl.job_seen(job_body())
+    ctl.job_seen(other)
+    await ctl.drain()
+    assert ("create", "mnist-worker-0") in recorder.writes
+    assert len([w for w in recorder.writes if w == ("create", "mnist-worker-0")]) == 1
