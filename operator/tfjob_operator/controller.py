@@ -129,6 +129,9 @@ class Controller:
         # Scopes (a namespace, None: cluster-wide) whose passes wait for this replica's turn in
         # a peering of several replicas (see peering.py); caches stay warm meanwhile.
         self._paused: set[str | None] = set()
+        # Pods that failed and were removed by someone else (the pod garbage collector, with
+        # their lost node) before a pass saw them fail: kept until a pass has acted on them.
+        self._lost: dict[JobKey, dict[str, PodObservation]] = {}
         self._resuming: dict[str | None, asyncio.Task[None]] = {}
 
     async def drain(self) -> None:
@@ -240,6 +243,13 @@ class Controller:
     def _may_work(self, key: JobKey) -> bool:
         return not self._paused or (None not in self._paused and key[0] not in self._paused)
 
+    def pod_deleted(self, key: JobKey, pod: PodObservation, cached: PodObservation) -> None:
+        """A pod's last state as it was removed at once (no graceful deletion the passes
+        saw begin): one that had failed counts as a failure of its job, unless the operator
+        deleted it itself (seen in the next pass)."""
+        if pod.phase == "Failed" and not cached.deleting and key in self.jobs:
+            self._lost.setdefault(key, {})[pod.uid] = dataclasses.replace(pod, deleting=False)
+
     def children_changed(self, key: JobKey) -> None:
         if key in self.jobs:
             self.queue.trigger(key)
@@ -251,6 +261,7 @@ class Controller:
         self._failing.pop(key, None)
         self._denied.pop(key, None)
         self._counts_since.pop(key, None)
+        self._lost.pop(key, None)
 
     # ----- one pass ----------------------------------------------------------------------------
     def compiled(self, key: JobKey, job: dict[str, Any]) -> CompiledJob:
@@ -272,6 +283,14 @@ class Controller:
             for name, owner in cache.get(key, ())
         ]
         expected = self._expected.get(key)
+        lost = self._lost.get(key)
+        if lost:
+            own = expected.deleted if expected is not None else {}
+            live = {p.name for p in pods}
+            for uid, pod in list(lost.items()):
+                if uid in own or pod.name in live:
+                    del lost[uid]  # the operator's own delete, or replaced already
+            pods += lost.values()
         if expected is None:
             return Observed(tuple(pods), service_owners, tuple(objects))
         deadline = time.monotonic() - EXPECTATION_SECONDS
@@ -326,6 +345,7 @@ class Controller:
         job = self.jobs.get(key)
         if job is None or job["metadata"].get("deletionTimestamp"):
             return None
+        lost = set(self._lost.get(key) or ())  # acted on by this pass if it completes
         compiled = self.compiled(key, job)
         decision = decide(job, compiled, self.observe(key), self.settings, self.clock())
         if decision.status_first and decision.status is not None:
@@ -357,6 +377,8 @@ class Controller:
                 log.debug("%s/%s: status write raced a change; waiting for it", *key)
                 return decision.state
         self._settled[key] = _resource_version(job)
+        if lost:
+            self._drop_lost(key, lost)
         for scope, count in decision.restarts.items():
             metrics.RESTARTS.labels(scope=scope).inc(count)
         if decision.events:
@@ -384,6 +406,14 @@ class Controller:
             log.info("%s/%s: %s", *key, decision.state)
         self.jobs[key] = stored
         return stored
+
+    def _drop_lost(self, key: JobKey, uids: set[str]) -> None:
+        remaining = self._lost.get(key)
+        if remaining is not None:
+            for uid in uids:
+                remaining.pop(uid, None)
+            if not remaining:
+                del self._lost[key]
 
     def _may_wait(self, key: JobKey, decision: Decision) -> bool:
         """Whether a status write that only changes pod counts can wait, to take later count

@@ -95,6 +95,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         PodObservation.from_pod,
         controller.children_changed,
         namespaces,
+        on_deleted=controller.pod_deleted,
     )
     services = Informer(
         kube,

@@ -67,8 +67,12 @@ class Informer(Generic[T]):
         namespaces: list[str] | None = None,
         *,
         metadata_only: bool = False,
+        on_deleted: Callable[[JobKey, T, T], None] | None = None,
     ) -> None:
         self.kube = kube
+        # Told of each object deleted while watched: its last state and the one cached before
+        # (e.g. a pod that the pod garbage collector failed and removed with its lost node).
+        self.on_deleted = on_deleted
         self.metadata_only = metadata_only  # objects' metadata alone (Secrets: never their data)
         self.resource = resource
         self.label = label
@@ -99,7 +103,10 @@ class Informer(Generic[T]):
         key = (namespace, job_name) if job_name and self.counts(namespace) else None
         before = self._job_of.get(uid)
         if before is not None and (kind == "DELETED" or before != key):
+            cached = self._by_job[before][uid]
             self._forget(uid, before)
+            if kind == "DELETED" and self.on_deleted is not None:
+                self.on_deleted(before, self.observe(obj), cached)
             self.on_change(before)
         if kind == "DELETED" or key is None:
             return

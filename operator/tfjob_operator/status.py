@@ -186,7 +186,22 @@ def _termination(
                 f"init container {container.get('name')}" + (f": {said}" if said else ""),
                 terminated.get("finishedAt"),
             )
-    return None, status.get("reason"), status.get("message"), None
+    # A pod failed from outside (its node lost, an eviction, a preemption) says why in its
+    # DisruptionTarget condition, e.g. DeletionByPodGC "PodGC: node no longer exists".
+    disruption = next(
+        (
+            c
+            for c in status.get("conditions") or []
+            if c.get("type") == "DisruptionTarget" and c.get("status") == "True"
+        ),
+        {},
+    )
+    return (
+        None,
+        status.get("reason") or disruption.get("reason"),
+        status.get("message") or disruption.get("message"),
+        None,
+    )
 
 
 @dataclass(frozen=True)

@@ -381,3 +381,73 @@ def test_two_replicas_killed_in_turn_never_both_work_and_fail_over_within_the_li
 
 def replica_spec() -> dict[str, Any]:
     return replica(2, restartPolicy="Never")
+
+
+def test_a_node_lost_under_running_jobs_replaces_or_fails_their_pods_by_policy(
+    tmp_path: Path,
+) -> None:
+    """Two jobs' pods on one node; the node goes NotReady, then is deleted (the machine is
+    gone). Kubernetes' pod garbage collector fails and removes the pods; the job whose policy
+    retries (ExitCode) runs again and succeeds, the one with Never fails, each saying why."""
+    with own_cluster(tmp_path / "cluster", POOL) as (_, api, _operator):
+        core, custom = k8s.CoreV1Api(api), k8s.CustomObjectsApi(api)
+        nodes = [node.metadata.name for node in core.list_node().items]
+        victim = nodes[0]
+        # Preferred, not required: the retried attempt goes to the nodes that are left.
+        victim_first = {
+            "affinity": {
+                "nodeAffinity": {
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {
+                            "weight": 100,
+                            "preference": {
+                                "matchExpressions": [
+                                    {
+                                        "key": "kubernetes.io/hostname",
+                                        "operator": "In",
+                                        "values": [victim],
+                                    }
+                                ]
+                            },
+                        }
+                    ]
+                }
+            }
+        }
+        for name, policy in (("retried", "ExitCode"), ("never", "Never")):
+            spec = replica(2, restartPolicy=policy)
+            spec["template"]["spec"].update(victim_first)
+            custom.create_namespaced_custom_object(
+                GROUP, VERSION, NAMESPACE, PLURAL, kubeflow_job(name, {"Worker": spec})
+            )
+        wait_for_states(custom, {"retried": "Running", "never": "Running"}, 60, "both Running")
+
+        lost = time.monotonic()
+        control.set_node_not_ready(core, victim, reason="KernelPanic")
+        control.wait_for_node_ready(core, victim, status="False")
+        control.remove_node(core, victim)
+        wait_for_states(custom, {"never": "Failed"}, 180, "the Never job to fail")
+        failed_after = time.monotonic() - lost
+        wait_for_attempt(custom, "retried", 2)
+        retried_after = time.monotonic() - lost
+        never = custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, "never")
+        (failed,) = [c for c in never["status"]["conditions"] if c["type"] == "Failed"]
+        assert "DeletionByPodGC" in failed["message"], failed
+        assert "node no longer exists" in failed["message"], failed
+        # The retried job's second attempt runs on the nodes that are left, and ends right.
+        control.wait_for_pod_phase(core, NAMESPACE, "retried-worker-0", "Running", timeout=60)
+        placed = {
+            pod.spec.node_name
+            for pod in core.list_namespaced_pod(
+                NAMESPACE, label_selector="tfjob.dev/job-name=retried"
+            ).items
+        }
+        assert victim not in placed, placed
+        control.end_pod(core, NAMESPACE, "retried-worker-0", exit_code=0)
+        wait_for_states(custom, {"retried": "Succeeded"}, 60, "the retried job's success")
+        print(
+            f"\nfault: node {victim} NotReady then deleted under 2 jobs; the pod garbage "
+            f"collector removed their pods; Never job Failed after {failed_after:.1f} s "
+            f"({failed['message']!r}); ExitCode job's attempt 2 Running after "
+            f"{retried_after:.1f} s on {sorted(placed)}, then Succeeded"
+        )

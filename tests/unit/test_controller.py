@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import itertools
 from collections import defaultdict
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 
 from tfjob_operator import kube
-from tfjob_operator.api.v1alpha1 import RECONCILE_FAILURES_REPORTED
+from tfjob_operator.api.v1alpha1 import RECONCILE_FAILURES_REPORTED, ReplicaType
 from tfjob_operator.controller import Controller
 from tfjob_operator.events import JobEvent
 from tfjob_operator.settings import OperatorSettings
@@ -236,3 +237,65 @@ async def test_a_paused_namespace_leaves_the_others_working() -> None:
     await ctl.drain()
     assert ("create", "mnist-worker-0") in recorder.writes
     assert len([w for w in recorder.writes if w == ("create", "mnist-worker-0")]) == 1
+
+
+def lost_pod(index: int, uid: str, *, deleting: bool = False) -> PodObservation:
+    return PodObservation(
+        name=f"mnist-worker-{index}",
+        replica_type=ReplicaType.WORKER,
+        index=index,
+        phase="Failed",
+        uid=uid,
+        owner_uid="job-uid",
+        deleting=deleting,
+        reason="DeletionByPodGC",
+        message="PodGC: node no longer exists",
+    )
+
+
+async def test_pods_failed_and_removed_with_a_lost_node_count_once_as_one_failure() -> None:
+    """The pod garbage collector fails and force-deletes a lost node's pods in one go, often
+    before a pass sees them Failed: their last state still counts, once, and the operator's own
+    deletes of them later count nothing."""
+    ctl, recorder, pods, services = controller()
+    body = job_body()
+    body["spec"]["tfReplicaSpecs"]["Worker"]["restartPolicy"] = "ExitCode"
+    ctl.job_seen(body)
+    await ctl.drain()
+    running = [dataclasses.replace(lost_pod(i, f"uid-{i}"), phase="Running") for i in (0, 1)]
+    pods[KEY][:] = running
+    services[KEY].append("job-uid")
+    ctl.children_changed(KEY)
+    await ctl.drain()
+    recorder.writes.clear()
+    # Both removed at once, one after the other, as the watch tells it.
+    pods[KEY][:] = []
+    ctl.pod_deleted(KEY, lost_pod(0, "uid-0"), running[0])
+    ctl.pod_deleted(KEY, lost_pod(1, "uid-1"), running[1])
+    ctl.children_changed(KEY)
+    await ctl.drain()
+    assert ctl.jobs[KEY]["status"]["attempt"] == 2
+    assert ("status", "Restarting") in recorder.writes
+    # Nothing is left to count again, whatever comes next.
+    ctl.children_changed(KEY)
+    await ctl.drain()
+    assert ctl.jobs[KEY]["status"]["attempt"] == 2
+
+
+async def test_a_pod_whose_deletion_the_passes_saw_begin_is_not_a_new_failure() -> None:
+    """A pod deleted gracefully (by the operator's own restart, or anyone's) was already going
+    when it ended Failed: its removal is no failure of the job."""
+    ctl, recorder, pods, services = controller()
+    ctl.job_seen(job_body())
+    await ctl.drain()
+    pods[KEY][:] = [dataclasses.replace(lost_pod(i, f"uid-{i}"), phase="Running") for i in (0, 1)]
+    services[KEY].append("job-uid")
+    ctl.children_changed(KEY)
+    await ctl.drain()
+    going = dataclasses.replace(lost_pod(0, "uid-0"), phase="Running", deleting=True)
+    pods[KEY][:] = pods[KEY][1:]
+    ctl.pod_deleted(KEY, lost_pod(0, "uid-0", deleting=True), going)
+    ctl.children_changed(KEY)
+    await ctl.drain()
+    assert ctl.jobs[KEY]["status"]["state"] != "Failed"
+    assert ("create", "mnist-worker-0") in recorder.writes  # simply made again

@@ -1192,3 +1192,28 @@ def test_from_pod_whose_package_install_failed_names_the_init_container_and_its_
         "init container tfjob-packages: pip install failed:\nERROR: No matching distribution"
     )
     assert observed.finished_at == "2025-03-01T12:00:09Z"
+
+
+def test_a_pod_failed_from_outside_says_why_through_its_disruption_condition() -> None:
+    """The pod garbage collector fails a lost node's pods without a container exit: the
+    DisruptionTarget condition is the only place that says why."""
+    pod = {
+        "metadata": {"name": "mnist-worker-0", "uid": "u", "labels": {}},
+        "status": {
+            "phase": "Failed",
+            "conditions": [
+                {"type": "Ready", "status": "False"},
+                {
+                    "type": "DisruptionTarget",
+                    "status": "True",
+                    "reason": "DeletionByPodGC",
+                    "message": "PodGC: node no longer exists",
+                },
+            ],
+            "containerStatuses": [{"name": "tensorflow", "state": {"running": {}}}],
+        },
+    }
+    observed = PodObservation.from_pod(pod)
+    assert (observed.phase, observed.exit_code) == ("Failed", None)
+    assert observed.reason == "DeletionByPodGC"
+    assert observed.message == "PodGC: node no longer exists"
