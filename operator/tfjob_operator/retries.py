@@ -93,7 +93,11 @@ def plan_retries(
     limit = DEFAULT_BACKOFF_LIMIT if limit is None else limit
     policies = dict((t, spec.restart_policy) for t, spec in replica_specs.items())
     before = (previous.replica_statuses if previous else None) or {}
-    current = [p for p in pods if p.replica_type in policies and not p.deleting]
+    # An earlier attempt's pods are only waiting to go (decide deletes them): their failures
+    # were counted when that attempt ended, and counting them again would restart again.
+    current = [
+        p for p in pods if p.replica_type in policies and not p.deleting and p.attempt >= attempt
+    ]
 
     # The kubelet's restarts: the growth of restartCount in the pods that were here before.
     used = attempt - 1
