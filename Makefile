@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: up down status test unit lint binaries manifests bench bench-scale
+.PHONY: up down status test unit lint binaries manifests bench bench-scale faults
 
 $(VENV)/.installed: pyproject.toml operator/localcluster/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ bench: $(VENV)/.installed
 ## bench-scale: P3, 1,000 jobs x 5 pods over 500 simulated GPU nodes (the limit and ours)
 bench-scale: $(VENV)/.installed
 	$(BIN)/tfjob-local bench --scale --out bench-results/scale
+
+## faults: the fault suite at its documented size: the operator SIGKILLed 10 times over 100
+## jobs, the API server and etcd killed, a node lost, two peered replicas killed in turn
+faults: $(VENV)/.installed binaries
+	TFJOB_FAULT_JOBS=100 TFJOB_FAULT_KILLS=10 $(BIN)/pytest tests/integration/test_faults.py -s
 
 ## test: lint, then every test layer against a real control plane started by the tests
 test: lint binaries

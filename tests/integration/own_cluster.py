@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import yaml
 from kubernetes import client as k8s
@@ -19,12 +20,19 @@ CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "tensorflowjobs.tfjob.
 
 @contextmanager
 def own_cluster(
-    state_dir: Path, pool: NodePool, *, gang_scheduling: bool = True
+    state_dir: Path,
+    pool: NodePool,
+    *,
+    gang_scheduling: bool = True,
+    audit_policy: dict[str, Any] | None = None,
 ) -> Iterator[tuple[LocalCluster, k8s.ApiClient, OperatorProcess]]:
     """The cluster (one node pool), an admin client, and the operator, running; all stopped
-    after."""
+    after. ``audit_policy``: the API server's audit log, at ``cluster.audit_log``."""
     cluster = LocalCluster(
-        state_dir=state_dir, node_pools=NodePools(pools=[pool]), gang_scheduling=gang_scheduling
+        state_dir=state_dir,
+        node_pools=NodePools(pools=[pool]),
+        gang_scheduling=gang_scheduling,
+        audit_policy=audit_policy,
     )
     cluster.start()
     try:
