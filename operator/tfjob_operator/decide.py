@@ -365,7 +365,9 @@ def _past_deadline(
     if limit is None:
         return None
     started = (previous.start_time if previous else None) or now
-    due = started + dt.timedelta(seconds=limit)
+    due = _after(started, limit)
+    if due is None:
+        return None  # past the end of the calendar: never
     if now < due:
         _look_again(decision, (due - now).total_seconds())
         return None
@@ -406,7 +408,9 @@ def _past_schedule_timeout(
     )
     if restarting is not None and restarting.last_transition_time is not None:
         since = max(since, restarting.last_transition_time)
-    due = since + dt.timedelta(seconds=limit)
+    due = _after(since, limit)
+    if due is None:
+        return None  # past the end of the calendar: never
     if now < due:
         _look_again(decision, (due - now).total_seconds())
         return None
@@ -424,6 +428,15 @@ def _past_schedule_timeout(
     )
 
 
+def _after(start: dt.datetime, seconds: int) -> dt.datetime | None:
+    """``seconds`` after ``start``, or None when that is past year 9999 (the schema allows
+    any int64, as Kubernetes' own activeDeadlineSeconds does)."""
+    try:
+        return start + dt.timedelta(seconds=seconds)
+    except OverflowError:
+        return None
+
+
 def _expire(
     decision: Decision, status: TensorFlowJobStatus, run_policy: RunPolicy, now: dt.datetime
 ) -> None:
@@ -431,7 +444,9 @@ def _expire(
     ttl = run_policy.ttl_seconds_after_finished
     if ttl is None:
         return
-    due = (status.completion_time or now) + dt.timedelta(seconds=ttl)
+    due = _after(status.completion_time or now, ttl)
+    if due is None:
+        return  # past the end of the calendar: never
     if now >= due:
         decision.delete_job = True
     else:

@@ -152,3 +152,28 @@ def test_priority_class_goes_to_pods_whose_template_names_none() -> None:
         "mnist-worker-1": "training-high",
         "mnist-ps-0": "own",
     }
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["activeDeadlineSeconds", "ttlSecondsAfterFinished", "scheduleTimeoutSeconds"],
+)
+def test_a_time_limit_past_the_end_of_the_calendar_is_never_reached(field: str) -> None:
+    """Found by fuzzing: activeDeadlineSeconds of 251,606,260,800 (8,000 years) overflowed the
+    date arithmetic and every pass over the job raised. Any int64 is valid, as in Kubernetes."""
+    huge = 2**62
+    policy: dict[str, Any] = (
+        {"schedulingPolicy": {"scheduleTimeoutSeconds": huge}}
+        if "schedule" in field
+        else {field: huge}
+    )
+    body = job(spec(**policy))
+    started = settle(body, run(body))
+    running = run(started, [pod("worker", 0), pod("worker", 1)], now=later(10))
+    assert running.state == "Running"
+    assert running.look_again_after is None
+    finished = settle(
+        started, run(started, [pod("worker", 0, "Succeeded"), pod("worker", 1)], now=later(20))
+    )
+    done = run(finished, [], service=False, now=later(30))
+    assert not done.delete_job
