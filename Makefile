@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: up down status test unit lint binaries manifests bench bench-scale faults
+.PHONY: up down status test unit lint binaries manifests bench bench-scale faults images
 
 $(VENV)/.installed: pyproject.toml operator/localcluster/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ bench: $(VENV)/.installed
 ## bench-scale: P3, 1,000 jobs x 5 pods over 500 simulated GPU nodes (the limit and ours)
 bench-scale: $(VENV)/.installed
 	$(BIN)/tfjob-local bench --scale --out bench-results/scale
+
+## images: build the operator, trainer-cpu and Horovod images from images/*/Dockerfile with
+## buildah, no registry (a local Debian base; cached in ~/.cache/tfjob-operator/images)
+images: $(VENV)/.installed
+	$(BIN)/tfjob-local images
 
 ## faults: the fault suite at its documented size: the operator SIGKILLed 10 times over 100
 ## jobs, the API server and etcd killed, a node lost, two peered replicas killed in turn

@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from . import binaries
+from . import images as images_cli
 from .cluster import LocalCluster, default_state_dir
 from .horovod_env import ensure_horovod_env
 from .nodepools import load as load_node_pools
@@ -176,6 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     build.add_argument("components", nargs="*")
     build.set_defaults(run=_build)
+    images = commands.add_parser(
+        "images",
+        help="build the project's images from images/*/Dockerfile with buildah (no registry)",
+    )
+    images_cli.add_arguments(images)
+    images.set_defaults(run=images_cli.main)
     bench = commands.add_parser(
         "bench",
         help="the benchmark: limit, our operator and Kubeflow's, side by side on a fresh cluster",
