@@ -43,11 +43,13 @@ MIRRORS = (
     f"deb http://deb.debian.org/debian {SUITE}-updates main",
     f"deb http://deb.debian.org/debian-security {SUITE}-security main",
 )
-# python-is-python3: `python`; python3-venv: `python -m venv`; passwd: groupadd and useradd.
-BASE_PACKAGES = ("python3", "python3-venv", "python-is-python3", "ca-certificates", "passwd")
+# python3-venv: `python -m venv`; passwd: groupadd and useradd. `python` is linked in
+# /usr/local/bin, where Docker Hub's python images have it: Debian's python-is-python3 would put
+# it in /usr/bin, which Debian's mpirun puts first on a rank's PATH, ahead of the image's venv.
+BASE_PACKAGES = ("python3", "python3-venv", "ca-certificates", "passwd")
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 # Bump when the way the base is made changes, so a base made the old way is not reused.
-BASE_RECIPE = "1"
+BASE_RECIPE = "2"
 
 
 @dataclass(frozen=True)
@@ -201,6 +203,17 @@ def ensure_base(buildah: Buildah, names: list[str], log: list[str]) -> str:
                     "copy", container, str(HOST_CA_BUNDLE), str(HOST_CA_BUNDLE), capture=True
                 )
                 buildah.run("copy", container, str(pip_conf), "/etc/pip.conf", capture=True)
+            buildah.run(
+                "run",
+                "--runtime",
+                buildah.runtime,
+                container,
+                "--",
+                "ln",
+                "-s",
+                "/usr/bin/python3",
+                "/usr/local/bin/python",
+            )
             buildah.run(
                 "config",
                 "--env",
