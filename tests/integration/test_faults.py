@@ -11,7 +11,6 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -51,6 +50,18 @@ def wait_for_states(
         return all(current.get(job) == state for job, state in wanted.items())
 
     processes.wait_until(reached, timeout=timeout, what=what, interval=0.2)
+
+
+def create_jobs(custom: k8s.CustomObjectsApi, names: list[str], restart_policy: str) -> None:
+    """Jobs of 2 workers each, under ``restart_policy``."""
+    for name in names:
+        custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            NAMESPACE,
+            PLURAL,
+            kubeflow_job(name, {"Worker": replica(2, restartPolicy=restart_policy)}),
+        )
 
 
 class PodLedger:
@@ -145,14 +156,7 @@ def test_an_operator_killed_at_random_moments_loses_and_duplicates_nothing(
             # Kind of end per job: 0 succeeds; 1 fails (ExitCode: the script's own
             # error); 137 is a preemption, retried as a new attempt that then succeeds.
             ends = {f"job-{i}": (0, 1, 137)[i % 3] for i in range(FAULT_JOBS)}
-            for name in ends:
-                custom.create_namespaced_custom_object(
-                    GROUP,
-                    VERSION,
-                    NAMESPACE,
-                    PLURAL,
-                    kubeflow_job(name, {"Worker": replica(2, restartPolicy="ExitCode")}),
-                )
+            create_jobs(custom, list(ends), "ExitCode")
             kills = 0
             pending = list(ends)
             rng.shuffle(pending)
@@ -237,14 +241,7 @@ def test_the_operator_rides_out_a_crash_of_the_api_server_and_etcd(tmp_path: Pat
     with own_cluster(tmp_path / "cluster", POOL) as (cluster, api, operator):
         core, custom = k8s.CoreV1Api(api), k8s.CustomObjectsApi(api)
         names = [f"job-{i}" for i in range(6)]
-        for name in names:
-            custom.create_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                NAMESPACE,
-                PLURAL,
-                kubeflow_job(name, {"Worker": replica(2, restartPolicy="Never")}),
-            )
+        create_jobs(custom, names, "Never")
         wait_for_states(custom, dict.fromkeys(names, "Running"), 60, "6 jobs Running")
         pid = operator.process.pid if operator.process else None
 
@@ -259,13 +256,7 @@ def test_the_operator_rides_out_a_crash_of_the_api_server_and_etcd(tmp_path: Pat
         ends = {name: (0 if i % 3 else 1) for i, name in enumerate(names)}
         for name, code in ends.items():
             control.end_pod(core, NAMESPACE, f"{name}-worker-0", exit_code=code)
-        custom.create_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            NAMESPACE,
-            PLURAL,
-            kubeflow_job("after", {"Worker": replica(2, restartPolicy="Never")}),
-        )
+        create_jobs(custom, ["after"], "Never")
         wanted = {n: "Failed" if code else "Succeeded" for n, code in ends.items()}
         wait_for_states(custom, wanted | {"after": "Running"}, 120, "every job's end")
         settled = time.monotonic() - back
@@ -361,14 +352,7 @@ def test_two_replicas_killed_in_turn_never_both_work_and_fail_over_within_the_li
         try:
 
             def create(names: list[str]) -> None:
-                for name in names:
-                    custom.create_namespaced_custom_object(
-                        GROUP,
-                        VERSION,
-                        NAMESPACE,
-                        PLURAL,
-                        kubeflow_job(name, {"Worker": replica_spec()}),
-                    )
+                create_jobs(custom, names, "Never")
 
             second.start()
             wait_for_turn(second, 1, "resumed", 30)  # alone, it works
@@ -431,10 +415,6 @@ def test_two_replicas_killed_in_turn_never_both_work_and_fail_over_within_the_li
             ledger.stop()
             for process in (first, second, again):
                 process.stop()
-
-
-def replica_spec() -> dict[str, Any]:
-    return replica(2, restartPolicy="Never")
 
 
 def test_a_node_lost_under_running_jobs_replaces_or_fails_their_pods_by_policy(
