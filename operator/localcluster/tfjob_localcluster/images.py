@@ -235,6 +235,32 @@ def ensure_base(buildah: Buildah, names: list[str], log: list[str]) -> str:
     return own
 
 
+def prune_older_bases(buildah: Buildah, key: str) -> int:
+    """Remove the images made from an earlier base (every image and build layer inherits the
+    base's label) and earlier base tarballs: each base change would otherwise leave the last
+    full set behind (about 10 GB). Returns how many images went."""
+    ids = buildah.run("images", "--all", "--quiet", "--no-trunc", capture=True).split()
+    stale = []
+    for image_id in dict.fromkeys(ids):
+        label = buildah.run(
+            "inspect",
+            "--type",
+            "image",
+            "--format",
+            '{{index .OCIv1.Config.Labels "dev.tfjob.base"}}',
+            image_id,
+            capture=True,
+        ).strip()
+        if label and label != key:
+            stale.append(image_id)
+    if stale:
+        buildah.run("rmi", "--force", *stale, capture=True)
+    for tarball in buildah.root.glob("base-*.tar"):
+        if tarball.name != f"base-{key}.tar":
+            tarball.unlink()
+    return len(stale)
+
+
 @dataclass
 class Built:
     image: Image
@@ -277,6 +303,9 @@ def build_images(names: list[str]) -> list[Built]:
     ensure_base(buildah, base_names([image.dockerfile for image in chosen]), log)
     for line in log:
         print(line, file=sys.stderr)
+    pruned = prune_older_bases(buildah, base_key())
+    if pruned:
+        print(f"removed {pruned} images of an earlier base", file=sys.stderr)
     built = []
     for image in chosen:
         print(
