@@ -134,8 +134,21 @@ def staging_modules(upstream_go_mod: str) -> list[str]:
     return _STAGING_REPLACE.findall(upstream_go_mod)
 
 
+CONTROL_PLANE = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+# A real node's own: the kubelet, and kube-proxy for ClusterIP Services from pods.
+NODE = ("kubelet", "kube-proxy")
+
+
 def _build_kubernetes(work_dir: Path, out_dir: Path) -> None:
-    """kube-apiserver, kube-controller-manager and kube-scheduler from k8s.io/kubernetes.
+    _build_kubernetes_commands(work_dir, out_dir, CONTROL_PLANE)
+
+
+def _build_kubernetes_node(work_dir: Path, out_dir: Path) -> None:
+    _build_kubernetes_commands(work_dir, out_dir, NODE)
+
+
+def _build_kubernetes_commands(work_dir: Path, out_dir: Path, names: tuple[str, ...]) -> None:
+    """Commands of k8s.io/kubernetes (cmd/<name>), stamped with the release's version.
 
     k8s.io/kubernetes requires its staging modules at v0.0.0 and maps them to local folders;
     a consumer module must replace each with its published v0.MINOR.PATCH tag. The list comes
@@ -156,10 +169,7 @@ def _build_kubernetes(work_dir: Path, out_dir: Path) -> None:
     if godebug:
         go_mod = work_dir / "go.mod"
         go_mod.write_text(go_mod.read_text() + "\n" + "\n".join(godebug) + "\n")
-    commands = [
-        f"k8s.io/kubernetes/cmd/{c}"
-        for c in ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
-    ]
+    commands = [f"k8s.io/kubernetes/cmd/{name}" for name in names]
     _go(work_dir, "get", "-tool", *(f"{c}@{version}" for c in commands))
     _go(
         work_dir,
@@ -259,12 +269,8 @@ COMPONENTS: dict[str, Component] = {
         Component("etcd", ETCD_VERSION, ("etcd",), _build_etcd),
         Component("kwok", KWOK_VERSION, ("kwok",), _build_kwok),
         Component("helm", HELM_VERSION, ("helm",), _build_helm),
-        Component(
-            "kubernetes",
-            KUBERNETES_VERSION,
-            ("kube-apiserver", "kube-controller-manager", "kube-scheduler"),
-            _build_kubernetes,
-        ),
+        Component("kubernetes", KUBERNETES_VERSION, CONTROL_PLANE, _build_kubernetes),
+        Component("kubernetes-node", KUBERNETES_VERSION, NODE, _build_kubernetes_node),
         Component("kueue", KUEUE_VERSION, ("kueue", KUEUE_CRDS, KUEUE_WEBHOOKS), _build_kueue),
         Component(
             "training-operator",
