@@ -1,0 +1,337 @@
+"""A real node for the local cluster: the kubelet v1.36 with Debian's containerd and runc and
+the CNI bridge, running pods as containers of the images `tfjob-local images` built.
+
+What this machine needs of it (measured in shared/research/real-node.md):
+- runc, not crun (crun refuses hybrid cgroups), and containerd's `restrict_oom_score_adj`
+  (the VM has no CAP_SYS_RESOURCE);
+- the kubelet's `failCgroupV1: false`, and a cgroup root made by hand in every v1 hierarchy;
+- the node IP as a /32 on lo (no dummy interfaces);
+- a pause image of our own, built here from pause.c.
+Images move from buildah's storage into containerd with skopeo and `ctr images import`.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from . import binaries, host_packages, processes
+from .images import Buildah, images_root
+
+TOOLS = {
+    "containerd": "containerd",
+    "ctr": "containerd",
+    "runc": "runc",
+    "skopeo": "skopeo",
+    "/usr/lib/cni/bridge": "containernetworking-plugins",
+    "gcc": "gcc",
+    "ip": "iproute2",
+}
+PAUSE_IMAGE = "localhost/tfjob-pause:1"
+CGROUP_V1 = Path("/sys/fs/cgroup")
+
+
+@dataclass
+class RealNode:
+    """One node: containerd and a kubelet, registered as ``name`` with the cluster."""
+
+    name: str
+    state_dir: Path
+    kubeconfig: Path  # as system:node:<name>
+    node_ip: str = "10.254.77.1"
+    pod_subnet: str = "10.244.77.0/24"
+    labels: dict[str, str] = field(default_factory=dict)
+    taints: list[str] = field(default_factory=list)
+    running: list[processes.RunningProcess] = field(default_factory=list)
+    _forwarding: str = field(default="0", init=False)  # net.ipv4.ip_forward before the start
+
+    @property
+    def socket(self) -> Path:
+        return self.state_dir / "containerd" / "containerd.sock"
+
+    @property
+    def bridge(self) -> str:
+        return f"tfjob-{self.name}"[:15]  # an interface name has at most 15 characters
+
+    @property
+    def cgroup_root(self) -> str:
+        return f"/tfjob-{self.name}"
+
+    # ----- start and stop ------------------------------------------------------------------
+    def start(self, timeout: float = 60) -> None:
+        host_packages.ensure(TOOLS, "a real node")
+        binaries.ensure_built(["kubernetes-node"])
+        kubelet = binaries.binary("kubelet")
+        logs = self.state_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        self._address(add=True)
+        self._cgroups(make=True)
+        self.running.append(
+            processes.start(
+                f"containerd-{self.name}",
+                ["containerd", "--config", str(self._containerd_config())],
+                logs,
+                detach=False,
+            )
+        )
+        processes.wait_until(self.socket.exists, timeout=30, what="containerd's socket")
+        self.load_image(PAUSE_IMAGE, self._pause_archive())
+        self.running.append(
+            processes.start(
+                f"kubelet-{self.name}",
+                [
+                    str(kubelet),
+                    f"--config={self._kubelet_config()}",
+                    f"--kubeconfig={self.kubeconfig}",
+                    f"--hostname-override={self.name}",
+                    f"--node-ip={self.node_ip}",
+                    f"--root-dir={self.state_dir / 'kubelet'}",
+                    f"--cert-dir={self.state_dir / 'kubelet' / 'pki'}",
+                    "--node-labels=" + ",".join(f"{k}={v}" for k, v in self.labels.items()),
+                    *([f"--register-with-taints={','.join(self.taints)}"] if self.taints else []),
+                    "--v=1",
+                ],
+                logs,
+                detach=False,
+            )
+        )
+
+    def stop(self) -> None:
+        kubelet = [p for p in self.running if p.name.startswith("kubelet")]
+        for process in kubelet:
+            process.stop(grace_seconds=10)
+        self._containers_gone()
+        for process in reversed(self.running):
+            if process not in kubelet:
+                process.stop(grace_seconds=10)
+        self.running.clear()
+        self._unmount()
+        self._cgroups(make=False)
+        self._address(add=False)
+
+    def _unmount(self) -> None:
+        """What the kubelet and containerd left mounted under the node's directory (the
+        kubelet's own root, pod volumes, container root filesystems), deepest first."""
+        inside = str(self.state_dir.resolve()) + "/"
+        mounts = [
+            line.split()[1]
+            for line in Path("/proc/self/mounts").read_text().splitlines()
+            if (line.split()[1] + "/").startswith(inside)
+        ]
+        for mount in sorted(set(mounts), key=lambda m: -m.count("/")):
+            subprocess.run(["umount", "--lazy", mount], check=False, capture_output=True)
+
+    # ----- images --------------------------------------------------------------------------
+    def load_image(self, name: str, archive: Path | None = None) -> None:
+        """An image of buildah's storage (or a docker-archive) into containerd's k8s.io store."""
+        with tempfile.TemporaryDirectory(dir=self.state_dir) as scratch:
+            if archive is None:
+                buildah = Buildah(images_root())
+                archive = Path(scratch) / "image.tar"
+                store = f"[overlay@{buildah.root / 'storage'}+{buildah.root / 'run'}]"
+                subprocess.run(
+                    [
+                        "skopeo",
+                        "copy",
+                        "--quiet",
+                        f"containers-storage:{store}{name}",
+                        f"docker-archive:{archive}:{name}",
+                    ],
+                    check=True,
+                    capture_output=True,
+                )
+            subprocess.run(
+                [
+                    "ctr",
+                    "--address",
+                    str(self.socket),
+                    "--namespace",
+                    "k8s.io",
+                    "images",
+                    "import",
+                    "--no-unpack",
+                    str(archive),
+                ],
+                check=True,
+                capture_output=True,
+            )
+
+    def _pause_archive(self) -> Path:
+        """The sandbox image: pause.c built static, alone in an image (cached by its source)."""
+        source = resources.files("tfjob_localcluster").joinpath("pause.c").read_bytes()
+        out = self.state_dir / "pause.tar"
+        if out.exists():
+            return out
+        buildah = Buildah(images_root())
+        with tempfile.TemporaryDirectory() as scratch:
+            binary = Path(scratch) / "pause"
+            c_file = Path(scratch) / "pause.c"
+            c_file.write_bytes(source)
+            subprocess.run(["gcc", "-Os", "-static", "-o", str(binary), str(c_file)], check=True)
+            container = buildah.run("from", "scratch", capture=True).strip()
+            try:
+                buildah.run("copy", container, str(binary), "/pause", capture=True)
+                buildah.run("config", "--entrypoint", '["/pause"]', container)
+                buildah.run("commit", "--quiet", container, PAUSE_IMAGE, capture=True)
+            finally:
+                subprocess.run(buildah.argv("rm", container), capture_output=True, check=False)
+            store = f"[overlay@{buildah.root / 'storage'}+{buildah.root / 'run'}]"
+            subprocess.run(
+                [
+                    "skopeo",
+                    "copy",
+                    "--quiet",
+                    f"containers-storage:{store}{PAUSE_IMAGE}",
+                    f"docker-archive:{out}:{PAUSE_IMAGE}",
+                ],
+                check=True,
+            )
+        return out
+
+    # ----- configuration -------------------------------------------------------------------
+    def _containerd_config(self) -> Path:
+        root = self.state_dir / "containerd"
+        cni = self.state_dir / "cni"
+        (cni / "net.d").mkdir(parents=True, exist_ok=True)
+        (cni / "net.d" / "10-tfjob.conflist").write_text(
+            json.dumps(
+                {
+                    "cniVersion": "1.0.0",
+                    "name": "tfjob-pods",
+                    "plugins": [
+                        {
+                            "type": "bridge",
+                            "bridge": self.bridge,
+                            "isGateway": True,
+                            "ipMasq": False,
+                            "hairpinMode": True,
+                            "ipam": {
+                                "type": "host-local",
+                                "dataDir": str(cni / "ipam"),
+                                "ranges": [[{"subnet": self.pod_subnet}]],
+                                "routes": [{"dst": self.pod_subnet}],
+                            },
+                        },
+                        {"type": "loopback"},
+                    ],
+                }
+            )
+        )
+        config = root / "config.toml"
+        root.mkdir(parents=True, exist_ok=True)
+        config.write_text(
+            f"""version = 2
+root = "{root / "root"}"
+state = "{root / "state"}"
+[grpc]
+  address = "{self.socket}"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "{PAUSE_IMAGE}"
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "{cni / "net.d"}"
+"""
+        )
+        return config
+
+    def _kubelet_config(self) -> Path:
+        path = self.state_dir / "kubelet-config.yaml"
+        document = {
+            "apiVersion": "kubelet.config.k8s.io/v1beta1",
+            "kind": "KubeletConfiguration",
+            "failCgroupV1": False,
+            "failSwapOn": False,
+            "cgroupDriver": "cgroupfs",
+            "cgroupRoot": self.cgroup_root,
+            "containerRuntimeEndpoint": f"unix://{self.socket}",
+            "address": self.node_ip,
+            "port": 10250,
+            "readOnlyPort": 0,
+            "authentication": {"anonymous": {"enabled": True}, "webhook": {"enabled": False}},
+            "authorization": {"mode": "AlwaysAllow"},
+            "podLogsDir": str(self.state_dir / "pod-logs"),
+            "maxPods": 20,
+            "evictionHard": {
+                "memory.available": "1%",
+                "nodefs.available": "1%",
+                "imagefs.available": "1%",
+            },
+            "imageGCHighThresholdPercent": 100,
+            "imageGCLowThresholdPercent": 99,
+        }
+        path.write_text(yaml.safe_dump(document))
+        return path
+
+    # ----- the host ------------------------------------------------------------------------
+    def _address(self, *, add: bool) -> None:
+        """The node's IP on lo while it runs; the pods' bridge and the forwarding the bridge
+        plugin turned on go with it."""
+        forwarding = Path("/proc/sys/net/ipv4/ip_forward")
+        if add:
+            self._forwarding = forwarding.read_text().strip()
+        else:
+            subprocess.run(["ip", "link", "del", self.bridge], check=False, capture_output=True)
+            forwarding.write_text(self._forwarding + "\n")
+        verb = "add" if add else "del"
+        subprocess.run(
+            ["ip", "addr", verb, f"{self.node_ip}/32", "dev", "lo"],
+            check=False,
+            capture_output=True,
+        )
+
+    def _hierarchies(self) -> list[Path]:
+        return [
+            path
+            for path in CGROUP_V1.iterdir()
+            if path.is_dir() and (path / "cgroup.procs").exists()
+        ]
+
+    def _cgroups(self, *, make: bool) -> None:
+        """The kubelet's cgroup root in every hierarchy (cpuset needs its cpus and mems)."""
+        for hierarchy in self._hierarchies():
+            mine = hierarchy / self.cgroup_root.lstrip("/")
+            if make:
+                mine.mkdir(exist_ok=True)
+                for name in ("cpuset.cpus", "cpuset.mems"):
+                    parent = hierarchy / name
+                    if parent.exists() and not (mine / name).read_text().strip():
+                        (mine / name).write_text(parent.read_text())
+            elif mine.exists():
+                for child in sorted(mine.rglob("*"), key=lambda p: -len(p.parts)):
+                    if child.is_dir():
+                        child.rmdir()
+                mine.rmdir()
+
+    def _containers_gone(self) -> None:
+        """Kill the pods' containers: stopping a kubelet leaves them running."""
+        if not self.socket.exists():
+            return
+        ctr = ["ctr", "--address", str(self.socket), "--namespace", "k8s.io"]
+        listed = subprocess.run(
+            [*ctr, "tasks", "ls", "-q"], capture_output=True, text=True, check=False
+        )
+        for task in listed.stdout.split():
+            subprocess.run([*ctr, "tasks", "kill", "-s", "SIGKILL", task], capture_output=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            left = subprocess.run(
+                [*ctr, "tasks", "ls", "-q"], capture_output=True, text=True, check=False
+            )
+            if not left.stdout.split():
+                break
+            time.sleep(0.2)

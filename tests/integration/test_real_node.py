@@ -1,0 +1,72 @@
+"""A real node (kubelet, containerd, runc, CNI bridge) joins the local cluster and runs the
+project's own images as containers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kubernetes import client as k8s
+
+from tfjob_localcluster import control, images, processes
+from tfjob_localcluster.nodepools import NodePool
+from tfjob_localcluster.realnode import RealNode
+
+from .own_cluster import own_cluster
+
+pytestmark = pytest.mark.timeout(900)
+
+POOL = NodePool(name="cpu", count=1, cpu="8", memory="32Gi")
+OPERATOR_IMAGE = images.IMAGES["operator"].tags[0]
+
+
+def test_a_real_node_joins_and_runs_the_operator_image_as_a_container(tmp_path: Path) -> None:
+    images.build_images(["operator"])
+    with own_cluster(tmp_path / "cluster", POOL) as (cluster, api, _operator):
+        core = k8s.CoreV1Api(api)
+        node = RealNode(
+            name="real-0",
+            state_dir=tmp_path / "node",
+            kubeconfig=cluster.kubeconfig_for("system:node:real-0", ("system:nodes",)),
+            labels={"tfjob.dev/node-pool": "real"},
+        )
+        try:
+            node.start()
+            control.wait_for_node_ready(core, "real-0", timeout=120)
+            node.load_image(OPERATOR_IMAGE)
+            core.create_namespaced_pod(
+                "default",
+                {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {"name": "operator-image"},
+                    "spec": {
+                        "nodeSelector": {"tfjob.dev/node-pool": "real"},
+                        "restartPolicy": "Never",
+                        "containers": [
+                            {
+                                "name": "main",
+                                "image": OPERATOR_IMAGE,
+                                "imagePullPolicy": "Never",
+                                "command": ["sh", "-c", "id -u; tfjob-operator --help"],
+                                "resources": {"limits": {"memory": "256Mi", "cpu": "500m"}},
+                            }
+                        ],
+                    },
+                },
+            )
+            processes.wait_until(
+                lambda: (
+                    core.read_namespaced_pod("operator-image", "default").status.phase
+                    in ("Succeeded", "Failed")
+                ),
+                timeout=120,
+                what="the pod's end",
+            )
+            pod = core.read_namespaced_pod("operator-image", "default")
+            (status,) = pod.status.container_statuses
+            assert pod.status.phase == "Succeeded", pod.status
+            assert status.state.terminated.exit_code == 0
+            assert pod.spec.node_name == "real-0"
+        finally:
+            node.stop()
