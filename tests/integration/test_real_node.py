@@ -11,7 +11,9 @@ from kubernetes import client as k8s
 from tfjob_localcluster import control, images, processes
 from tfjob_localcluster.nodepools import NodePool
 from tfjob_localcluster.realnode import RealNode
+from tfjob_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
 
+from .jobs import estimator_job
 from .own_cluster import own_cluster
 
 pytestmark = pytest.mark.timeout(900)
@@ -68,5 +70,67 @@ def test_a_real_node_joins_and_runs_the_operator_image_as_a_container(tmp_path: 
             assert pod.status.phase == "Succeeded", pod.status
             assert status.state.terminated.exit_code == 0
             assert pod.spec.node_name == "real-0"
+        finally:
+            node.stop()
+
+
+TRAINER_IMAGE = images.IMAGES["trainer-cpu"].tags[0]
+
+
+def test_an_estimator_job_trains_in_a_container_of_the_trainer_image(tmp_path: Path) -> None:
+    """The seed document's first example, through the operator: `train.py` with script
+    parameters, in the trainer image the project builds, on the real node."""
+    images.build_images(["trainer-cpu"])
+    with own_cluster(tmp_path / "cluster", POOL) as (cluster, api, _operator):
+        core, custom = k8s.CoreV1Api(api), k8s.CustomObjectsApi(api)
+        node = RealNode(
+            name="real-0",
+            state_dir=tmp_path / "node",
+            kubeconfig=cluster.kubeconfig_for("system:node:real-0", ("system:nodes",)),
+            labels={"tfjob.dev/node-pool": "real"},
+        )
+        try:
+            node.start()
+            control.wait_for_node_ready(core, "real-0", timeout=120)
+            node.load_image(TRAINER_IMAGE)
+            custom.create_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                "default",
+                PLURAL,
+                estimator_job(
+                    "seed-single",
+                    image=TRAINER_IMAGE,
+                    scriptParams={"--epochs": 2, "--steps-per-epoch": 5, "--samples": 256},
+                    template={"spec": {"nodeSelector": {"tfjob.dev/node-pool": "real"}}},
+                ),
+            )
+            processes.wait_until(
+                lambda: (
+                    (
+                        custom.get_namespaced_custom_object(
+                            GROUP, VERSION, "default", PLURAL, "seed-single"
+                        ).get("status")
+                        or {}
+                    ).get("state")
+                    in ("Succeeded", "Failed")
+                ),
+                timeout=300,
+                what="the job's end",
+            )
+            job = custom.get_namespaced_custom_object(
+                GROUP, VERSION, "default", PLURAL, "seed-single"
+            )
+            assert job["status"]["state"] == "Succeeded", job["status"]
+            (pod,) = core.list_namespaced_pod(
+                "default", label_selector="tfjob.dev/job-name=seed-single"
+            ).items
+            assert pod.spec.node_name == "real-0"
+            (container,) = pod.status.container_statuses
+            assert container.image.endswith(TRAINER_IMAGE.split("/")[-1])
+            log = "".join(
+                path.read_text() for path in (tmp_path / "node" / "pod-logs").rglob("*.log")
+            )
+            assert "Epoch 2/2" in log, log[-2000:]
         finally:
             node.stop()
