@@ -192,7 +192,10 @@ def test_evicted_worker_is_named_not_hidden_behind_the_launcher(
         reason="Evicted",
         message="The node was low on resource: memory.",
     )
-    # mpirun crashes right after (the job may fail on the worker first and stop the launcher).
+    # mpirun crashes right after: once the eviction is on the worker (kwok writes the two pods'
+    # ends concurrently, and under load the launcher's could land first). The job may already
+    # have failed on the worker and stopped the launcher.
+    control.wait_for_pod_phase(core, namespace, "evict-worker-1", "Failed")
     with contextlib.suppress(k8s.exceptions.NotFoundException):
         control.end_pod(core, namespace, "evict-launcher-0", exit_code=1)
     job = wait_for_condition(api_client, namespace, "evict", "Failed")
