@@ -3,6 +3,8 @@ project's own images as containers."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -22,10 +24,12 @@ POOL = NodePool(name="cpu", count=1, cpu="8", memory="32Gi")
 OPERATOR_IMAGE = images.IMAGES["operator"].tags[0]
 
 
-def test_a_real_node_joins_and_runs_the_operator_image_as_a_container(tmp_path: Path) -> None:
-    images.build_images(["operator"])
+@contextmanager
+def cluster_with_real_node(tmp_path: Path, image: str) -> Iterator[tuple[k8s.ApiClient, RealNode]]:
+    """A cluster of the test's own with its operator, and a Ready real node holding ``image``
+    (built first if need be); the node leaves nothing behind on the machine."""
+    images.build_images([next(i.name for i in images.IMAGES.values() if image in i.tags)])
     with own_cluster(tmp_path / "cluster", POOL) as (cluster, api, _operator):
-        core = k8s.CoreV1Api(api)
         node = RealNode(
             name="real-0",
             state_dir=tmp_path / "node",
@@ -34,44 +38,52 @@ def test_a_real_node_joins_and_runs_the_operator_image_as_a_container(tmp_path: 
         )
         try:
             node.start()
-            control.wait_for_node_ready(core, "real-0", timeout=120)
-            node.load_image(OPERATOR_IMAGE)
-            core.create_namespaced_pod(
-                "default",
-                {
-                    "apiVersion": "v1",
-                    "kind": "Pod",
-                    "metadata": {"name": "operator-image"},
-                    "spec": {
-                        "nodeSelector": {"tfjob.dev/node-pool": "real"},
-                        "restartPolicy": "Never",
-                        "containers": [
-                            {
-                                "name": "main",
-                                "image": OPERATOR_IMAGE,
-                                "imagePullPolicy": "Never",
-                                "command": ["sh", "-c", "id -u; tfjob-operator --help"],
-                                "resources": {"limits": {"memory": "256Mi", "cpu": "500m"}},
-                            }
-                        ],
-                    },
-                },
-            )
-            processes.wait_until(
-                lambda: (
-                    core.read_namespaced_pod("operator-image", "default").status.phase
-                    in ("Succeeded", "Failed")
-                ),
-                timeout=120,
-                what="the pod's end",
-            )
-            pod = core.read_namespaced_pod("operator-image", "default")
-            (status,) = pod.status.container_statuses
-            assert pod.status.phase == "Succeeded", pod.status
-            assert status.state.terminated.exit_code == 0
-            assert pod.spec.node_name == "real-0"
+            control.wait_for_node_ready(k8s.CoreV1Api(api), "real-0", timeout=120)
+            node.load_image(image)
+            yield api, node
         finally:
             node.stop()
+
+
+def test_a_real_node_joins_and_runs_the_operator_image_as_a_container(tmp_path: Path) -> None:
+    with cluster_with_real_node(tmp_path, OPERATOR_IMAGE) as (api, node):
+        core = k8s.CoreV1Api(api)
+        core.create_namespaced_pod(
+            "default",
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "operator-image"},
+                "spec": {
+                    "nodeSelector": {"tfjob.dev/node-pool": "real"},
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": OPERATOR_IMAGE,
+                            "imagePullPolicy": "Never",
+                            "command": ["sh", "-c", "id -u; tfjob-operator --help"],
+                            "resources": {"limits": {"memory": "256Mi", "cpu": "500m"}},
+                        }
+                    ],
+                },
+            },
+        )
+        processes.wait_until(
+            lambda: (
+                core.read_namespaced_pod("operator-image", "default").status.phase
+                in ("Succeeded", "Failed")
+            ),
+            timeout=120,
+            what="the pod's end",
+        )
+        pod = core.read_namespaced_pod("operator-image", "default")
+        (status,) = pod.status.container_statuses
+        assert pod.status.phase == "Succeeded", pod.status
+        assert status.state.terminated.exit_code == 0
+        assert pod.spec.node_name == "real-0"
+        log = "".join(path.read_text() for path in (node.state_dir / "pod-logs").rglob("*.log"))
+        assert " stdout F 65532\n" in log, log  # the image's non-root USER
 
 
 TRAINER_IMAGE = images.IMAGES["trainer-cpu"].tags[0]
@@ -80,57 +92,40 @@ TRAINER_IMAGE = images.IMAGES["trainer-cpu"].tags[0]
 def test_an_estimator_job_trains_in_a_container_of_the_trainer_image(tmp_path: Path) -> None:
     """The seed document's first example, through the operator: `train.py` with script
     parameters, in the trainer image the project builds, on the real node."""
-    images.build_images(["trainer-cpu"])
-    with own_cluster(tmp_path / "cluster", POOL) as (cluster, api, _operator):
+    with cluster_with_real_node(tmp_path, TRAINER_IMAGE) as (api, node):
         core, custom = k8s.CoreV1Api(api), k8s.CustomObjectsApi(api)
-        node = RealNode(
-            name="real-0",
-            state_dir=tmp_path / "node",
-            kubeconfig=cluster.kubeconfig_for("system:node:real-0", ("system:nodes",)),
-            labels={"tfjob.dev/node-pool": "real"},
+        custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            "default",
+            PLURAL,
+            estimator_job(
+                "seed-single",
+                image=TRAINER_IMAGE,
+                scriptParams={"--epochs": 2, "--steps-per-epoch": 5, "--samples": 256},
+                template={"spec": {"nodeSelector": {"tfjob.dev/node-pool": "real"}}},
+            ),
         )
-        try:
-            node.start()
-            control.wait_for_node_ready(core, "real-0", timeout=120)
-            node.load_image(TRAINER_IMAGE)
-            custom.create_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                "default",
-                PLURAL,
-                estimator_job(
-                    "seed-single",
-                    image=TRAINER_IMAGE,
-                    scriptParams={"--epochs": 2, "--steps-per-epoch": 5, "--samples": 256},
-                    template={"spec": {"nodeSelector": {"tfjob.dev/node-pool": "real"}}},
-                ),
-            )
-            processes.wait_until(
-                lambda: (
-                    (
-                        custom.get_namespaced_custom_object(
-                            GROUP, VERSION, "default", PLURAL, "seed-single"
-                        ).get("status")
-                        or {}
-                    ).get("state")
-                    in ("Succeeded", "Failed")
-                ),
-                timeout=300,
-                what="the job's end",
-            )
-            job = custom.get_namespaced_custom_object(
-                GROUP, VERSION, "default", PLURAL, "seed-single"
-            )
-            assert job["status"]["state"] == "Succeeded", job["status"]
-            (pod,) = core.list_namespaced_pod(
-                "default", label_selector="tfjob.dev/job-name=seed-single"
-            ).items
-            assert pod.spec.node_name == "real-0"
-            (container,) = pod.status.container_statuses
-            assert container.image.endswith(TRAINER_IMAGE.split("/")[-1])
-            log = "".join(
-                path.read_text() for path in (tmp_path / "node" / "pod-logs").rglob("*.log")
-            )
-            assert "Epoch 2/2" in log, log[-2000:]
-        finally:
-            node.stop()
+        processes.wait_until(
+            lambda: (
+                (
+                    custom.get_namespaced_custom_object(
+                        GROUP, VERSION, "default", PLURAL, "seed-single"
+                    ).get("status")
+                    or {}
+                ).get("state")
+                in ("Succeeded", "Failed")
+            ),
+            timeout=300,
+            what="the job's end",
+        )
+        job = custom.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "seed-single")
+        assert job["status"]["state"] == "Succeeded", job["status"]
+        (pod,) = core.list_namespaced_pod(
+            "default", label_selector="tfjob.dev/job-name=seed-single"
+        ).items
+        assert pod.spec.node_name == "real-0"
+        (container,) = pod.status.container_statuses
+        assert container.image.endswith(TRAINER_IMAGE.split("/")[-1])
+        log = "".join(path.read_text() for path in (node.state_dir / "pod-logs").rglob("*.log"))
+        assert "Epoch 2/2" in log, log[-2000:]

@@ -38,6 +38,24 @@ PAUSE_IMAGE = "localhost/tfjob-pause:1"
 CGROUP_V1 = Path("/sys/fs/cgroup")
 
 
+def _archive(name: str, out: Path) -> Path:
+    """An image of buildah's storage as a docker-archive, for `ctr images import`."""
+    buildah = Buildah(images_root())
+    store = f"[overlay@{buildah.root / 'storage'}+{buildah.root / 'run'}]"
+    subprocess.run(
+        [
+            "skopeo",
+            "copy",
+            "--quiet",
+            f"containers-storage:{store}{name}",
+            f"docker-archive:{out}:{name}",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return out
+
+
 @dataclass
 class RealNode:
     """One node: containerd and a kubelet, registered as ``name`` with the cluster."""
@@ -65,7 +83,7 @@ class RealNode:
         return f"/tfjob-{self.name}"
 
     # ----- start and stop ------------------------------------------------------------------
-    def start(self, timeout: float = 60) -> None:
+    def start(self) -> None:
         host_packages.ensure(TOOLS, "a real node")
         binaries.ensure_built(["kubernetes-node"])
         kubelet = binaries.binary("kubelet")
@@ -133,20 +151,7 @@ class RealNode:
         """An image of buildah's storage (or a docker-archive) into containerd's k8s.io store."""
         with tempfile.TemporaryDirectory(dir=self.state_dir) as scratch:
             if archive is None:
-                buildah = Buildah(images_root())
-                archive = Path(scratch) / "image.tar"
-                store = f"[overlay@{buildah.root / 'storage'}+{buildah.root / 'run'}]"
-                subprocess.run(
-                    [
-                        "skopeo",
-                        "copy",
-                        "--quiet",
-                        f"containers-storage:{store}{name}",
-                        f"docker-archive:{archive}:{name}",
-                    ],
-                    check=True,
-                    capture_output=True,
-                )
+                archive = _archive(name, Path(scratch) / "image.tar")
             subprocess.run(
                 [
                     "ctr",
@@ -182,18 +187,7 @@ class RealNode:
                 buildah.run("commit", "--quiet", container, PAUSE_IMAGE, capture=True)
             finally:
                 subprocess.run(buildah.argv("rm", container), capture_output=True, check=False)
-            store = f"[overlay@{buildah.root / 'storage'}+{buildah.root / 'run'}]"
-            subprocess.run(
-                [
-                    "skopeo",
-                    "copy",
-                    "--quiet",
-                    f"containers-storage:{store}{PAUSE_IMAGE}",
-                    f"docker-archive:{out}:{PAUSE_IMAGE}",
-                ],
-                check=True,
-            )
-        return out
+        return _archive(PAUSE_IMAGE, out)
 
     # ----- configuration -------------------------------------------------------------------
     def _containerd_config(self) -> Path:
