@@ -26,10 +26,20 @@ UNPACK_CONTAINER = "tfjob-source"
 MAX_ARCHIVE_BYTES = 1_000_000
 # Never shipped: version control, caches and notebooks' checkpoints.
 EXCLUDED = (".git", ".hg", ".svn", "__pycache__", "*.pyc", ".ipynb_checkpoints", ".DS_Store")
+# Run by the trainer's own Python, which may predate tar extraction filters (3.11.4, 3.10.12;
+# Debian 12 has 3.11.2): there, only plain files and folders under relative names are taken.
 UNPACK = (
     "import tarfile\n"
     f"with tarfile.open({ARCHIVE_MOUNT + '/' + ARCHIVE_KEY!r}) as archive:\n"
-    f"    archive.extractall({SOURCE_MOUNT!r}, filter='data')\n"
+    "    if hasattr(tarfile, 'data_filter'):\n"
+    f"        archive.extractall({SOURCE_MOUNT!r}, filter='data')\n"
+    "    else:\n"
+    "        for member in archive.getmembers():\n"
+    "            name = member.name\n"
+    "            if not (member.isfile() or member.isdir()) or name.startswith('/') "
+    "or '..' in name.split('/'):\n"
+    "                raise SystemExit(f'source archive: refusing {name!r}')\n"
+    f"        archive.extractall({SOURCE_MOUNT!r})\n"
 )
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from tfjob_operator.settings import OperatorSettings
 from tfjob_operator.source import (
     ARCHIVE_KEY,
     MAX_ARCHIVE_BYTES,
+    UNPACK,
     SourceError,
     pack_directory,
     source_config_map,
@@ -108,7 +111,7 @@ def test_a_shipped_directory_is_unpacked_by_the_trainers_image_into_the_working_
     (unpack,) = worker["initContainers"]
     assert unpack["image"] == "trainer:1"
     assert unpack["command"][:2] == ["python", "-c"]
-    assert "extractall('/workspace', filter='data')" in unpack["command"][2]
+    assert unpack["command"][2] == UNPACK
     (trainer,) = worker["containers"]
     assert trainer["workingDir"] == "/workspace"
     assert {"name": "tfjob-source", "mountPath": "/workspace"} in trainer["volumeMounts"]
@@ -119,6 +122,55 @@ def test_a_shipped_directory_is_unpacked_by_the_trainers_image_into_the_working_
     }
     archive = next(v for v in worker["volumes"] if v["name"] == "tfjob-source-archive")
     assert archive["configMap"] == {"name": "mnist-source"}
+
+
+def _unpack(archive: bytes, tmp_path: Path, *, filters: bool) -> subprocess.CompletedProcess:
+    """UNPACK as the init container runs it, here; ``filters=False``: as on a Python without
+    tar extraction filters."""
+    (tmp_path / "source.tar.gz").write_bytes(archive)
+    (tmp_path / "workspace").mkdir(exist_ok=True)
+    code = UNPACK.replace("/etc/tfjob/source", str(tmp_path)).replace(
+        "/workspace", str(tmp_path / "workspace")
+    )
+    if not filters:
+        code = "import tarfile\ndel tarfile.data_filter\n" + code
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=15, check=False
+    )
+
+
+@pytest.mark.parametrize("filters", [True, False])
+def test_the_unpacking_works_with_and_without_extraction_filters(
+    tmp_path: Path, filters: bool
+) -> None:
+    project = tmp_path / "project"
+    (project / "pkg").mkdir(parents=True)
+    (project / "train.py").write_text("print('hi')\n")
+    (project / "pkg" / "model.py").write_text("X = 1\n")
+    result = _unpack(pack_directory(project, "train.py"), tmp_path, filters=filters)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "workspace" / "pkg" / "model.py").read_text() == "X = 1\n"
+    assert (tmp_path / "workspace" / "train.py").is_file()
+
+
+@pytest.mark.parametrize("filters", [True, False])
+def test_an_archive_that_reaches_outside_is_refused_either_way(
+    tmp_path: Path, filters: bool
+) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        link = tarfile.TarInfo("escape")
+        link.type = tarfile.SYMTYPE
+        link.linkname = "/etc/passwd"
+        archive.addfile(link)
+        data = b"owned\n"
+        member = tarfile.TarInfo("../outside.txt")
+        member.size = len(data)
+        archive.addfile(member, io.BytesIO(data))
+    result = _unpack(buffer.getvalue(), tmp_path, filters=filters)
+    assert result.returncode != 0
+    assert not (tmp_path / "outside.txt").exists()
+    assert not (tmp_path / "workspace" / "escape").is_symlink()
 
 
 def test_an_mpi_job_ships_its_source_to_the_launcher_and_every_worker() -> None:
