@@ -18,7 +18,7 @@ from kubernetes.client.rest import ApiException
 from tfjob_localcluster import binaries, horovod_env, nodepools, processes, trainer_env
 from tfjob_localcluster.cluster import LocalCluster
 from tfjob_localcluster.control import wait_for
-from tfjob_localcluster.operator_process import OperatorProcess
+from tfjob_localcluster.operator_process import LOCAL_NODE_ENV, OperatorProcess
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 CRD_FILE = REPOSITORY / "crds" / "tensorflowjobs.tfjob.dev.yaml"
@@ -158,7 +158,7 @@ def operator(cluster: LocalCluster, crd: str) -> Iterator[OperatorProcess]:
     process = OperatorProcess(
         kubeconfig=cluster.kubeconfig,
         log_dir=cluster.log_dir,
-        env={"TFJOB_NODE_POOLS": json.dumps(pools)},
+        env={"TFJOB_NODE_POOLS": json.dumps(pools), **LOCAL_NODE_ENV},
     )
     process.start()
     try:

@@ -190,7 +190,16 @@ def _compile_mpi(spec: TensorFlowJobSpec, settings: OperatorSettings) -> Replica
     worker["spec"]["containers"][0]["command"] = sshd_command(mpi.ssh_port)
     launcher_spec = worker_spec.model_copy(update={"pip_packages": None})
     launcher = _pod_template(launcher_spec, settings, gpus=0)
-    launcher["spec"]["containers"][0]["command"] = mpirun_command(nodes * per_node, script)
+    trainer = launcher["spec"]["containers"][0]
+    forwarded = [variable["name"] for variable in trainer.get("env", [])]
+    trainer["command"] = mpirun_command(nodes * per_node, script, forwarded)
+    user = settings.default_horovod_image_user
+    if spec.image is None and user is not None:
+        # Said, not left to the image: the operator then knows whose the job's SSH key must be.
+        for template in (launcher, worker):
+            template["spec"].setdefault(
+                "securityContext", {"runAsNonRoot": True, "runAsUser": user, "runAsGroup": user}
+            )
     return ReplicaSpecs.model_validate(
         {
             ReplicaType.LAUNCHER.value: {

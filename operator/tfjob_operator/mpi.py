@@ -124,8 +124,20 @@ def sshd_command(port: int) -> list[str]:
     ]
 
 
-def mpirun_command(processes: int, script: list[str]) -> list[str]:
-    """What an estimator-style launcher runs: every process, slot by slot, on the workers."""
+FORWARDED_ALWAYS = ("PATH", "TF_USE_LEGACY_KERAS=1")
+
+
+def mpirun_command(processes: int, script: list[str], forwarded: list[str]) -> list[str]:
+    """What an estimator-style launcher runs: every process, slot by slot, on the workers.
+
+    The ranks start under the workers' sshd, which gives them a fresh login environment: only
+    what `-x` names reaches them. So PATH (the image's venv), Keras 2, and every variable
+    the job sets (`forwarded`, by name: the launcher holds them too) go along.
+    """
+    names = [*FORWARDED_ALWAYS]
+    given = {item.split("=", 1)[0] for item in names}
+    names += [name for name in dict.fromkeys(forwarded) if name not in given]
+    exports = [part for name in names for part in ("-x", name)]
     return [
         "mpirun",
         "-np",
@@ -134,10 +146,7 @@ def mpirun_command(processes: int, script: list[str]) -> list[str]:
         "none",
         "-map-by",
         "slot",
-        "-x",
-        "PATH",
-        "-x",
-        "TF_USE_LEGACY_KERAS=1",
+        *exports,
         *script,
     ]
 
@@ -198,15 +207,42 @@ def _mount(
         mounts.append({"name": volume["name"], "mountPath": mount_path, "readOnly": True})
 
 
-def _ssh_volume(secret_name: str) -> dict[str, Any]:
-    # 0600: ssh refuses a private key others can read.
-    return {"name": SSH_VOLUME, "secret": {"secretName": secret_name, "defaultMode": 0o600}}
+def _non_root_group(pod_spec: dict[str, Any], container: dict[str, Any]) -> int | None:
+    """The group to own the job's key when the pod declares a non-root user, else None.
+
+    Secret files belong to root. A root ssh or sshd wants its key 0600; a non-root one can
+    read a root-owned key only through a group, and then does not check the mode (the file is
+    not its own). The container's securityContext wins over the pod's, as in Kubernetes.
+    """
+    pod = pod_spec.get("securityContext") or {}
+    own = container.get("securityContext") or {}
+    user = own.get("runAsUser", pod.get("runAsUser"))
+    if not user:  # root, or not said: the image's USER is not known here
+        return None
+    group = own.get("runAsGroup", pod.get("runAsGroup"))
+    return int(group if group is not None else user)
+
+
+def _mount_ssh_key(pod_spec: dict[str, Any], container: dict[str, Any], secret_name: str) -> None:
+    """The job's key pair at SSH_MOUNT, readable by the user the pod runs as.
+
+    Root: mode 0600, as ssh demands of its own key. A declared non-root user: mode 0440 and
+    the pod's fsGroup (unless it names one) set to that user's group, which Kubernetes adds to
+    every container's groups and gives the Secret's files.
+    """
+    mode = 0o600
+    group = _non_root_group(pod_spec, container)
+    if group is not None:
+        mode = 0o440
+        pod_spec.setdefault("securityContext", {}).setdefault("fsGroup", group)
+    volume = {"name": SSH_VOLUME, "secret": {"secretName": secret_name, "defaultMode": mode}}
+    _mount(pod_spec, container, volume, SSH_MOUNT)
 
 
 def decorate_worker(
     pod_spec: dict[str, Any], container: dict[str, Any], ssh_secret: str, mpi: MPISpec
 ) -> None:
-    _mount(pod_spec, container, _ssh_volume(ssh_secret), SSH_MOUNT)
+    _mount_ssh_key(pod_spec, container, ssh_secret)
     ports = container.setdefault("ports", [])
     if not any(p.get("name") == "ssh" for p in ports):
         ports.append({"name": "ssh", "containerPort": mpi.ssh_port, "protocol": "TCP"})
@@ -225,7 +261,7 @@ def decorate_launcher(
     ssh_secret: str,
     hide_gpus: bool,
 ) -> None:
-    _mount(pod_spec, container, _ssh_volume(ssh_secret), SSH_MOUNT)
+    _mount_ssh_key(pod_spec, container, ssh_secret)
     _mount(
         pod_spec,
         container,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -61,6 +61,15 @@ class OperatorSettings(BaseModel):
     default_horovod_image: str = Field(
         "tfjob-horovod:0.28.1-tf2.18.1",
         description="Image of estimator-style mpi jobs (built from images/horovod).",
+    )
+    default_horovod_image_user: int | None = Field(
+        1000,
+        ge=1,
+        description=(
+            "The non-root uid (and gid) that image runs as: its pods say so in their "
+            "securityContext and get it as fsGroup, so its sshd and mpirun can read the job's "
+            "SSH key. None for an image that runs as root."
+        ),
     )
     package_index_url: str | None = Field(
         None,
@@ -129,6 +138,9 @@ class OperatorSettings(BaseModel):
         for name, field in cls.model_fields.items():
             raw = os.environ.get(f"TFJOB_{name.upper()}")
             if raw is None:
+                continue
+            if raw == "" and type(None) in get_args(field.annotation):
+                values[name] = None  # empty: unset (the chart writes null so)
                 continue
             annotation = str(field.annotation)
             values[name] = json.loads(raw) if annotation.startswith("dict") else raw

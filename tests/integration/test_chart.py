@@ -119,6 +119,20 @@ def test_a_default_package_index_reaches_the_operator() -> None:
     assert "/packageIndex/url" in helm_fails("--set", "packageIndex.url=ftp://pypi.corp")
 
 
+def test_the_horovod_image_user_reaches_the_operator_and_null_means_root(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def setting(*values: str) -> int | None:
+        value = env_of(helm_template(*values))["TFJOB_DEFAULT_HOROVOD_IMAGE_USER"]
+        monkeypatch.setenv("TFJOB_DEFAULT_HOROVOD_IMAGE_USER", value or "")
+        return OperatorSettings.from_environment().default_horovod_image_user
+
+    assert setting() == 1000
+    assert setting("--set", "trainerImages.horovodUser=2000") == 2000
+    assert setting("--set", "trainerImages.horovodUser=null") is None
+    assert "/trainerImages/horovodUser" in helm_fails("--set", "trainerImages.horovodUser=0")
+
+
 def rules(document: dict[str, Any]) -> set[tuple[str, str, str, str]]:
     """(apiGroup, resource, verb, resourceName or '') for every grant of a (Cluster)Role."""
     granted = set()

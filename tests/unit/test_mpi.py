@@ -151,6 +151,7 @@ def test_mpi_backend_compiles_to_launcher_and_workers() -> None:
         "3",
     ]
     assert launcher.image == SETTINGS.default_horovod_image
+    assert launcher.command[:2] == ["mpirun", "-np"]
     assert launcher.resources is None
     worker = replicas[ReplicaType.WORKER].template.spec.containers[0]
     assert worker.resources.limits == {"nvidia.com/gpu": "4"}
@@ -183,6 +184,94 @@ def test_mpi_pods_hostfile_and_labels() -> None:
     mounts = {m["name"]: m["mountPath"] for m in launcher["spec"]["containers"][0]["volumeMounts"]}
     assert mounts == {"tfjob-ssh": "/etc/tfjob/ssh", "tfjob-mpi-hostfile": "/etc/mpi"}
     assert "tolerations" not in launcher["spec"]  # no GPU: no GPU node
+
+
+def test_every_variable_the_job_sets_is_forwarded_to_the_ranks() -> None:
+    # The ranks start under the workers' sshd, with a fresh login environment: a variable
+    # reaches them only if the launcher's mpirun names it.
+    spec = TensorFlowJobSpec.model_validate(
+        {
+            "entryScript": "train_horovod.py",
+            "environmentVariables": {"LEARNING_RATE": "0.1", "PATH": "/opt/venv/bin:/bin"},
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "tensorflow",
+                            "env": [
+                                {
+                                    "name": "WANDB_KEY",
+                                    "valueFrom": {"secretKeyRef": {"name": "w", "key": "k"}},
+                                }
+                            ],
+                        }
+                    ]
+                }
+            },
+            "distribution": {"backend": "mpi", "nodeCount": 2},
+        }
+    )
+    launcher = dict(compile_replica_specs(spec, SETTINGS).items())[
+        ReplicaType.LAUNCHER
+    ].template.spec
+    command = launcher.containers[0].command
+    exported = [command[i + 1] for i, part in enumerate(command) if part == "-x"]
+    assert exported == ["PATH", "TF_USE_LEGACY_KERAS=1", "LEARNING_RATE", "WANDB_KEY"]
+
+
+def test_the_default_horovod_image_runs_as_its_user_who_can_read_the_key() -> None:
+    spec = mpi_spec(nodeCount=2)
+    replicas = compile_replica_specs(spec, SETTINGS)
+    children = desired_children(
+        JOB, replicas, node_pool=None, settings=SETTINGS, mpi=effective_mpi(spec)
+    )
+    for name in ("hvd-launcher-0", "hvd-worker-0"):
+        pod_spec = children.pods[name]["spec"]
+        assert pod_spec["securityContext"] == {
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+            "runAsGroup": 1000,
+            "fsGroup": 1000,
+        }
+        (key,) = [v for v in pod_spec["volumes"] if v["name"] == "tfjob-ssh"]
+        assert key["secret"]["defaultMode"] == 0o440  # root:1000 r--r-----
+
+
+def test_an_image_of_the_users_own_is_left_to_run_as_it_says() -> None:
+    own_image = mpi_spec(nodeCount=1).model_copy(update={"image": "me/horovod:1"})
+    root_default = OperatorSettings(default_horovod_image_user=None)
+    for spec, settings in ((own_image, SETTINGS), (mpi_spec(nodeCount=1), root_default)):
+        replicas = dict(compile_replica_specs(spec, settings).items())
+        for replica in replicas.values():
+            template = replica.template.model_dump(by_alias=True, exclude_none=True)
+            assert "securityContext" not in template["spec"]
+
+
+@pytest.mark.parametrize(
+    ("pod_context", "container_context", "mode", "fs_group"),
+    [
+        ({}, {}, 0o600, None),  # root (or unknown): ssh wants its key 0600
+        ({"runAsUser": 0}, {}, 0o600, None),
+        ({"runAsUser": 1000}, {}, 0o440, 1000),
+        ({"runAsUser": 1000, "runAsGroup": 3000}, {}, 0o440, 3000),
+        ({}, {"runAsUser": 1001, "runAsGroup": 1001}, 0o440, 1001),
+        ({"runAsUser": 1000}, {"runAsUser": 0}, 0o600, None),  # the container's wins
+        ({"runAsUser": 1000, "fsGroup": 5000}, {}, 0o440, 5000),  # the user's fsGroup stays
+    ],
+)
+def test_the_ssh_key_is_readable_by_the_user_the_pod_runs_as(
+    pod_context: dict[str, int], container_context: dict[str, int], mode: int, fs_group: int | None
+) -> None:
+    pod_spec: dict = {"containers": [{"name": "tensorflow"}]}
+    if pod_context:
+        pod_spec["securityContext"] = dict(pod_context)
+    container = pod_spec["containers"][0]
+    if container_context:
+        container["securityContext"] = container_context
+    mpi.decorate_worker(pod_spec, container, "hvd-ssh-uid", MPISpec())
+    (key,) = pod_spec["volumes"]
+    assert key["secret"] == {"secretName": "hvd-ssh-uid", "defaultMode": mode}
+    assert (pod_spec.get("securityContext") or {}).get("fsGroup") == fs_group
 
 
 def test_launcher_is_left_out_until_allowed() -> None:

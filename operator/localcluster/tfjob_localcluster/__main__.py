@@ -16,7 +16,7 @@ from . import images as images_cli
 from .cluster import LocalCluster, default_state_dir
 from .horovod_env import ensure_horovod_env
 from .nodepools import load as load_node_pools
-from .operator_process import OperatorProcess
+from .operator_process import LOCAL_NODE_ENV, OperatorProcess
 from .trainer_env import ensure_trainer_env
 
 
@@ -78,7 +78,7 @@ def _start_operator(cluster: LocalCluster, *, sample_job: bool) -> None:
         kubeconfig=cluster.kubeconfig,
         log_dir=cluster.log_dir,
         detach=True,
-        env={"TFJOB_NODE_POOLS": json.dumps(pools)},
+        env={"TFJOB_NODE_POOLS": json.dumps(pools), **LOCAL_NODE_ENV},
     )
     cluster.adopt(operator.start())
     print(f"Operator running (log: {cluster.log_dir / 'tfjob-operator.log'})")

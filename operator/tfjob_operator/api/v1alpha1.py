@@ -755,7 +755,11 @@ class TensorFlowJobSpec(Model):
         None,
         description=(
             "Kubeflow form, MPI jobs: Launcher and Worker replicas plus how they connect. The "
-            "operator adds an SSH key Secret, a hostfile ConfigMap and starts the launcher."
+            "operator adds an SSH key Secret, a hostfile ConfigMap and starts the launcher. "
+            "The key is mounted at /etc/tfjob/ssh, mode 0600 for root; a pod whose "
+            "securityContext names a non-root runAsUser gets it mode 0440 with that group "
+            "(runAsGroup, else runAsUser) as fsGroup unless it sets one. Ranks start under "
+            "sshd: they see only the variables the launcher's mpirun forwards (-x)."
         ),
     )
     node_pool: str | None = Field(
@@ -826,7 +830,11 @@ class TensorFlowJobSpec(Model):
         description=("Where pipPackages come from (default: the operator's setting, else PyPI)."),
     )
     environment_variables: dict[str, str] | None = Field(
-        None, description="Environment variables of the trainer container."
+        None,
+        description=(
+            "Environment variables of the trainer container; with backend mpi, the launcher's "
+            "mpirun forwards each to every rank."
+        ),
     )
     distribution: Distribution | None = Field(
         None, description="How the training is distributed; absent for a single-node job."
