@@ -1,8 +1,10 @@
-"""A real node (kubelet, containerd, runc, CNI bridge) joins the local cluster and runs the
-project's own images as containers."""
+"""A real node (kubelet, containerd, runc, CNI bridge, CoreDNS) joins the local cluster and runs
+the project's own images as containers."""
 
 from __future__ import annotations
 
+import io
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,8 +14,9 @@ from kubernetes import client as k8s
 
 from tfjob_localcluster import control, images, processes
 from tfjob_localcluster.nodepools import NodePool
-from tfjob_localcluster.realnode import RealNode
+from tfjob_localcluster.realnode import DNS_USER, RealNode, dns_permissions
 from tfjob_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
+from tfjob_operator.sdk import Experiment, TensorFlow
 
 from .jobs import estimator_job
 from .own_cluster import own_cluster
@@ -30,10 +33,15 @@ def cluster_with_real_node(tmp_path: Path, image: str) -> Iterator[tuple[k8s.Api
     (built first if need be); the node leaves nothing behind on the machine."""
     images.build_images([next(i.name for i in images.IMAGES.values() if image in i.tags)])
     with own_cluster(tmp_path / "cluster", POOL) as (cluster, api, _operator):
+        role, binding = dns_permissions()
+        rbac = k8s.RbacAuthorizationV1Api(api)
+        rbac.create_cluster_role(role)
+        rbac.create_cluster_role_binding(binding)
         node = RealNode(
             name="real-0",
             state_dir=tmp_path / "node",
             kubeconfig=cluster.kubeconfig_for("system:node:real-0", ("system:nodes",)),
+            dns_kubeconfig=cluster.kubeconfig_for(DNS_USER),
             labels={"tfjob.dev/node-pool": "real"},
         )
         try:
@@ -129,3 +137,63 @@ def test_an_estimator_job_trains_in_a_container_of_the_trainer_image(tmp_path: P
         assert container.image.endswith(TRAINER_IMAGE.split("/")[-1])
         log = "".join(path.read_text() for path in (node.state_dir / "pod-logs").rglob("*.log"))
         assert "Epoch 2/2" in log, log[-2000:]
+
+
+HOROVOD_IMAGE = images.IMAGES["horovod"].tags[0]
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+# Says who each rank is and what it was given, then runs the seed's Horovod example unchanged.
+RANK_CHECK = """\
+import os, runpy, socket, sys
+print(
+    f"rank {os.environ['OMPI_COMM_WORLD_RANK']}: uid {os.getuid()} on {socket.gethostname()}"
+    f" LEARNING_PLAN={os.environ.get('LEARNING_PLAN')}",
+    flush=True,
+)
+sys.argv[0] = "train_horovod.py"
+runpy.run_path("train_horovod.py", run_name="__main__")
+"""
+
+
+def test_horovod_ranks_run_as_the_images_user_over_ssh_with_the_jobs_variables(
+    tmp_path: Path,
+) -> None:
+    """The seed's Horovod example on 2 nodes, as estimator users write it, in the Horovod image
+    on the real node: sshd and every rank as uid 1000 (the operator gives the job's key to that
+    user), workers found by their DNS names, and a variable set on the job seen by every rank."""
+    source = tmp_path / "my-horovod-proj"
+    source.mkdir()
+    (source / "train_horovod.py").write_text(
+        (EXAMPLES / "my-horovod-proj/train_horovod.py").read_text()
+    )
+    (source / "rank_check.py").write_text(RANK_CHECK)
+    with cluster_with_real_node(tmp_path, HOROVOD_IMAGE) as (api, _node):
+        exp = Experiment("horovod", namespace="default", api=api)
+        estimator = TensorFlow(
+            source_directory=str(source),
+            script_params={"--epochs": 1},
+            entry_script="rank_check.py",
+            node_count=2,
+            process_count_per_node=1,
+            distributed_backend="mpi",
+            environment_variables={"LEARNING_PLAN": "two-nodes"},
+            pod_template={"spec": {"nodeSelector": {"tfjob.dev/node-pool": "real"}}},
+        )
+        run = exp.submit(estimator)
+        out = io.StringIO()
+        state = run.wait_for_completion(show_output=True, timeout=420, out=out)
+        shown = out.getvalue()
+        assert state == "Succeeded", shown[-3000:]
+        who = sorted(re.findall(r"rank (\d): uid (\d+) on (\S+) LEARNING_PLAN=(\S+)", shown))
+        assert who == [
+            ("0", "1000", f"{run.name}-worker-0", "two-nodes"),
+            ("1", "1000", f"{run.name}-worker-1", "two-nodes"),
+        ], shown[-3000:]
+        checksums = re.findall(
+            r"rank \d: loss \S+, average loss \S+, weights checksum (\S+)", shown
+        )
+        assert len(checksums) == 2, shown[-3000:]
+        assert len(set(checksums)) == 1, checksums  # one model: the gradients were all-reduced
+        core = k8s.CoreV1Api(api)
+        pods = core.list_namespaced_pod("default", label_selector=f"tfjob.dev/job-name={run.name}")
+        assert {p.spec.node_name for p in pods.items} == {"real-0"}
+        assert {p.spec.security_context.fs_group for p in pods.items} == {1000}

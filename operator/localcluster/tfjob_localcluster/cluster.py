@@ -459,6 +459,8 @@ class LocalCluster:
             f"--tls-private-key-file={serving.key}",
             f"--client-ca-file={self._ca.cert_path}",
             "--authorization-mode=Node,RBAC",
+            # Logs and exec reach a real kubelet at its node IP (its name resolves nowhere).
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
             f"--service-account-issuer=https://127.0.0.1:{self.ports.apiserver}",
             f"--service-account-key-file={sa_key.cert}",
             f"--service-account-signing-key-file={sa_key.key}",

@@ -8,17 +8,24 @@ What this machine needs of it (measured in shared/research/real-node.md):
 - the node IP as a /32 on lo (no dummy interfaces);
 - a pause image of our own, built here from pause.c.
 Images move from buildah's storage into containerd with skopeo and `ctr images import`.
+
+With a DNS identity, the node runs the cluster DNS too: CoreDNS (built by `binaries`) on the
+node IP, which pods reach through their bridge, answering for cluster.local and nothing else
+(pods have no way out of the machine).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -36,6 +43,44 @@ TOOLS = {
 }
 PAUSE_IMAGE = "localhost/tfjob-pause:1"
 CGROUP_V1 = Path("/sys/fs/cgroup")
+CLUSTER_DOMAIN = "cluster.local"
+DNS_USER = "tfjob:coredns"
+
+
+def dns_permissions(user: str = DNS_USER) -> list[dict[str, Any]]:
+    """What CoreDNS's kubernetes plugin reads, granted to ``user``: apply before it starts."""
+    name = user.replace(":", "-")
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": name},
+        "rules": [
+            {
+                "apiGroups": [""],
+                "resources": ["services", "endpoints", "pods", "namespaces"],
+                "verbs": ["list", "watch"],
+            },
+            {
+                "apiGroups": ["discovery.k8s.io"],
+                "resources": ["endpointslices"],
+                "verbs": ["list", "watch"],
+            },
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }
+    return [role, binding]
+
+
+def _ready(port: int) -> bool:
+    """Whether the readiness endpoint on ``port`` says 200 (wait_until takes errors as no)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as response:
+        return bool(response.status == 200)
 
 
 def _archive(name: str, out: Path) -> Path:
@@ -63,6 +108,7 @@ class RealNode:
     name: str
     state_dir: Path
     kubeconfig: Path  # as system:node:<name>
+    dns_kubeconfig: Path | None = None  # as DNS_USER, granted dns_permissions(): run the DNS
     node_ip: str = "10.254.77.1"
     pod_subnet: str = "10.244.77.0/24"
     labels: dict[str, str] = field(default_factory=dict)
@@ -101,6 +147,8 @@ class RealNode:
         )
         processes.wait_until(self.socket.exists, timeout=30, what="containerd's socket")
         self.load_image(PAUSE_IMAGE, self._pause_archive())
+        if self.dns_kubeconfig is not None:
+            self._start_dns(logs)
         self.running.append(
             processes.start(
                 f"kubelet-{self.name}",
@@ -119,6 +167,38 @@ class RealNode:
                 logs,
                 detach=False,
             )
+        )
+
+    def _start_dns(self, logs: Path) -> None:
+        """CoreDNS on the node IP's port 53, ready once it has read the cluster's Services."""
+        binaries.ensure_built(["coredns"])
+        ready = processes.free_port()
+        corefile = self.state_dir / "Corefile"
+        corefile.write_text(
+            f"""{CLUSTER_DOMAIN}:53 in-addr.arpa:53 {{
+    bind {self.node_ip}
+    ready 127.0.0.1:{ready}
+    errors
+    kubernetes {CLUSTER_DOMAIN} in-addr.arpa {{
+        kubeconfig {self.dns_kubeconfig}
+        pods insecure
+        ttl 5
+    }}
+}}
+"""
+        )
+        process = processes.start(
+            f"coredns-{self.name}",
+            [str(binaries.binary("coredns")), "-conf", str(corefile)],
+            logs,
+            detach=False,
+        )
+        self.running.append(process)
+        processes.wait_until(
+            lambda: _ready(ready),
+            timeout=60,
+            what="CoreDNS's readiness",
+            process=process,
         )
 
     def stop(self) -> None:
@@ -169,9 +249,10 @@ class RealNode:
             )
 
     def _pause_archive(self) -> Path:
-        """The sandbox image: pause.c built static, alone in an image (cached by its source)."""
+        """The sandbox image: pause.c built static, alone in an image (cached by its source,
+        beside the images, for every node)."""
         source = resources.files("tfjob_localcluster").joinpath("pause.c").read_bytes()
-        out = self.state_dir / "pause.tar"
+        out = images_root() / f"pause-{hashlib.sha256(source).hexdigest()[:12]}.tar"
         if out.exists():
             return out
         buildah = Buildah(images_root())
@@ -187,7 +268,10 @@ class RealNode:
                 buildah.run("commit", "--quiet", container, PAUSE_IMAGE, capture=True)
             finally:
                 subprocess.run(buildah.argv("rm", container), capture_output=True, check=False)
-        return _archive(PAUSE_IMAGE, out)
+            partial = out.with_name(out.name + ".partial")  # never taken for a finished one
+            partial.unlink(missing_ok=True)
+            _archive(PAUSE_IMAGE, partial).rename(out)
+        return out
 
     # ----- configuration -------------------------------------------------------------------
     def _containerd_config(self) -> Path:
@@ -210,7 +294,8 @@ class RealNode:
                                 "type": "host-local",
                                 "dataDir": str(cni / "ipam"),
                                 "ranges": [[{"subnet": self.pod_subnet}]],
-                                "routes": [{"dst": self.pod_subnet}],
+                                # The node IP (DNS, kubelet) through the bridge's gateway.
+                                "routes": [{"dst": self.pod_subnet}, {"dst": f"{self.node_ip}/32"}],
                             },
                         },
                         {"type": "loopback"},
@@ -260,6 +345,11 @@ state = "{root / "state"}"
             "authorization": {"mode": "AlwaysAllow"},
             "podLogsDir": str(self.state_dir / "pod-logs"),
             "maxPods": 20,
+            **(
+                {"clusterDNS": [self.node_ip], "clusterDomain": CLUSTER_DOMAIN}
+                if self.dns_kubeconfig is not None
+                else {}
+            ),
             "evictionHard": {
                 "memory.available": "1%",
                 "nodefs.available": "1%",
