@@ -25,14 +25,17 @@ def own_cluster(
     *,
     gang_scheduling: bool = True,
     audit_policy: dict[str, Any] | None = None,
+    pod_facing_address: str | None = None,
 ) -> Iterator[tuple[LocalCluster, k8s.ApiClient, OperatorProcess]]:
     """The cluster (one node pool), an admin client, and the operator, running; all stopped
-    after. ``audit_policy``: the API server's audit log, at ``cluster.audit_log``."""
+    after. ``audit_policy``: the API server's audit log, at ``cluster.audit_log``;
+    ``pod_facing_address``: where a real node's pods reach the API server."""
     cluster = LocalCluster(
         state_dir=state_dir,
         node_pools=NodePools(pools=[pool]),
         gang_scheduling=gang_scheduling,
         audit_policy=audit_policy,
+        pod_facing_address=pod_facing_address,
     )
     cluster.start()
     try:

@@ -5,34 +5,61 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from kubernetes import client as k8s
 
-from tfjob_localcluster import control, images, processes
+from tests.conftest import Tool
+from tfjob_localcluster import binaries, control, images, processes
+from tfjob_localcluster.cluster import LocalCluster
 from tfjob_localcluster.nodepools import NodePool
+from tfjob_localcluster.operator_process import OperatorProcess
 from tfjob_localcluster.realnode import DNS_USER, RealNode, dns_permissions
 from tfjob_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
 from tfjob_operator.sdk import Experiment, TensorFlow
 
-from .jobs import estimator_job
+from .install import CHART, find, manifest, restricted_namespace
+from .jobs import apply, estimator_job, wait_for_condition, wait_for_pods
 from .own_cluster import own_cluster
 
 pytestmark = pytest.mark.timeout(900)
 
 POOL = NodePool(name="cpu", count=1, cpu="8", memory="32Gi")
+NODE_IP = RealNode.node_ip
+# Only pods that ask land on the real node: the kwok pool's pods only pretend to run.
+TAINT = "tfjob.dev/real-node"
+ON_REAL_NODE = {
+    "nodeSelector": {"tfjob.dev/node-pool": "real"},
+    "tolerations": [{"key": TAINT, "operator": "Exists", "effect": "NoSchedule"}],
+}
 OPERATOR_IMAGE = images.IMAGES["operator"].tags[0]
 
 
+@dataclass
+class RealCluster:
+    api: k8s.ApiClient
+    node: RealNode
+    cluster: LocalCluster
+    operator: OperatorProcess  # the operator as a process beside the cluster
+
+
 @contextmanager
-def cluster_with_real_node(tmp_path: Path, image: str) -> Iterator[tuple[k8s.ApiClient, RealNode]]:
-    """A cluster of the test's own with its operator, and a Ready real node holding ``image``
-    (built first if need be); the node leaves nothing behind on the machine."""
-    images.build_images([next(i.name for i in images.IMAGES.values() if image in i.tags)])
-    with own_cluster(tmp_path / "cluster", POOL) as (cluster, api, _operator):
+def real_cluster(tmp_path: Path, image: str) -> Iterator[RealCluster]:
+    """A cluster of the test's own with its operator, and a Ready real node (cluster DNS,
+    kube-proxy, the API server reachable from pods) holding ``image`` (built first if need
+    be); the node leaves nothing behind on the machine."""
+    built = next(i for i in images.IMAGES.values() if image in i.tags)
+    images.build_images([built.name])
+    with own_cluster(tmp_path / "cluster", POOL, pod_facing_address=NODE_IP) as (
+        cluster,
+        api,
+        operator,
+    ):
         role, binding = dns_permissions()
         rbac = k8s.RbacAuthorizationV1Api(api)
         rbac.create_cluster_role(role)
@@ -42,15 +69,24 @@ def cluster_with_real_node(tmp_path: Path, image: str) -> Iterator[tuple[k8s.Api
             state_dir=tmp_path / "node",
             kubeconfig=cluster.kubeconfig_for("system:node:real-0", ("system:nodes",)),
             dns_kubeconfig=cluster.kubeconfig_for(DNS_USER),
+            proxy_kubeconfig=cluster.kubeconfig_for("system:kube-proxy"),
+            node_ip=NODE_IP,
             labels={"tfjob.dev/node-pool": "real"},
+            taints=[f"{TAINT}=true:NoSchedule"],
         )
         try:
             node.start()
             control.wait_for_node_ready(k8s.CoreV1Api(api), "real-0", timeout=120)
-            node.load_image(image)
-            yield api, node
+            node.load_image(image, also=tuple(t for t in built.tags if t != image))
+            yield RealCluster(api, node, cluster, operator)
         finally:
             node.stop()
+
+
+@contextmanager
+def cluster_with_real_node(tmp_path: Path, image: str) -> Iterator[tuple[k8s.ApiClient, RealNode]]:
+    with real_cluster(tmp_path, image) as real:
+        yield real.api, real.node
 
 
 def test_a_real_node_joins_and_runs_the_operator_image_as_a_container(tmp_path: Path) -> None:
@@ -63,7 +99,7 @@ def test_a_real_node_joins_and_runs_the_operator_image_as_a_container(tmp_path: 
                 "kind": "Pod",
                 "metadata": {"name": "operator-image"},
                 "spec": {
-                    "nodeSelector": {"tfjob.dev/node-pool": "real"},
+                    **ON_REAL_NODE,
                     "restartPolicy": "Never",
                     "containers": [
                         {
@@ -111,7 +147,7 @@ def test_an_estimator_job_trains_in_a_container_of_the_trainer_image(tmp_path: P
                 "seed-single",
                 image=TRAINER_IMAGE,
                 scriptParams={"--epochs": 2, "--steps-per-epoch": 5, "--samples": 256},
-                template={"spec": {"nodeSelector": {"tfjob.dev/node-pool": "real"}}},
+                template={"spec": ON_REAL_NODE},
             ),
         )
         processes.wait_until(
@@ -176,7 +212,7 @@ def test_horovod_ranks_run_as_the_images_user_over_ssh_with_the_jobs_variables(
             process_count_per_node=1,
             distributed_backend="mpi",
             environment_variables={"LEARNING_PLAN": "two-nodes"},
-            pod_template={"spec": {"nodeSelector": {"tfjob.dev/node-pool": "real"}}},
+            pod_template={"spec": ON_REAL_NODE},
         )
         run = exp.submit(estimator)
         out = io.StringIO()
@@ -197,3 +233,69 @@ def test_horovod_ranks_run_as_the_images_user_over_ssh_with_the_jobs_variables(
         pods = core.list_namespaced_pod("default", label_selector=f"tfjob.dev/job-name={run.name}")
         assert {p.spec.node_name for p in pods.items} == {"real-0"}
         assert {p.spec.security_context.fs_group for p in pods.items} == {1000}
+
+
+def test_the_charts_operator_runs_as_a_restricted_pod_and_reconciles_through_its_account(
+    tmp_path: Path,
+) -> None:
+    """The Helm chart's Deployment as a real pod of the operator image: admitted under the
+    restricted Pod Security profile, Ready by its probes, talking to the API server through the
+    `kubernetes` Service with its ServiceAccount, and running a job to success."""
+    with real_cluster(tmp_path, OPERATOR_IMAGE) as real:
+        real.operator.stop()  # the chart's operator alone from here on
+        kubectl = Tool(binaries.kubectl(), real.cluster.kubeconfig)
+        helm = Tool(str(binaries.binary("helm")), real.cluster.kubeconfig)
+        core = k8s.CoreV1Api(real.api)
+        restricted_namespace(kubectl, "tfjob-system")
+        helm(
+            "install",
+            "tfjob",
+            str(CHART),
+            "-n",
+            "tfjob-system",
+            "--set",
+            "nodeSelector.tfjob\\.dev/node-pool=real",
+            "--set",
+            f"tolerations[0].key={TAINT},tolerations[0].operator=Exists",
+            "--set",
+            "image.pullPolicy=Never",
+            "--wait",
+            "--timeout",
+            "180s",
+            timeout=240,
+        )
+        (deployment,) = find(manifest(helm, "tfjob", "tfjob-system"), "Deployment")
+        selector = ",".join(
+            f"{k}={v}" for k, v in deployment["spec"]["selector"]["matchLabels"].items()
+        )
+        (pod,) = core.list_namespaced_pod("tfjob-system", label_selector=selector).items
+        assert pod.spec.node_name == "real-0"
+        (status,) = pod.status.container_statuses
+        assert status.ready, status
+        assert status.restart_count == 0, status
+
+        apply(
+            kubectl,
+            "default",
+            estimator_job(
+                "via-service-account",
+                distribution={"backend": "multiWorkerMirrored", "workerCount": 2},
+            ),
+        )
+        wait_for_pods(
+            core,
+            "default",
+            "via-service-account",
+            {"via-service-account-worker-0", "via-service-account-worker-1"},
+        )
+        wait_for_condition(real.api, "default", "via-service-account", "Running")
+        control.end_pod(core, "default", "via-service-account-worker-0", exit_code=0)
+        wait_for_condition(real.api, "default", "via-service-account", "Succeeded")
+        log = kubectl("logs", "-n", "tfjob-system", pod.metadata.name).stdout
+        assert "default/via-service-account: Succeeded" in log, log[-3000:]
+    # The node took its rules, address and bridge with it.
+    rules = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
+    assert "KUBE-" not in rules
+    addresses = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True, check=True)
+    assert NODE_IP not in addresses.stdout
+    assert "tfjob-real-0" not in addresses.stdout

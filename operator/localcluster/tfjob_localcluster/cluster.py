@@ -77,6 +77,9 @@ class LocalCluster:
     # Kubernetes' own gang scheduling (alpha in 1.36): the PodGroup API served, and the scheduler
     # placing a PodGroup's pods all or nothing. Off: the API is absent, as on most clusters.
     gang_scheduling: bool = True
+    # Where pods reach the API (a real node's IP): the API server listens on every address,
+    # not only loopback, and the `kubernetes` Service points there. None: no pod needs it.
+    pod_facing_address: str | None = None
     running: list[processes.RunningProcess] = field(default_factory=list)
     ports: Endpoints | None = None
     startup_seconds: dict[str, float] = field(default_factory=dict)
@@ -142,6 +145,7 @@ class LocalCluster:
                 "kubernetes.default",
                 "kubernetes.default.svc",
                 "10.96.0.1",
+                *([self.pod_facing_address] if self.pod_facing_address else []),
             ),
         )
         sa_key = service_account_signing_key(self.pki_dir)
@@ -451,8 +455,7 @@ class LocalCluster:
         assert self._ca is not None
         return [
             f"--etcd-servers=http://127.0.0.1:{self.ports.etcd_client}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            *self._api_address_args(),
             f"--secure-port={self.ports.apiserver}",
             f"--cert-dir={self.pki_dir}",
             f"--tls-cert-file={serving.cert}",
@@ -466,8 +469,6 @@ class LocalCluster:
             f"--service-account-signing-key-file={sa_key.key}",
             f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
             "--allow-privileged=true",
-            # The `kubernetes` Service would point at a loopback address, which endpoints refuse.
-            "--endpoint-reconciler-type=none",
             "--profiling=false",
             "--v=1",
             *self._audit_args(),
@@ -477,6 +478,16 @@ class LocalCluster:
                 else []
             ),
         ]
+
+    def _api_address_args(self) -> list[str]:
+        if self.pod_facing_address is None:
+            return [
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                # The `kubernetes` Service would point at loopback, which endpoints refuse.
+                "--endpoint-reconciler-type=none",
+            ]
+        return ["--bind-address=0.0.0.0", f"--advertise-address={self.pod_facing_address}"]
 
     def _audit_args(self) -> list[str]:
         if self.audit_policy is None:

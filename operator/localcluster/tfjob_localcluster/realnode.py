@@ -11,7 +11,8 @@ Images move from buildah's storage into containerd with skopeo and `ctr images i
 
 With a DNS identity, the node runs the cluster DNS too: CoreDNS (built by `binaries`) on the
 node IP, which pods reach through their bridge, answering for cluster.local and nothing else
-(pods have no way out of the machine).
+(pods have no way out of the machine). With a proxy identity it runs kube-proxy (iptables), so
+pods reach ClusterIP Services, the API server's `kubernetes` Service among them.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 import yaml
 
 from . import binaries, host_packages, processes
+from .cluster import SERVICE_CLUSTER_IP_RANGE
 from .images import Buildah, images_root
 
 TOOLS = {
@@ -40,6 +42,7 @@ TOOLS = {
     "/usr/lib/cni/bridge": "containernetworking-plugins",
     "gcc": "gcc",
     "ip": "iproute2",
+    "iptables": "iptables",
 }
 PAUSE_IMAGE = "localhost/tfjob-pause:1"
 CGROUP_V1 = Path("/sys/fs/cgroup")
@@ -83,6 +86,34 @@ def _ready(port: int) -> bool:
         return bool(response.status == 200)
 
 
+def _healthy(port: int) -> bool:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+        return bool(response.status == 200)
+
+
+# The iptables chains a kubelet makes for itself, by table, and where it jumps to them.
+KUBELET_CHAINS = {
+    "filter": ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY"),
+    "nat": ("KUBE-KUBELET-CANARY",),
+    "mangle": ("KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT"),
+}
+KUBELET_JUMPS = (("filter", "INPUT", "KUBE-FIREWALL"), ("filter", "OUTPUT", "KUBE-FIREWALL"))
+
+
+def _kubelet_chains_gone() -> None:
+    """The kubelet's own iptables chains, which outlive it (kube-proxy --cleanup leaves them)."""
+
+    def iptables(*args: str) -> None:
+        subprocess.run(["iptables", "-w", *args], check=False, capture_output=True)
+
+    for table, chain, target in KUBELET_JUMPS:
+        iptables("-t", table, "-D", chain, "-j", target)
+    for table, chains in KUBELET_CHAINS.items():
+        for chain in chains:
+            iptables("-t", table, "-F", chain)
+            iptables("-t", table, "-X", chain)
+
+
 def _archive(name: str, out: Path) -> Path:
     """An image of buildah's storage as a docker-archive, for `ctr images import`."""
     buildah = Buildah(images_root())
@@ -109,6 +140,8 @@ class RealNode:
     state_dir: Path
     kubeconfig: Path  # as system:node:<name>
     dns_kubeconfig: Path | None = None  # as DNS_USER, granted dns_permissions(): run the DNS
+    proxy_kubeconfig: Path | None = None  # as system:kube-proxy: run kube-proxy
+    service_subnet: str = SERVICE_CLUSTER_IP_RANGE
     node_ip: str = "10.254.77.1"
     pod_subnet: str = "10.244.77.0/24"
     labels: dict[str, str] = field(default_factory=dict)
@@ -168,6 +201,8 @@ class RealNode:
                 detach=False,
             )
         )
+        if self.proxy_kubeconfig is not None:  # after the kubelet: it waits for its Node
+            self._start_proxy(logs)
 
     def _start_dns(self, logs: Path) -> None:
         """CoreDNS on the node IP's port 53, ready once it has read the cluster's Services."""
@@ -201,6 +236,46 @@ class RealNode:
             process=process,
         )
 
+    def _start_proxy(self, logs: Path) -> None:
+        """kube-proxy in iptables mode, its NodePorts on the node IP only, the host's conntrack
+        sysctls left as they are. Healthy once it has written the Services' rules."""
+        health, metrics = processes.free_port(), processes.free_port()
+        config = self.state_dir / "kube-proxy.yaml"
+        document = {
+            "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+            "kind": "KubeProxyConfiguration",
+            "clientConnection": {"kubeconfig": str(self.proxy_kubeconfig)},
+            "mode": "iptables",
+            "hostnameOverride": self.name,
+            "clusterCIDR": self.pod_subnet,
+            "healthzBindAddress": f"127.0.0.1:{health}",
+            "metricsBindAddress": f"127.0.0.1:{metrics}",
+            "nodePortAddresses": [f"{self.node_ip}/32"],
+            "bindAddress": self.node_ip,
+            "iptables": {"localhostNodePorts": False},
+            # 0: leave the host's conntrack table size and timeouts alone.
+            "conntrack": {
+                "maxPerCore": 0,
+                "min": 0,
+                "tcpEstablishedTimeout": "0s",
+                "tcpCloseWaitTimeout": "0s",
+            },
+        }
+        config.write_text(yaml.safe_dump(document))
+        process = processes.start(
+            f"kube-proxy-{self.name}",
+            [str(binaries.binary("kube-proxy")), f"--config={config}", "--v=1"],
+            logs,
+            detach=False,
+        )
+        self.running.append(process)
+        processes.wait_until(
+            lambda: _healthy(health),
+            timeout=90,
+            what="kube-proxy's health",
+            process=process,
+        )
+
     def stop(self) -> None:
         kubelet = [p for p in self.running if p.name.startswith("kubelet")]
         for process in kubelet:
@@ -210,6 +285,11 @@ class RealNode:
             if process not in kubelet:
                 process.stop(grace_seconds=10)
         self.running.clear()
+        if self.proxy_kubeconfig is not None:  # its rules outlive it
+            subprocess.run(
+                [str(binaries.binary("kube-proxy")), "--cleanup"], check=False, capture_output=True
+            )
+        _kubelet_chains_gone()
         self._unmount()
         self._cgroups(make=False)
         self._address(add=False)
@@ -227,26 +307,20 @@ class RealNode:
             subprocess.run(["umount", "--lazy", mount], check=False, capture_output=True)
 
     # ----- images --------------------------------------------------------------------------
-    def load_image(self, name: str, archive: Path | None = None) -> None:
-        """An image of buildah's storage (or a docker-archive) into containerd's k8s.io store."""
+    def load_image(
+        self, name: str, archive: Path | None = None, *, also: tuple[str, ...] = ()
+    ) -> None:
+        """An image of buildah's storage (or a docker-archive) into containerd's k8s.io store,
+        under its name and the names in ``also``."""
+        ctr = ["ctr", "--address", str(self.socket), "--namespace", "k8s.io", "images"]
         with tempfile.TemporaryDirectory(dir=self.state_dir) as scratch:
             if archive is None:
                 archive = _archive(name, Path(scratch) / "image.tar")
             subprocess.run(
-                [
-                    "ctr",
-                    "--address",
-                    str(self.socket),
-                    "--namespace",
-                    "k8s.io",
-                    "images",
-                    "import",
-                    "--no-unpack",
-                    str(archive),
-                ],
-                check=True,
-                capture_output=True,
+                [*ctr, "import", "--no-unpack", str(archive)], check=True, capture_output=True
             )
+        for alias in also:
+            subprocess.run([*ctr, "tag", "--force", name, alias], check=True, capture_output=True)
 
     def _pause_archive(self) -> Path:
         """The sandbox image: pause.c built static, alone in an image (cached by its source,
@@ -294,8 +368,12 @@ class RealNode:
                                 "type": "host-local",
                                 "dataDir": str(cni / "ipam"),
                                 "ranges": [[{"subnet": self.pod_subnet}]],
-                                # The node IP (DNS, kubelet) through the bridge's gateway.
-                                "routes": [{"dst": self.pod_subnet}, {"dst": f"{self.node_ip}/32"}],
+                                # The node IP (DNS, kubelet) and Services, by the gateway.
+                                "routes": [
+                                    {"dst": self.pod_subnet},
+                                    {"dst": f"{self.node_ip}/32"},
+                                    {"dst": self.service_subnet},
+                                ],
                             },
                         },
                         {"type": "loopback"},
