@@ -15,10 +15,12 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
-from tfjob_localcluster import binaries, horovod_env, nodepools, processes, trainer_env
+from tests.integration.jobs import REAL_NODE_LABELS, REAL_NODE_TAINT
+from tfjob_localcluster import binaries, images, nodepools, processes, trainer_env
 from tfjob_localcluster.cluster import LocalCluster
 from tfjob_localcluster.control import wait_for
-from tfjob_localcluster.operator_process import LOCAL_NODE_ENV, OperatorProcess
+from tfjob_localcluster.operator_process import OperatorProcess
+from tfjob_localcluster.realnode import NODE_IP, RealNode
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 CRD_FILE = REPOSITORY / "crds" / "tensorflowjobs.tfjob.dev.yaml"
@@ -29,7 +31,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
     """The session's control plane with the default GPU and CPU node pools."""
     binaries.ensure_built(log=lambda message: None)
     local = LocalCluster(
-        state_dir=tmp_path_factory.mktemp("cluster"), node_pools=nodepools.load(nodepools.SIMULATED)
+        state_dir=tmp_path_factory.mktemp("cluster"),
+        node_pools=nodepools.load(nodepools.SIMULATED),
+        pod_facing_address=NODE_IP,  # for the real node, if a test asks for it
     )
     local.start()
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in local.startup_seconds.items())
@@ -158,7 +162,7 @@ def operator(cluster: LocalCluster, crd: str) -> Iterator[OperatorProcess]:
     process = OperatorProcess(
         kubeconfig=cluster.kubeconfig,
         log_dir=cluster.log_dir,
-        env={"TFJOB_NODE_POOLS": json.dumps(pools), **LOCAL_NODE_ENV},
+        env={"TFJOB_NODE_POOLS": json.dumps(pools)},
     )
     process.start()
     try:
@@ -183,8 +187,23 @@ def local_node(cluster: LocalCluster) -> str:
     """A node of the session's cluster whose pods are real processes, in the trainer env."""
     cluster.trainer_bin = trainer_env.ensure_trainer_env(log=lambda message: None)
     cluster.workdir = REPOSITORY / "images" / "trainer"
-    # Horovod images run in the Horovod environment, from the Horovod image's directory.
-    horovod_bin = horovod_env.ensure_horovod_env(log=lambda message: None)
-    cluster.images = {"*horovod*": (horovod_bin, REPOSITORY / "images" / "horovod")}
     (name,) = cluster.add_local_node(LOCAL_POOL)
     return name
+
+
+@pytest.fixture(scope="session")
+def real_node(cluster: LocalCluster) -> RealNode:
+    """The session cluster's real node: kubelet, containerd, CoreDNS, kube-proxy. Pods with
+    ON_REAL_NODE run there as containers of the project's images."""
+    return cluster.add_real_node(
+        labels=REAL_NODE_LABELS, taints=[f"{REAL_NODE_TAINT}=true:NoSchedule"]
+    )
+
+
+@pytest.fixture(scope="session")
+def horovod_image(real_node: RealNode) -> str:
+    """The Horovod image, built from images/horovod if need be, on the real node."""
+    image = images.IMAGES["horovod"]
+    images.build_images([image.name])
+    real_node.load_image(image.tags[0])
+    return image.tags[0]

@@ -1,20 +1,24 @@
-"""Real Horovod over MPI through the operator: 2 workers x 2 slots, sshd in each worker pod's
-network namespace, the launcher's mpirun using the operator's hostfile and generated keys."""
+"""Real Horovod over MPI through the operator, in containers of the Horovod image on the real
+node: sshd and the ranks as the image's uid 1000, the launcher's mpirun using the operator's
+hostfile, generated keys and the cluster DNS."""
 
 from __future__ import annotations
 
+import io
 import re
+from pathlib import Path
 
 import pytest
 from kubernetes import client as k8s
 
-from tests.integration.jobs import ON_LOCAL_NODE, apply, wait_for_condition
+from tests.integration.jobs import ON_REAL_NODE, apply, wait_for_condition
+from tfjob_operator.sdk import Experiment, TensorFlow
 
-pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("operator")]
+pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("operator", "horovod_image")]
 
 
 def test_horovod_trains_on_four_ranks_over_ssh(
-    kubectl, core: k8s.CoreV1Api, api_client: k8s.ApiClient, namespace: str, local_node: str
+    kubectl, core: k8s.CoreV1Api, api_client: k8s.ApiClient, namespace: str
 ) -> None:
     apply(
         kubectl,
@@ -27,7 +31,7 @@ def test_horovod_trains_on_four_ranks_over_ssh(
                 "entryScript": "train_horovod.py",
                 "scriptParams": {"--epochs": 2, "--steps-per-epoch": 5},
                 "distribution": {"backend": "mpi", "nodeCount": 2, "processCountPerNode": 2},
-                "template": ON_LOCAL_NODE,
+                "template": {"spec": ON_REAL_NODE},
             },
         },
     )
@@ -47,3 +51,47 @@ def test_horovod_trains_on_four_ranks_over_ssh(
     assert len(checksums) == 4, output[-3000:]
     # Each rank trained on its own shard, yet all hold one model: gradients were all-reduced.
     assert len(set(checksums)) == 1, checksums
+
+
+# Says which rank it is, as whom, and what it was given; then all-reduces across the ranks.
+RANK_CHECK = """\
+import os, socket
+import horovod.tensorflow as hvd
+import tensorflow as tf
+hvd.init()
+total = float(hvd.allreduce(tf.constant(float(hvd.rank() + 1)), op=hvd.Sum))
+print(
+    f"rank {hvd.rank()}: uid {os.getuid()} on {socket.gethostname()}"
+    f" LEARNING_PLAN={os.environ.get('LEARNING_PLAN')} sum {total:g}",
+    flush=True,
+)
+"""
+
+
+def test_every_rank_runs_as_the_images_user_and_sees_the_jobs_variables(
+    api_client: k8s.ApiClient, core: k8s.CoreV1Api, namespace: str, tmp_path: Path
+) -> None:
+    """Code shipped from a directory, as the seed document's users do; ranks started over SSH
+    as uid 1000 (the operator gives the job's key to that user) see the job's variable."""
+    (tmp_path / "rank_check.py").write_text(RANK_CHECK)
+    estimator = TensorFlow(
+        source_directory=str(tmp_path),
+        entry_script="rank_check.py",
+        node_count=2,
+        process_count_per_node=1,
+        distributed_backend="mpi",
+        environment_variables={"LEARNING_PLAN": "two-nodes"},
+        pod_template={"spec": ON_REAL_NODE},
+    )
+    run = Experiment("ranks", namespace=namespace, api=api_client).submit(estimator)
+    out = io.StringIO()
+    state = run.wait_for_completion(show_output=True, timeout=240, out=out)
+    shown = out.getvalue()
+    assert state == "Succeeded", shown[-3000:]
+    who = sorted(re.findall(r"rank (\d): uid (\d+) on (\S+) LEARNING_PLAN=(\S+) sum (\S+)", shown))
+    assert who == [
+        ("0", "1000", f"{run.name}-worker-0", "two-nodes", "3"),
+        ("1", "1000", f"{run.name}-worker-1", "two-nodes", "3"),
+    ], shown[-3000:]
+    pods = core.list_namespaced_pod(namespace, label_selector=f"tfjob.dev/job-name={run.name}")
+    assert {p.spec.security_context.fs_group for p in pods.items} == {1000}

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client as k8s
 
-from tests.integration.jobs import ON_LOCAL_NODE, get_job
+from tests.integration.jobs import ON_LOCAL_NODE, ON_REAL_NODE, get_job
 
 # The document's `from azureml.train.dnn import TensorFlow`, changed:
 from tfjob_operator.sdk import Experiment, TensorFlow
@@ -24,7 +24,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def test_the_documents_horovod_example_on_two_nodes(
-    api_client: k8s.ApiClient, namespace: str, local_node: str
+    api_client: k8s.ApiClient, namespace: str, horovod_image: str
 ) -> None:
     exp = Experiment("horovod", namespace=namespace, api=api_client)
     # Tensorflow constructor
@@ -35,7 +35,7 @@ def test_the_documents_horovod_example_on_two_nodes(
         node_count=2,
         process_count_per_node=1,
         distributed_backend="mpi",  # specifies Horovod backend
-        pod_template=ON_LOCAL_NODE,
+        pod_template={"spec": ON_REAL_NODE},
     )
     # submit the TensorFlow job
     run = exp.submit(tf_est)

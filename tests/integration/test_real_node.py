@@ -3,8 +3,6 @@ the project's own images as containers."""
 
 from __future__ import annotations
 
-import io
-import re
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,24 +17,24 @@ from tfjob_localcluster import binaries, control, images, processes
 from tfjob_localcluster.cluster import LocalCluster
 from tfjob_localcluster.nodepools import NodePool
 from tfjob_localcluster.operator_process import OperatorProcess
-from tfjob_localcluster.realnode import DNS_USER, RealNode, dns_permissions
+from tfjob_localcluster.realnode import NODE_IP, RealNode
 from tfjob_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
-from tfjob_operator.sdk import Experiment, TensorFlow
 
 from .install import CHART, find, manifest, restricted_namespace
-from .jobs import apply, estimator_job, wait_for_condition, wait_for_pods
+from .jobs import (
+    ON_REAL_NODE,
+    REAL_NODE_LABELS,
+    REAL_NODE_TAINT,
+    apply,
+    estimator_job,
+    wait_for_condition,
+    wait_for_pods,
+)
 from .own_cluster import own_cluster
 
 pytestmark = pytest.mark.timeout(900)
 
 POOL = NodePool(name="cpu", count=1, cpu="8", memory="32Gi")
-NODE_IP = RealNode.node_ip
-# Only pods that ask land on the real node: the kwok pool's pods only pretend to run.
-TAINT = "tfjob.dev/real-node"
-ON_REAL_NODE = {
-    "nodeSelector": {"tfjob.dev/node-pool": "real"},
-    "tolerations": [{"key": TAINT, "operator": "Exists", "effect": "NoSchedule"}],
-}
 OPERATOR_IMAGE = images.IMAGES["operator"].tags[0]
 
 
@@ -60,27 +58,11 @@ def real_cluster(tmp_path: Path, image: str) -> Iterator[RealCluster]:
         api,
         operator,
     ):
-        role, binding = dns_permissions()
-        rbac = k8s.RbacAuthorizationV1Api(api)
-        rbac.create_cluster_role(role)
-        rbac.create_cluster_role_binding(binding)
-        node = RealNode(
-            name="real-0",
-            state_dir=tmp_path / "node",
-            kubeconfig=cluster.kubeconfig_for("system:node:real-0", ("system:nodes",)),
-            dns_kubeconfig=cluster.kubeconfig_for(DNS_USER),
-            proxy_kubeconfig=cluster.kubeconfig_for("system:kube-proxy"),
-            node_ip=NODE_IP,
-            labels={"tfjob.dev/node-pool": "real"},
-            taints=[f"{TAINT}=true:NoSchedule"],
+        node = cluster.add_real_node(
+            labels=REAL_NODE_LABELS, taints=[f"{REAL_NODE_TAINT}=true:NoSchedule"]
         )
-        try:
-            node.start()
-            control.wait_for_node_ready(k8s.CoreV1Api(api), "real-0", timeout=120)
-            node.load_image(image, also=tuple(t for t in built.tags if t != image))
-            yield RealCluster(api, node, cluster, operator)
-        finally:
-            node.stop()
+        node.load_image(image, also=tuple(t for t in built.tags if t != image))
+        yield RealCluster(api, node, cluster, operator)
 
 
 @contextmanager
@@ -175,66 +157,6 @@ def test_an_estimator_job_trains_in_a_container_of_the_trainer_image(tmp_path: P
         assert "Epoch 2/2" in log, log[-2000:]
 
 
-HOROVOD_IMAGE = images.IMAGES["horovod"].tags[0]
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-# Says who each rank is and what it was given, then runs the seed's Horovod example unchanged.
-RANK_CHECK = """\
-import os, runpy, socket, sys
-print(
-    f"rank {os.environ['OMPI_COMM_WORLD_RANK']}: uid {os.getuid()} on {socket.gethostname()}"
-    f" LEARNING_PLAN={os.environ.get('LEARNING_PLAN')}",
-    flush=True,
-)
-sys.argv[0] = "train_horovod.py"
-runpy.run_path("train_horovod.py", run_name="__main__")
-"""
-
-
-def test_horovod_ranks_run_as_the_images_user_over_ssh_with_the_jobs_variables(
-    tmp_path: Path,
-) -> None:
-    """The seed's Horovod example on 2 nodes, as estimator users write it, in the Horovod image
-    on the real node: sshd and every rank as uid 1000 (the operator gives the job's key to that
-    user), workers found by their DNS names, and a variable set on the job seen by every rank."""
-    source = tmp_path / "my-horovod-proj"
-    source.mkdir()
-    (source / "train_horovod.py").write_text(
-        (EXAMPLES / "my-horovod-proj/train_horovod.py").read_text()
-    )
-    (source / "rank_check.py").write_text(RANK_CHECK)
-    with cluster_with_real_node(tmp_path, HOROVOD_IMAGE) as (api, _node):
-        exp = Experiment("horovod", namespace="default", api=api)
-        estimator = TensorFlow(
-            source_directory=str(source),
-            script_params={"--epochs": 1},
-            entry_script="rank_check.py",
-            node_count=2,
-            process_count_per_node=1,
-            distributed_backend="mpi",
-            environment_variables={"LEARNING_PLAN": "two-nodes"},
-            pod_template={"spec": ON_REAL_NODE},
-        )
-        run = exp.submit(estimator)
-        out = io.StringIO()
-        state = run.wait_for_completion(show_output=True, timeout=420, out=out)
-        shown = out.getvalue()
-        assert state == "Succeeded", shown[-3000:]
-        who = sorted(re.findall(r"rank (\d): uid (\d+) on (\S+) LEARNING_PLAN=(\S+)", shown))
-        assert who == [
-            ("0", "1000", f"{run.name}-worker-0", "two-nodes"),
-            ("1", "1000", f"{run.name}-worker-1", "two-nodes"),
-        ], shown[-3000:]
-        checksums = re.findall(
-            r"rank \d: loss \S+, average loss \S+, weights checksum (\S+)", shown
-        )
-        assert len(checksums) == 2, shown[-3000:]
-        assert len(set(checksums)) == 1, checksums  # one model: the gradients were all-reduced
-        core = k8s.CoreV1Api(api)
-        pods = core.list_namespaced_pod("default", label_selector=f"tfjob.dev/job-name={run.name}")
-        assert {p.spec.node_name for p in pods.items} == {"real-0"}
-        assert {p.spec.security_context.fs_group for p in pods.items} == {1000}
-
-
 def test_the_charts_operator_runs_as_a_restricted_pod_and_reconciles_through_its_account(
     tmp_path: Path,
 ) -> None:
@@ -256,7 +178,7 @@ def test_the_charts_operator_runs_as_a_restricted_pod_and_reconciles_through_its
             "--set",
             "nodeSelector.tfjob\\.dev/node-pool=real",
             "--set",
-            f"tolerations[0].key={TAINT},tolerations[0].operator=Exists",
+            f"tolerations[0].key={REAL_NODE_TAINT},tolerations[0].operator=Exists",
             "--set",
             "image.pullPolicy=Never",
             "--wait",

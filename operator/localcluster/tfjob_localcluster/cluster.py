@@ -16,7 +16,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from kubernetes import client as k8s
@@ -27,6 +27,9 @@ from . import binaries, processes
 from .nodepools import NodePool, NodePools
 from .nodepools import load as load_node_pools
 from .pki import CertificateAuthority, KeyPair, service_account_signing_key
+
+if TYPE_CHECKING:
+    from .realnode import RealNode
 
 GANG_API = "scheduling.k8s.io/v1alpha2"  # the PodGroup API of Kubernetes 1.36
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
@@ -81,6 +84,7 @@ class LocalCluster:
     # not only loopback, and the `kubernetes` Service points there. None: no pod needs it.
     pod_facing_address: str | None = None
     running: list[processes.RunningProcess] = field(default_factory=list)
+    real_nodes: list[RealNode] = field(default_factory=list)
     ports: Endpoints | None = None
     startup_seconds: dict[str, float] = field(default_factory=dict)
     _ca: CertificateAuthority | None = None
@@ -234,6 +238,9 @@ class LocalCluster:
 
     def stop(self) -> None:
         """Stop exactly the processes this cluster started, newest first."""
+        for node in reversed(self.real_nodes):  # while the API server still answers them
+            node.stop()
+        self.real_nodes.clear()
         for process in reversed(self.running):
             process.stop()
         self.running.clear()
@@ -367,6 +374,50 @@ class LocalCluster:
         if self.running and (self.state_dir / STATE_FILE).exists():
             self._write_state()
         return names
+
+    def add_real_node(
+        self,
+        name: str = "real-0",
+        *,
+        labels: dict[str, str] | None = None,
+        taints: list[str] | None = None,
+        timeout: float = 120,
+    ) -> RealNode:
+        """A real node (kubelet, containerd, runc, the CNI bridge, CoreDNS as the cluster DNS,
+        kube-proxy) joined to this cluster at its pod-facing address, Ready; it stops with the
+        cluster. Root only, one per machine at a time (its address and bridge are fixed)."""
+        from .realnode import DNS_USER, RealNode, dns_permissions
+
+        if self.pod_facing_address is None:
+            raise ValueError("a real node needs a cluster started with a pod_facing_address")
+        with self.api_client() as api:
+            rbac = k8s.RbacAuthorizationV1Api(api)
+            role, binding = dns_permissions()
+            for create, document in (
+                (rbac.create_cluster_role, role),
+                (rbac.create_cluster_role_binding, binding),
+            ):
+                try:
+                    create(document)
+                except ApiException as error:
+                    if error.status != 409:
+                        raise
+        node = RealNode(
+            name=name,
+            state_dir=self.state_dir / "nodes" / name,
+            kubeconfig=self.kubeconfig_for(f"system:node:{name}", ("system:nodes",)),
+            dns_kubeconfig=self.kubeconfig_for(DNS_USER),
+            proxy_kubeconfig=self.kubeconfig_for("system:kube-proxy"),
+            node_ip=self.pod_facing_address,
+            labels=labels or {},
+            taints=taints or [],
+        )
+        self.real_nodes.append(node)
+        node.start()
+        processes.wait_until(
+            lambda: self._node_ready(name), timeout=timeout, what=f"real node {name} Ready"
+        )
+        return node
 
     def _node_ready(self, name: str) -> bool:
         with self.api_client() as api:

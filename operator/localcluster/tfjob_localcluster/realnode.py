@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import tempfile
 import time
@@ -47,6 +48,7 @@ TOOLS = {
 PAUSE_IMAGE = "localhost/tfjob-pause:1"
 CGROUP_V1 = Path("/sys/fs/cgroup")
 CLUSTER_DOMAIN = "cluster.local"
+NODE_IP = "10.254.77.1"  # on lo while a real node runs; its cluster's pod-facing address
 DNS_USER = "tfjob:coredns"
 
 
@@ -80,14 +82,11 @@ def dns_permissions(user: str = DNS_USER) -> list[dict[str, Any]]:
     return [role, binding]
 
 
-def _ready(port: int) -> bool:
-    """Whether the readiness endpoint on ``port`` says 200 (wait_until takes errors as no)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2) as response:
-        return bool(response.status == 200)
-
-
-def _healthy(port: int) -> bool:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+def _says_ok(url: str) -> bool:
+    """Whether ``url`` answers 200 (wait_until takes an error for a no)."""
+    if not url.startswith("http://127.0.0.1:"):
+        raise ValueError(f"not a loopback URL: {url}")
+    with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - checked above
         return bool(response.status == 200)
 
 
@@ -142,16 +141,29 @@ class RealNode:
     dns_kubeconfig: Path | None = None  # as DNS_USER, granted dns_permissions(): run the DNS
     proxy_kubeconfig: Path | None = None  # as system:kube-proxy: run kube-proxy
     service_subnet: str = SERVICE_CLUSTER_IP_RANGE
-    node_ip: str = "10.254.77.1"
-    pod_subnet: str = "10.244.77.0/24"
+    node_ip: str = NODE_IP
+    # Outside kwok's 10.244.0.0/16, so no simulated pod's address is ever a real one.
+    pod_subnet: str = "10.245.77.0/24"
     labels: dict[str, str] = field(default_factory=dict)
     taints: list[str] = field(default_factory=list)
     running: list[processes.RunningProcess] = field(default_factory=list)
     _forwarding: str = field(default="0", init=False)  # net.ipv4.ip_forward before the start
 
     @property
+    def sockets(self) -> Path:
+        """Where containerd's socket and the kubelet's root (which holds sockets too) live: a
+        short path, as a socket's has at most 107 bytes and a test's state directory can be
+        longer; named after that directory, so nodes never share it. Removed at stop."""
+        digest = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:12]
+        return Path("/var/lib") / f"tfjob-node-{digest}"  # root's, on disk (emptyDirs)
+
+    @property
     def socket(self) -> Path:
-        return self.state_dir / "containerd" / "containerd.sock"
+        return self.sockets / "containerd.sock"
+
+    @property
+    def kubelet_root(self) -> Path:
+        return self.sockets / "kubelet"
 
     @property
     def bridge(self) -> str:
@@ -168,6 +180,7 @@ class RealNode:
         kubelet = binaries.binary("kubelet")
         logs = self.state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
+        self.sockets.mkdir(mode=0o700, exist_ok=True)
         self._address(add=True)
         self._cgroups(make=True)
         self.running.append(
@@ -191,8 +204,8 @@ class RealNode:
                     f"--kubeconfig={self.kubeconfig}",
                     f"--hostname-override={self.name}",
                     f"--node-ip={self.node_ip}",
-                    f"--root-dir={self.state_dir / 'kubelet'}",
-                    f"--cert-dir={self.state_dir / 'kubelet' / 'pki'}",
+                    f"--root-dir={self.kubelet_root}",
+                    f"--cert-dir={self.kubelet_root / 'pki'}",
                     "--node-labels=" + ",".join(f"{k}={v}" for k, v in self.labels.items()),
                     *([f"--register-with-taints={','.join(self.taints)}"] if self.taints else []),
                     "--v=1",
@@ -222,18 +235,12 @@ class RealNode:
 }}
 """
         )
-        process = processes.start(
-            f"coredns-{self.name}",
+        self._serve(
+            "coredns",
             [str(binaries.binary("coredns")), "-conf", str(corefile)],
             logs,
-            detach=False,
-        )
-        self.running.append(process)
-        processes.wait_until(
-            lambda: _ready(ready),
+            f"http://127.0.0.1:{ready}/ready",
             timeout=60,
-            what="CoreDNS's readiness",
-            process=process,
         )
 
     def _start_proxy(self, logs: Path) -> None:
@@ -262,18 +269,20 @@ class RealNode:
             },
         }
         config.write_text(yaml.safe_dump(document))
-        process = processes.start(
-            f"kube-proxy-{self.name}",
+        self._serve(
+            "kube-proxy",
             [str(binaries.binary("kube-proxy")), f"--config={config}", "--v=1"],
             logs,
-            detach=False,
+            f"http://127.0.0.1:{health}/healthz",
+            timeout=90,
         )
+
+    def _serve(self, name: str, argv: list[str], logs: Path, ready: str, timeout: float) -> None:
+        """Start one of the node's servers; return once ``ready`` (a URL on loopback) says 200."""
+        process = processes.start(f"{name}-{self.name}", argv, logs, detach=False)
         self.running.append(process)
         processes.wait_until(
-            lambda: _healthy(health),
-            timeout=90,
-            what="kube-proxy's health",
-            process=process,
+            lambda: _says_ok(ready), timeout=timeout, what=f"{name} at {ready}", process=process
         )
 
     def stop(self) -> None:
@@ -291,13 +300,14 @@ class RealNode:
             )
         _kubelet_chains_gone()
         self._unmount()
+        shutil.rmtree(self.sockets, ignore_errors=True)
         self._cgroups(make=False)
         self._address(add=False)
 
     def _unmount(self) -> None:
         """What the kubelet and containerd left mounted under the node's directory (the
         kubelet's own root, pod volumes, container root filesystems), deepest first."""
-        inside = str(self.state_dir.resolve()) + "/"
+        inside = tuple(str(d.resolve()) + "/" for d in (self.state_dir, self.sockets))
         mounts = [
             line.split()[1]
             for line in Path("/proc/self/mounts").read_text().splitlines()
