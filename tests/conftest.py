@@ -24,6 +24,7 @@ from tfjob_localcluster.realnode import NODE_IP, RealNode
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 CRD_FILE = REPOSITORY / "crds" / "tensorflowjobs.tfjob.dev.yaml"
+TRAINER_IMAGE = images.IMAGES["trainer-cpu"].tags[0]
 
 
 @pytest.fixture(scope="session")
@@ -162,7 +163,8 @@ def operator(cluster: LocalCluster, crd: str) -> Iterator[OperatorProcess]:
     process = OperatorProcess(
         kubeconfig=cluster.kubeconfig,
         log_dir=cluster.log_dir,
-        env={"TFJOB_NODE_POOLS": json.dumps(pools)},
+        # Estimator jobs without an image run the trainer image the project builds.
+        env={"TFJOB_NODE_POOLS": json.dumps(pools), "TFJOB_DEFAULT_IMAGE": TRAINER_IMAGE},
     )
     process.start()
     try:
@@ -200,10 +202,21 @@ def real_node(cluster: LocalCluster) -> RealNode:
     )
 
 
+def _on(node: RealNode, name: str) -> str:
+    """Image ``name``, built from its Dockerfile if need be, in the node's containerd."""
+    image = images.IMAGES[name]
+    images.build_images([image.name])
+    node.load_image(image.tags[0])
+    return image.tags[0]
+
+
 @pytest.fixture(scope="session")
 def horovod_image(real_node: RealNode) -> str:
-    """The Horovod image, built from images/horovod if need be, on the real node."""
-    image = images.IMAGES["horovod"]
-    images.build_images([image.name])
-    real_node.load_image(image.tags[0])
-    return image.tags[0]
+    """The Horovod image (images/horovod) on the real node."""
+    return _on(real_node, "horovod")
+
+
+@pytest.fixture(scope="session")
+def trainer_image(real_node: RealNode) -> str:
+    """The CPU trainer image (images/trainer-cpu) on the real node: estimator jobs' default."""
+    return _on(real_node, "trainer-cpu")

@@ -13,7 +13,7 @@ import onnxruntime
 import pytest
 from kubernetes import client as k8s
 
-from tests.integration.jobs import ON_LOCAL_NODE, apply, wait_for_condition
+from tests.integration.jobs import ON_REAL_NODE, apply, wait_for_condition
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("operator")]
 
@@ -46,10 +46,11 @@ print(f"keras {keras.__version__}: exported the model to {output}", flush=True)
 
 def with_outputs(directory: Path) -> dict:
     """The pod template: the job's outputs volume (a hostPath here; a PVC on a real cluster)."""
-    directory.mkdir(mode=0o777, exist_ok=True)
+    directory.mkdir(exist_ok=True)
+    directory.chmod(0o777)  # the image's user writes there (mkdir's mode meets the umask)
     return {
         "spec": {
-            **ON_LOCAL_NODE["spec"],
+            **ON_REAL_NODE,
             "volumes": [{"name": "outputs", "hostPath": {"path": str(directory)}}],
             "containers": [
                 {
@@ -74,7 +75,7 @@ def assert_onnx_matches_keras(model: Path) -> None:
 
 
 def test_a_keras_2_job_exports_onnx_that_onnxruntime_runs_like_keras(
-    kubectl, api_client: k8s.ApiClient, namespace: str, local_node: str, tmp_path: Path
+    kubectl, api_client: k8s.ApiClient, namespace: str, trainer_image: str, tmp_path: Path
 ) -> None:
     outputs = tmp_path / "outputs"
     apply(
@@ -98,7 +99,7 @@ def test_a_keras_2_job_exports_onnx_that_onnxruntime_runs_like_keras(
 
 
 def test_a_keras_3_model_exports_through_keras_own_onnx_export(
-    api_client: k8s.ApiClient, namespace: str, local_node: str, tmp_path: Path
+    api_client: k8s.ApiClient, namespace: str, trainer_image: str, tmp_path: Path
 ) -> None:
     """Keras 3 (which tf2onnx's from_keras cannot convert) goes through model.export."""
     from tfjob_operator.sdk import Experiment, TensorFlow

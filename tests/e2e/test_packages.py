@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client as k8s
 
-from tests.integration.jobs import ON_LOCAL_NODE, get_job
+from tests.integration.jobs import ON_REAL_NODE, get_job
 from tests.package_index import build_wheel
 from tfjob_localcluster import control
 
@@ -39,7 +39,7 @@ print(f"tensorflow {tf.__version__} from the image, numpy {numpy.__version__}", 
 
 
 @pytest.fixture
-def package_index(core: k8s.CoreV1Api, namespace: str, local_node: str) -> str:
+def package_index(core: k8s.CoreV1Api, namespace: str, trainer_image: str) -> str:
     """tests/package_index.py serving one wheel (that needs numpy, which the image has) as a pod
     behind a Service, with a basic-auth Secret for it: the index's URL."""
     with tempfile.TemporaryDirectory() as scratch:
@@ -69,11 +69,11 @@ def package_index(core: k8s.CoreV1Api, namespace: str, local_node: str) -> str:
         {
             "metadata": {"name": "pypi", "labels": {"app": "pypi"}},
             "spec": {
-                **ON_LOCAL_NODE["spec"],
+                **ON_REAL_NODE,
                 "containers": [
                     {
                         "name": "index",
-                        "image": "python:3.11-slim",
+                        "image": trainer_image,
                         "command": ["python", "/srv/index/package_index.py", "/srv/index/wheels"],
                         "args": [str(INDEX_PORT)],
                         "env": [
@@ -167,7 +167,7 @@ def submit(
             pip_packages=["tfjob-demo-greeting==1.0.0"],
             pip_index_url=index,
             pip_index_secret=credentials,
-            pod_template=ON_LOCAL_NODE,
+            pod_template={"spec": ON_REAL_NODE},
             **estimator,
         )
     )
@@ -232,6 +232,7 @@ def test_wrong_credentials_fail_the_job_with_pips_words_and_the_indexs_refusal(
 
 
 def test_horovod_ranks_import_the_package_their_workers_installed(
+    horovod_image: str,
     core: k8s.CoreV1Api,
     api_client: k8s.ApiClient,
     namespace: str,

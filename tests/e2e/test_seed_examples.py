@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client as k8s
 
-from tests.integration.jobs import ON_LOCAL_NODE, ON_REAL_NODE, get_job
+from tests.integration.jobs import ON_REAL_NODE, get_job
 
 # The document's `from azureml.train.dnn import TensorFlow`, changed:
 from tfjob_operator.sdk import Experiment, TensorFlow
@@ -54,7 +54,7 @@ def test_the_documents_horovod_example_on_two_nodes(
 
 
 def test_the_documents_parameter_server_example_with_two_workers(
-    api_client: k8s.ApiClient, namespace: str, local_node: str
+    api_client: k8s.ApiClient, namespace: str, trainer_image: str
 ) -> None:
     exp = Experiment("ps", namespace=namespace, api=api_client)
     # Tensorflow constructor
@@ -66,7 +66,7 @@ def test_the_documents_parameter_server_example_with_two_workers(
         worker_count=2,
         parameter_server_count=1,
         distributed_backend="ps",  # specifies parameter server backend
-        pod_template=ON_LOCAL_NODE,
+        pod_template={"spec": ON_REAL_NODE},
     )
     # submit the TensorFlow job
     run = exp.submit(tf_est)

@@ -1,5 +1,6 @@
-"""Real TensorFlow training through the operator: pods are real processes on the local node,
-with the TF_CONFIG, names and ports the operator wrote, and the job ends by their exit codes."""
+"""Real TensorFlow training through the operator: pods are containers of the trainer image on
+the real node, with the TF_CONFIG, names and ports the operator wrote, and the job ends by
+their exit codes."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 from kubernetes import client as k8s
 
 from tests.integration.jobs import (
-    ON_LOCAL_NODE,
+    ON_REAL_NODE,
     apply,
     condition,
     get_job,
@@ -28,7 +29,7 @@ def estimator_job(name: str, **spec: object) -> dict:
         "apiVersion": "tfjob.dev/v1alpha1",
         "kind": "TensorFlowJob",
         "metadata": {"name": name},
-        "spec": {"entryScript": "train.py", "template": ON_LOCAL_NODE, **spec},
+        "spec": {"entryScript": "train.py", "template": {"spec": ON_REAL_NODE}, **spec},
     }
 
 
@@ -49,8 +50,8 @@ def follow_until(core: k8s.CoreV1Api, namespace: str, pod: str, text: str) -> No
 
 
 def kill_pod(pod: str) -> int:
-    """SIGKILL the processes of a local-node pod, as the OOM killer or a preemption would;
-    return how many were killed. (They run as processes with the pod's HOSTNAME.)"""
+    """SIGKILL the processes of a pod's containers, as the OOM killer would; return how many
+    were killed. (The runtime gives each container's processes the pod's HOSTNAME.)"""
     marker = f"HOSTNAME={pod}".encode()
     killed = 0
     for entry in Path("/proc").iterdir():
@@ -70,7 +71,7 @@ def kill_pod(pod: str) -> int:
 
 
 def test_single_node_job_runs_the_script_with_its_parameters(
-    kubectl, core: k8s.CoreV1Api, api_client: k8s.ApiClient, namespace: str, local_node: str
+    kubectl, core: k8s.CoreV1Api, api_client: k8s.ApiClient, namespace: str, trainer_image: str
 ) -> None:
     apply(
         kubectl,
@@ -88,7 +89,7 @@ def test_single_node_job_runs_the_script_with_its_parameters(
     assert "single 0: replicas in sync 1" in output
     assert re.search(r"single 0: final loss \d+\.\d+", output)
     pod = core.read_namespaced_pod("single-worker-0", namespace)
-    assert pod.spec.node_name == local_node
+    assert pod.spec.node_name == "real-0"  # the real node
     assert pod.status.container_statuses[0].state.terminated.exit_code == 0
 
 
@@ -98,7 +99,7 @@ def test_multi_worker_mirrored_trains_in_sync_on_two_workers(
     core: k8s.CoreV1Api,
     api_client: k8s.ApiClient,
     namespace: str,
-    local_node: str,
+    trainer_image: str,
 ) -> None:
     apply(
         kubectl,
@@ -146,7 +147,7 @@ def test_multi_worker_mirrored_trains_in_sync_on_two_workers(
 
 
 def test_multi_worker_mirrored_restarts_as_a_whole_when_a_worker_is_killed(
-    kubectl, core: k8s.CoreV1Api, api_client: k8s.ApiClient, namespace: str, local_node: str
+    kubectl, core: k8s.CoreV1Api, api_client: k8s.ApiClient, namespace: str, trainer_image: str
 ) -> None:
     """Worker 1 killed mid-training cannot rejoin worker 0's collective: the job restarts both
     as attempt 2 (the default restart scope of a collective) and that attempt trains to the
@@ -206,7 +207,7 @@ def test_a_source_directory_shipped_with_the_job_runs_on_its_pod(
     cluster,
     api_client: k8s.ApiClient,
     namespace: str,
-    local_node: str,
+    trainer_image: str,
     tmp_path: Path,
 ) -> None:
     """The seed document's flow: a local folder with a script, a module it imports and a data
@@ -248,7 +249,7 @@ def test_a_source_directory_shipped_with_the_job_runs_on_its_pod(
 
 
 def test_the_sdk_runs_the_documents_example_and_streams_its_output(
-    api_client: k8s.ApiClient, namespace: str, local_node: str
+    api_client: k8s.ApiClient, namespace: str, trainer_image: str
 ) -> None:
     """The seed document's first example through the Python API, after changing its import
     line: examples/my-tf-proj (train.py and tfjob_metrics.py) shipped, script parameters, a run
@@ -265,7 +266,7 @@ def test_the_sdk_runs_the_documents_example_and_streams_its_output(
         script_params=script_params,
         entry_script="train.py",
         environment_variables={"PYTHONUNBUFFERED": "1"},
-        pod_template=ON_LOCAL_NODE,
+        pod_template={"spec": ON_REAL_NODE},
     )
     run = exp.submit(tf_est)
     out = io.StringIO()
@@ -284,21 +285,22 @@ def test_parameter_server_job_succeeds_when_the_chief_does_and_servers_are_stopp
     core: k8s.CoreV1Api,
     api_client: k8s.ApiClient,
     namespace: str,
-    local_node: str,
+    trainer_image: str,
     tmp_path: Path,
 ) -> None:
     model_dir = tmp_path / "model"
     model_dir.mkdir()
+    model_dir.chmod(0o777)  # the image's user writes the checkpoints
     replica = {
         "replicas": 1,
         "restartPolicy": "Never",
         "template": {
             "spec": {
-                **ON_LOCAL_NODE["spec"],
+                **ON_REAL_NODE,
                 "containers": [
                     {
                         "name": "tensorflow",
-                        "image": "tfjob-trainer-cpu",
+                        "image": trainer_image,
                         "command": [
                             "python",
                             "train.py",
@@ -350,7 +352,7 @@ def test_parameter_server_job_succeeds_when_the_chief_does_and_servers_are_stopp
 
 
 def test_failing_script_fails_the_job_with_its_exit_code(
-    kubectl, api_client: k8s.ApiClient, namespace: str, local_node: str
+    kubectl, api_client: k8s.ApiClient, namespace: str, trainer_image: str
 ) -> None:
     apply(kubectl, namespace, estimator_job("broken", scriptParams={"--data": "missing.csv"}))
     job = wait_for_condition(api_client, namespace, "broken", "Failed", timeout=240)
