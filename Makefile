@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: up down status test unit lint binaries manifests bench bench-scale faults images
+.PHONY: up down status test unit lint binaries packages manifests bench bench-scale faults images
 
 $(VENV)/.installed: pyproject.toml operator/localcluster/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,9 +14,11 @@ $(VENV)/.installed: pyproject.toml operator/localcluster/pyproject.toml
 binaries: $(VENV)/.installed
 	$(BIN)/tfjob-local build
 
-## up: build what is missing and start the local cluster with its simulated GPU node pools
+## up: build what is missing and start the local cluster: this machine as a real node (root)
+## beside simulated GPU node pools, the operator and a sample job; HOROVOD=1 also builds and
+## loads the Horovod image
 up: binaries
-	$(BIN)/tfjob-local up
+	$(BIN)/tfjob-local up $(if $(HOROVOD),--horovod)
 
 ## down: stop the local cluster
 down: $(VENV)/.installed
@@ -56,6 +58,10 @@ images: $(VENV)/.installed
 faults: $(VENV)/.installed binaries
 	TFJOB_FAULT_JOBS=100 TFJOB_FAULT_KILLS=10 $(BIN)/pytest tests/integration/test_faults.py -s
 
+## packages: Debian's packages for the images and the real node (installed as root, else named)
+packages: $(VENV)/.installed
+	$(BIN)/tfjob-local packages
+
 ## test: lint, then every test layer against a real control plane started by the tests
-test: lint binaries
+test: lint binaries packages
 	$(BIN)/pytest

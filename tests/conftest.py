@@ -16,7 +16,7 @@ from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
 from tests.integration.jobs import REAL_NODE_LABELS, REAL_NODE_TAINT
-from tfjob_localcluster import binaries, images, nodepools, processes, trainer_env
+from tfjob_localcluster import binaries, images, nodepools, processes
 from tfjob_localcluster.cluster import LocalCluster
 from tfjob_localcluster.control import wait_for
 from tfjob_localcluster.operator_process import OperatorProcess
@@ -171,26 +171,6 @@ def operator(cluster: LocalCluster, crd: str) -> Iterator[OperatorProcess]:
         yield process
     finally:
         process.stop()
-
-
-LOCAL_POOL = nodepools.NodePool(
-    name="local",
-    count=1,
-    runtime="local",
-    cpu="8",
-    memory="16Gi",
-    # Only pods that ask for it land here: the rest of the suite's pods only pretend to run.
-    taints=[nodepools.Taint(key="tfjob.dev/local-node", value="true", effect="NoSchedule")],
-)
-
-
-@pytest.fixture(scope="session")
-def local_node(cluster: LocalCluster) -> str:
-    """A node of the session's cluster whose pods are real processes, in the trainer env."""
-    cluster.trainer_bin = trainer_env.ensure_trainer_env(log=lambda message: None)
-    cluster.workdir = REPOSITORY / "images" / "trainer"
-    (name,) = cluster.add_local_node(LOCAL_POOL)
-    return name
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """The person's command: `tfjob-local up` starts a detached cluster whose CPU node is this
-machine, the operator and a sample job that really trains; `down` leaves nothing behind."""
+machine as a real node, the operator and a sample job that trains in containers of the trainer
+image; the lines it prints work as shown; `down` leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tfjob_localcluster import binaries, horovod_env, trainer_env
+from tfjob_localcluster import binaries
 from tfjob_localcluster.processes import start_time_of
 
-pytestmark = pytest.mark.timeout(420)
+pytestmark = pytest.mark.timeout(900)
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 EXAMPLES = REPOSITORY / "examples"
@@ -27,7 +28,7 @@ def tfjob_local(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]
         [sys.executable, "-m", "tfjob_localcluster", "--state-dir", str(state_dir), *args],
         capture_output=True,
         text=True,
-        timeout=200,
+        timeout=600,  # images are built first, when they are not cached yet
         check=False,
         cwd=REPOSITORY,
     )
@@ -44,36 +45,48 @@ def port_is_free(port: int) -> bool:
     return True
 
 
-def netns_names() -> set[str]:
-    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
-    return {line.split()[0] for line in listed.stdout.splitlines() if line.strip()}
+def host_network() -> list[str]:
+    """This machine's addresses, links and iptables rules (without counters and comments)."""
+    text = "".join(
+        subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+        for argv in (["ip", "-o", "addr"], ["ip", "-o", "link"], ["iptables-save"])
+    )
+    return [re.sub(r"\[\d+:\d+\]", "", line) for line in text.splitlines() if line[:1] != "#"]
+
+
+def printed_lines(output: str) -> list[str]:
+    """The shell lines `up` tells a person to run."""
+    lines = output.split("Point kubectl at it with:\n", 1)[1].splitlines()
+    return [line.strip() for line in lines if line.startswith("  ")]
 
 
 def test_up_trains_the_sample_job_then_down_leaves_nothing(tmp_path: Path) -> None:
-    binaries.ensure_built(log=lambda message: None)
-    trainer_env.ensure_trainer_env(log=lambda message: None)
-    horovod_env.ensure_horovod_env(log=lambda message: None)
     pools = tmp_path / "pools.yaml"
     pools.write_text(
-        "pools:\n- {name: tiny-gpu, count: 1, gpus: 2}\n- {name: cpu, count: 1, runtime: local}\n"
+        "pools:\n- {name: tiny-gpu, count: 1, gpus: 2}\n- {name: cpu, count: 1, runtime: real}\n"
     )
     state_dir = tmp_path / "state"
-    namespaces_before = netns_names()
-    up = tfjob_local(state_dir, "up", "--node-pools", str(pools))
+    network_before = host_network()
+    up = tfjob_local(state_dir, "up", "--node-pools", str(pools), "--horovod")
     assert up.returncode == 0, up.stdout + up.stderr
     print(up.stdout)
     assert f"export KUBECONFIG={state_dir / 'kubeconfig'}" in up.stdout
 
     state = json.loads((state_dir / "cluster.json").read_text())
-    pids = {p["name"]: (p["pid"], p["start_time"]) for p in state["processes"]}
+    (node,) = state["real_nodes"]
+    pids = {p["name"]: (p["pid"], p["start_time"]) for p in state["processes"] + node["processes"]}
     assert set(pids) == {
         "etcd",
         "kube-apiserver",
         "kube-controller-manager",
         "kube-scheduler",
         "kwok",
-        "localnode-cpu-0",
         "tfjob-operator",
+        # the real node
+        "containerd-cpu-0",
+        "kubelet-cpu-0",
+        "coredns-cpu-0",
+        "kube-proxy-cpu-0",
     }
 
     def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -86,10 +99,20 @@ def test_up_trains_the_sample_job_then_down_leaves_nothing(tmp_path: Path) -> No
         )
 
     try:
-        # The cluster outlives the command that started it, and kubectl reaches it.
-        nodes = kubectl("get", "nodes", "-o", "jsonpath={.items[*].metadata.name}")
-        assert sorted(nodes.stdout.split()) == ["cpu-0", "tiny-gpu-0"]
-        # The sample job (examples/multi-worker-mirrored.yaml) trains for real on this machine.
+        # The cluster outlives the command that started it, and the lines it printed work in a
+        # shell that has nothing of this project on its PATH.
+        shown = subprocess.run(
+            ["bash", "-euc", "\n".join(printed_lines(up.stdout))],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        )
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        assert {"cpu-0", "tiny-gpu-0"} <= {line.split()[0] for line in shown.stdout.splitlines()}
+        # The sample job (examples/multi-worker-mirrored.yaml) trains on this machine, in
+        # containers of the trainer image.
         done = kubectl(
             "wait",
             "--for=jsonpath={.status.state}=Succeeded",
@@ -100,8 +123,11 @@ def test_up_trains_the_sample_job_then_down_leaves_nothing(tmp_path: Path) -> No
         assert done.returncode == 0, done.stderr + kubectl("get", "tfj,pods", "-o", "wide").stdout
         output = kubectl("logs", "keras-multi-worker-worker-1").stdout
         assert "worker 1: replicas in sync 2" in output
+        pod = json.loads(kubectl("get", "pod", "keras-multi-worker-worker-1", "-o", "json").stdout)
+        assert pod["spec"]["nodeName"] == "cpu-0"
+        assert pod["status"]["containerStatuses"][0]["image"].endswith("tfjob-trainer-cpu:2.21.0")
         # The seed document's Horovod example, as README walks it: its folder shipped by
-        # `kubectl tfjob`, mpirun over 2 workers, on this machine.
+        # `kubectl tfjob`, mpirun over 2 workers, in containers of the Horovod image.
         horovod = subprocess.run(
             [
                 binaries.kubectl(), "tfjob", "submit", str(EXAMPLES / "my-horovod-proj"),
@@ -134,6 +160,6 @@ def test_up_trains_the_sample_job_then_down_leaves_nothing(tmp_path: Path) -> No
     assert survivors == []
     busy = [port for port in state["ports"].values() if not port_is_free(port)]
     assert busy == []
-    # No pod network namespace of this cluster is left (others may come and go meanwhile).
-    assert netns_names() - namespaces_before == set()
+    # The node's address, bridge and the kubelet's and kube-proxy's rules went with it.
+    assert host_network() == network_before
     assert tfjob_local(state_dir, "status").returncode == 1

@@ -15,7 +15,6 @@ from tfjob_localcluster.control import wait_for
 from tfjob_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
 
 JOB_LABEL = "tfjob.dev/job-name"
-# Where pods run as real processes (the session's local node): its pool and its taint.
 # Pods that ask for it (both) land on a cluster's real node, which runs them as containers of
 # the project's images; the rest of the suite's pods only pretend to run, on kwok's nodes.
 REAL_NODE_LABELS = {"tfjob.dev/node-pool": "real"}
@@ -23,13 +22,6 @@ REAL_NODE_TAINT = "tfjob.dev/real-node"
 ON_REAL_NODE = {
     "nodeSelector": REAL_NODE_LABELS,
     "tolerations": [{"key": REAL_NODE_TAINT, "operator": "Exists", "effect": "NoSchedule"}],
-}
-
-ON_LOCAL_NODE = {
-    "spec": {
-        "nodeSelector": {"tfjob.dev/node-pool": "local"},
-        "tolerations": [{"key": "tfjob.dev/local-node", "operator": "Exists"}],
-    }
 }
 
 

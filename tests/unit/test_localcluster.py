@@ -22,9 +22,9 @@ def test_default_pools_are_two_gpu_pools_and_one_cpu_pool() -> None:
     assert summary == {
         ("gpu-a100", 4, 8, "kwok"),
         ("gpu-t4", 2, 4, "kwok"),
-        ("cpu", 1, 0, "local"),
+        ("cpu", 1, 0, "real"),
     }
-    assert len(pools.nodes()) == 6  # the local node registers itself
+    assert len(pools.nodes()) == 6  # the real node registers itself
     assert pools.node_names()[-1] == "cpu-0"
 
 
@@ -37,7 +37,18 @@ def test_simulated_pools_of_the_test_suite() -> None:
         ("cpu", 3, 0, "kwok"),
     }
     assert len(pools.nodes()) == 9
-    assert nodepools.load().simulated().local_pools() == []
+    assert nodepools.load().simulated().real_pools() == []
+
+
+def test_a_real_pool_is_one_node_and_there_is_at_most_one(tmp_path) -> None:
+    with pytest.raises(ValueError, match="count must be 1"):
+        nodepools.NodePool(name="cpu", count=2, runtime="real")
+    two = tmp_path / "pools.yaml"
+    two.write_text(
+        "pools:\n  - {name: a, count: 1, runtime: real}\n  - {name: b, count: 1, runtime: real}\n"
+    )
+    with pytest.raises(ValueError, match="at most one pool may be real"):
+        nodepools.load(two)
 
 
 def test_gpu_node_is_tainted_labelled_and_has_gpu_capacity() -> None:
@@ -151,15 +162,14 @@ def test_sample_job_of_the_local_cluster_is_the_multi_worker_example() -> None:
     assert sample == example.read_text()
 
 
-def test_trainer_environment_pins_match_the_tensorflow_extra() -> None:
+def test_the_tensorflow_extra_pins_what_the_cpu_trainer_image_installs() -> None:
     import tomllib
 
-    from tfjob_localcluster.trainer_env import TRAINER_REQUIREMENTS
-
-    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
-    assert (
-        tuple(pyproject["project"]["optional-dependencies"]["tensorflow"]) == TRAINER_REQUIREMENTS
-    )
+    root = Path(__file__).resolve().parents[2]
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    dockerfile = (root / "images" / "trainer-cpu" / "Dockerfile").read_text()
+    for pin in pyproject["project"]["optional-dependencies"]["tensorflow"]:
+        assert pin in dockerfile, pin
 
 
 def test_clear_state_removes_only_what_a_cluster_wrote(tmp_path: Path) -> None:

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import yaml
 
-from . import binaries
+from . import binaries, host_packages
 from . import images as images_cli
 from .cluster import LocalCluster, default_state_dir
-from .horovod_env import ensure_horovod_env
 from .nodepools import load as load_node_pools
-from .operator_process import LOCAL_NODE_ENV, OperatorProcess
-from .trainer_env import ensure_trainer_env
+from .operator_process import OperatorProcess
+
+TRAINER_IMAGE = images_cli.IMAGES["trainer-cpu"].tags[0]
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -32,33 +32,29 @@ def _up(args: argparse.Namespace) -> int:
     # Every start makes a new CA and new identities, so nothing of an older cluster (its etcd
     # data, nodes and jobs included) could be used again: start from a clean state.
     LocalCluster(state_dir=state_dir).clear_state()
-    binaries.ensure_built()
     pools = load_node_pools(args.node_pools)
-    trainer_bin = None
-    images: dict[str, tuple[Path, Path]] = {}
-    if pools.local_pools() and os.geteuid() != 0:
-        print("Not root: the local pool's pods cannot run as real processes; simulating it.")
+    if pools.real_pools() and os.geteuid() != 0:
+        print("Not root: this machine cannot be a real node; its pool is simulated too.")
         pools = pools.simulated()
-    elif pools.local_pools():
-        trainer_bin = ensure_trainer_env()
-        # Horovod (MPI) jobs' pods run in the Horovod environment, from its image's folder.
-        horovod = args.workdir.resolve().parent / "horovod"
-        if horovod.is_dir():
-            images["*horovod*"] = (ensure_horovod_env(), horovod)
-    cluster = LocalCluster(
-        state_dir=state_dir,
-        node_pools=pools,
-        detach=True,
-        trainer_bin=trainer_bin,
-        workdir=args.workdir.resolve(),
-        images=images,
+    wanted = ["trainer-cpu", *(["horovod"] if args.horovod else [])] if pools.real_pools() else []
+    if wanted:
+        _ensure_host_packages()  # before minutes of building, not after
+    binaries.ensure_built(
+        [*binaries.DEFAULT_COMPONENTS, *(binaries.REAL_NODE_COMPONENTS if wanted else [])]
     )
+    if wanted:
+        print(f"Images for the real node: {', '.join(wanted)} (built once, then cached)")
+        images_cli.build_images(wanted)
+    cluster = LocalCluster(state_dir=state_dir, node_pools=pools, detach=True)
     cluster.start(timeout=args.timeout)
+    for node in cluster.real_nodes:
+        for name in wanted:
+            node.load_image(images_cli.IMAGES[name].tags[0])
     if not args.no_operator:
         _start_operator(cluster, sample_job=not args.no_sample_job)
     pools_text = ", ".join(
         f"{p.name} ({p.count} x {f'{p.gpus} GPU' if p.gpus else 'CPU'}"
-        f"{', real processes' if p.runtime == 'local' else ''})"
+        f"{', this machine, real containers' if p.runtime == 'real' else ''})"
         for p in cluster.node_pools.pools
     )
     print(f"Local cluster ready in {cluster.startup_seconds['total']:.1f} s at {cluster.server}")
@@ -78,7 +74,8 @@ def _start_operator(cluster: LocalCluster, *, sample_job: bool) -> None:
         kubeconfig=cluster.kubeconfig,
         log_dir=cluster.log_dir,
         detach=True,
-        env={"TFJOB_NODE_POOLS": json.dumps(pools), **LOCAL_NODE_ENV},
+        # Estimator jobs without an image run the trainer image `make images` builds.
+        env={"TFJOB_NODE_POOLS": json.dumps(pools), "TFJOB_DEFAULT_IMAGE": TRAINER_IMAGE},
     )
     cluster.adopt(operator.start())
     print(f"Operator running (log: {cluster.log_dir / 'tfjob-operator.log'})")
@@ -88,8 +85,9 @@ def _start_operator(cluster: LocalCluster, *, sample_job: bool) -> None:
         print(
             f"Sample job submitted: kubectl get tfj {job['metadata']['name']}; "
             + (
-                f"it trains on this machine: kubectl logs -f {job['metadata']['name']}-worker-0"
-                if cluster.node_pools.local_pools()
+                "it trains in containers of the trainer image on this machine: "
+                f"kubectl logs -f {job['metadata']['name']}-worker-0"
+                if cluster.real_nodes
                 else "its pods only pretend to run: end one with "
                 "`kubectl annotate pod <pod> sim.tfjob.dev/exit-code=0`"
             )
@@ -99,6 +97,8 @@ def _start_operator(cluster: LocalCluster, *, sample_job: bool) -> None:
 def _print_usage(kubeconfig: Path) -> None:
     print("Point kubectl at it with:")
     print(f"  export KUBECONFIG={kubeconfig}")
+    # kubectl (and its `kubectl tfjob` plugin) come with this Python's environment.
+    print(f"  export PATH={Path(binaries.kubectl()).parent}:$PATH")
     print("  kubectl get nodes -L tfjob.dev/node-pool,nvidia.com/gpu.product")
     print("Stop it with: tfjob-local down")
 
@@ -123,16 +123,28 @@ def _status(args: argparse.Namespace) -> int:
     return 0 if cluster.alive() else 1
 
 
-def _build(args: argparse.Namespace) -> int:
-    """The control plane's binaries, and the Python environment local pods run in."""
-    environments = {"trainer-env": ensure_trainer_env, "horovod-env": ensure_horovod_env}
-    components = [c for c in args.components if c not in environments]
-    if components or not args.components:
-        binaries.main(components)
-    for name, ensure in environments.items():
-        if not args.components or name in args.components:
-            print(f"{name}: {ensure().parent}")
+def _ensure_host_packages() -> None:
+    """Debian's packages for the images and the real node: installed as root, else named."""
+    from .images import BUILD_TOOLS
+    from .realnode import TOOLS
+
+    host_packages.ensure({**BUILD_TOOLS, **TOOLS}, "building the images and running a real node")
+
+
+def _packages(args: argparse.Namespace) -> int:
+    try:
+        _ensure_host_packages()
+    except host_packages.MissingPackages as error:
+        print(f"tfjob-local: {error}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _build(args: argparse.Namespace) -> int:
+    """The binaries of the control plane and of the real node."""
+    return binaries.main(
+        args.components or [*binaries.DEFAULT_COMPONENTS, *binaries.REAL_NODE_COMPONENTS]
+    )
 
 
 def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
@@ -160,20 +172,24 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--node-pools", type=Path, default=None, help="node-pool YAML file")
     up.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for readiness")
     up.add_argument(
-        "--workdir",
-        type=Path,
-        default=Path("images/trainer") if Path("images/trainer").is_dir() else Path.cwd(),
-        help="working directory of local pods (the trainer image's): %(default)s",
+        "--horovod",
+        action="store_true",
+        help="also build the Horovod image and load it into the real node (minutes, once)",
     )
     up.add_argument("--no-operator", action="store_true", help="only the cluster, no operator")
     up.add_argument("--no-sample-job", action="store_true", help="do not submit the sample job")
     up.set_defaults(run=_up)
     commands.add_parser("down", help="stop the cluster").set_defaults(run=_down)
     commands.add_parser("status", help="show its processes").set_defaults(run=_status)
+    commands.add_parser(
+        "packages",
+        help="install Debian's packages the images and the real node need (as root; "
+        "otherwise name them and exit 2)",
+    ).set_defaults(run=_packages)
     build = commands.add_parser(
         "build",
-        help="only build what is missing: binaries (etcd, kubernetes, kwok, helm; "
-        "training-operator and kueue when named), trainer-env, horovod-env",
+        help="only build what is missing: binaries (etcd, kubernetes, kwok, helm, and the real "
+        "node's kubernetes-node and coredns; training-operator and kueue when named)",
     )
     build.add_argument("components", nargs="*")
     build.set_defaults(run=_build)

@@ -318,6 +318,8 @@ COMPONENTS: dict[str, Component] = {
 }
 # What `tfjob-local build`, `make up` and the test session build; the rest only on demand.
 DEFAULT_COMPONENTS = ("etcd", "kwok", "helm", "kubernetes")
+# What a real node runs besides the control plane: the kubelet, kube-proxy and CoreDNS.
+REAL_NODE_COMPONENTS = ("kubernetes-node", "coredns")
 
 EXECUTABLE_COMPONENT = {exe: c for c in COMPONENTS.values() for exe in c.executables}
 

@@ -5,12 +5,10 @@ kube-scheduler and kwok's simulated nodes, started from cached binaries and stop
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
 import ssl
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -24,7 +22,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
 
 from . import binaries, processes
-from .nodepools import NodePool, NodePools
+from .nodepools import NODE_POOL_LABEL, NodePools
 from .nodepools import load as load_node_pools
 from .pki import CertificateAuthority, KeyPair, service_account_signing_key
 
@@ -64,10 +62,6 @@ class LocalCluster:
     state_dir: Path
     node_pools: NodePools = field(default_factory=load_node_pools)
     detach: bool = False
-    trainer_bin: Path | None = None  # bin/ of the Python environment local pods run in
-    workdir: Path | None = None  # working directory of local pods' containers (the "image")
-    # Other "images" of local pods: image glob -> (python bin/, working directory).
-    images: dict[str, tuple[Path, Path]] = field(default_factory=dict)
     # Opt-in knobs, for the benchmark; the defaults are what everyone else runs.
     # An audit policy (a Policy document) turns the API server's audit log on, at `audit_log`.
     audit_policy: dict[str, Any] | None = None
@@ -137,6 +131,10 @@ class LocalCluster:
         def remaining() -> float:
             return max(1.0, deadline - time.monotonic())
 
+        if self.node_pools.real_pools() and self.pod_facing_address is None:
+            from .realnode import NODE_IP
+
+            self.pod_facing_address = NODE_IP
         self.ports = Endpoints.allocate()
         self._ca = CertificateAuthority(self.pki_dir)
         serving = self._ca.issue(
@@ -201,10 +199,14 @@ class LocalCluster:
             self._all_nodes_ready, timeout=remaining(), what="simulated nodes Ready", process=kwok
         )
         self._mark("nodes-ready", started)
-        for pool in self.node_pools.local_pools():
-            self.add_local_node(pool, timeout=remaining())
-        if self.node_pools.local_pools():
-            self._mark("local-nodes-ready", started)
+        for pool in self.node_pools.real_pools():
+            (name,) = pool.node_names()
+            self.add_real_node(
+                name,
+                labels={NODE_POOL_LABEL: pool.name, **pool.labels},
+                taints=[f"{t['key']}={t['value']}:{t['effect']}" for t in pool.effective_taints()],
+            )
+            self._mark("real-node-ready", started)
         processes.wait_until(
             lambda: self._service_account_exists("default"),
             timeout=remaining(),
@@ -272,6 +274,7 @@ class LocalCluster:
             "kubeconfig": str(self.kubeconfig),
             "ports": dataclasses.asdict(self.ports) if self.ports else {},
             "processes": [p.to_dict() for p in self.running],
+            "real_nodes": [node.to_dict() for node in self.real_nodes],
             "startup_seconds": self.startup_seconds,
         }
         (self.state_dir / STATE_FILE).write_text(json.dumps(state, indent=2))
@@ -283,8 +286,11 @@ class LocalCluster:
         if not path.exists():
             return None
         state = json.loads(path.read_text())
+        from .realnode import RealNode
+
         cluster = cls(state_dir=state_dir, detach=True)
         cluster.running = [processes.RunningProcess.from_dict(p) for p in state["processes"]]
+        cluster.real_nodes = [RealNode.from_dict(n) for n in state.get("real_nodes", [])]
         return cluster
 
     def adopt(self, process: processes.RunningProcess) -> None:
@@ -334,47 +340,6 @@ class LocalCluster:
 
             processes.wait_until(established, timeout=timeout, what="the CRD to be established")
 
-    def add_local_node(self, pool: NodePool, timeout: float = 60) -> list[str]:
-        """Start an agent per node of ``pool`` whose pods run as real processes (root only)."""
-        if self.trainer_bin is None or self.workdir is None:
-            raise ValueError("local nodes need trainer_bin and workdir")
-        names = []
-        for name in pool.node_names():
-            tag = hashlib.sha256(f"{self.state_dir.resolve()}/{name}".encode()).hexdigest()
-            argv = [
-                sys.executable,
-                "-m",
-                "tfjob_localcluster.localnode",
-                f"--kubeconfig={self.kubeconfig}",
-                f"--node-name={name}",
-                f"--pool={pool.name}",
-                f"--state-dir={self.state_dir / 'nodes' / name}",
-                f"--python-bin={self.trainer_bin}",
-                f"--workdir={self.workdir}",
-                f"--bridge=tfj{tag[:8]}",
-                f"--subnet=10.250.{int(tag[8:12], 16) % 250}.0/24",
-                *(
-                    f"--taint={t['key']}={t.get('value', '')}:{t['effect']}"
-                    for t in pool.effective_taints()
-                ),
-                *(
-                    f"--image={glob}={bin_dir}:{directory}"
-                    for glob, (bin_dir, directory) in self.images.items()
-                ),
-            ]
-            agent = processes.start(f"localnode-{name}", argv, self.log_dir, detach=self.detach)
-            self.running.append(agent)
-            processes.wait_until(
-                lambda name=name: self._node_ready(name),
-                timeout=timeout,
-                what=f"local node {name} Ready",
-                process=agent,
-            )
-            names.append(name)
-        if self.running and (self.state_dir / STATE_FILE).exists():
-            self._write_state()
-        return names
-
     def add_real_node(
         self,
         name: str = "real-0",
@@ -411,12 +376,15 @@ class LocalCluster:
             node_ip=self.pod_facing_address,
             labels=labels or {},
             taints=taints or [],
+            detach=self.detach,
         )
         self.real_nodes.append(node)
         node.start()
         processes.wait_until(
             lambda: self._node_ready(name), timeout=timeout, what=f"real node {name} Ready"
         )
+        if (self.state_dir / STATE_FILE).exists():
+            self._write_state()
         return node
 
     def _node_ready(self, name: str) -> bool:
@@ -430,7 +398,11 @@ class LocalCluster:
         return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
 
     def alive(self) -> bool:
-        return bool(self.running) and all(p.alive() for p in self.running)
+        return (
+            bool(self.running)
+            and all(p.alive() for p in self.running)
+            and all(node.alive() for node in self.real_nodes)
+        )
 
     # ----- identities ----------------------------------------------------------------------
     def kubeconfig_for(self, user: str, groups: tuple[str, ...] = ()) -> Path:

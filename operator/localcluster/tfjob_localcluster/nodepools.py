@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 NODE_POOL_LABEL = "tfjob.dev/node-pool"
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -37,13 +37,20 @@ class NodePool(BaseModel):
     instance_type: str | None = Field(default=None, alias="instanceType")
     labels: dict[str, str] = Field(default_factory=dict)
     taints: list[Taint] | None = None
-    runtime: Literal["kwok", "local"] = Field(
+    runtime: Literal["kwok", "real"] = Field(
         "kwok",
         description=(
-            "kwok: simulated nodes whose pods only pretend to run; local: nodes whose pods are "
-            "real processes on this machine (needs root)."
+            "kwok: simulated nodes whose pods only pretend to run; real: this machine as a real "
+            "node (kubelet, containerd), its pods containers of the project's images (root, "
+            "one node, one such pool)."
         ),
     )
+
+    @model_validator(mode="after")
+    def _one_real_node(self) -> NodePool:
+        if self.runtime == "real" and self.count != 1:
+            raise ValueError(f"pool {self.name}: a real pool is this machine: count must be 1")
+        return self
 
     def node_names(self) -> list[str]:
         return [f"{self.name}-{index}" for index in range(self.count)]
@@ -90,7 +97,7 @@ class NodePools(BaseModel):
     pools: list[NodePool]
 
     def nodes(self) -> list[dict[str, Any]]:
-        """The simulated Nodes, created with their status (local nodes register themselves)."""
+        """The simulated Nodes, created with their status (a real node registers itself)."""
         return [
             pool.node(name)
             for pool in self.pools
@@ -98,14 +105,14 @@ class NodePools(BaseModel):
             for name in pool.node_names()
         ]
 
-    def local_pools(self) -> list[NodePool]:
-        return [pool for pool in self.pools if pool.runtime == "local"]
+    def real_pools(self) -> list[NodePool]:
+        return [pool for pool in self.pools if pool.runtime == "real"]
 
     def node_names(self) -> list[str]:
         return [name for pool in self.pools for name in pool.node_names()]
 
     def simulated(self) -> NodePools:
-        """The same pools with every node simulated (where real processes cannot run)."""
+        """The same pools with every node simulated (where a real node cannot run)."""
         return NodePools(pools=[p.model_copy(update={"runtime": "kwok"}) for p in self.pools])
 
     def pool(self, name: str) -> NodePool:
@@ -126,6 +133,8 @@ def load(path: Path | str | None = None) -> NodePools:
     else:
         text = Path(path).read_text()
     pools = NodePools.model_validate(yaml.safe_load(text))
+    if len(pools.real_pools()) > 1:
+        raise ValueError("at most one pool may be real: its node is this machine")
     names = [p.name for p in pools.pools]
     duplicates = {n for n in names if names.count(n) > 1}
     if duplicates:

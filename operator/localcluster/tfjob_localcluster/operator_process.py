@@ -10,11 +10,6 @@ from pathlib import Path
 
 from . import processes
 
-# The process-based local node runs every pod as root and ignores securityContext, so there the
-# Horovod image's pods must not declare its uid 1000: their SSH key would be mode 0440, which a
-# root ssh refuses. The real node runs them as the image's user. Goes with the local node.
-LOCAL_NODE_ENV = {"TFJOB_DEFAULT_HOROVOD_IMAGE_USER": ""}
-
 
 @dataclass
 class OperatorProcess:

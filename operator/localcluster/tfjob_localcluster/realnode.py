@@ -146,8 +146,37 @@ class RealNode:
     pod_subnet: str = "10.245.77.0/24"
     labels: dict[str, str] = field(default_factory=dict)
     taints: list[str] = field(default_factory=list)
+    detach: bool = False  # outlive the Python process that started it (`tfjob-local up`)
     running: list[processes.RunningProcess] = field(default_factory=list)
-    _forwarding: str = field(default="0", init=False)  # net.ipv4.ip_forward before the start
+    forwarding: str = "0"  # net.ipv4.ip_forward before the start, restored at stop
+
+    def to_dict(self) -> dict[str, Any]:
+        """What `tfjob-local down` needs to stop a detached node: see from_dict."""
+        return {
+            "name": self.name,
+            "state_dir": str(self.state_dir),
+            "kubeconfig": str(self.kubeconfig),
+            "node_ip": self.node_ip,
+            "pod_subnet": self.pod_subnet,
+            "forwarding": self.forwarding,
+            "processes": [process.to_dict() for process in self.running],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RealNode:
+        return cls(
+            name=data["name"],
+            state_dir=Path(data["state_dir"]),
+            kubeconfig=Path(data["kubeconfig"]),
+            node_ip=data["node_ip"],
+            pod_subnet=data["pod_subnet"],
+            detach=True,
+            running=[processes.RunningProcess.from_dict(p) for p in data["processes"]],
+            forwarding=data["forwarding"],
+        )
+
+    def alive(self) -> bool:
+        return bool(self.running) and all(process.alive() for process in self.running)
 
     @property
     def sockets(self) -> Path:
@@ -188,7 +217,7 @@ class RealNode:
                 f"containerd-{self.name}",
                 ["containerd", "--config", str(self._containerd_config())],
                 logs,
-                detach=False,
+                detach=self.detach,
             )
         )
         processes.wait_until(self.socket.exists, timeout=30, what="containerd's socket")
@@ -211,7 +240,7 @@ class RealNode:
                     "--v=1",
                 ],
                 logs,
-                detach=False,
+                detach=self.detach,
             )
         )
         if self.proxy_kubeconfig is not None:  # after the kubelet: it waits for its Node
@@ -279,13 +308,14 @@ class RealNode:
 
     def _serve(self, name: str, argv: list[str], logs: Path, ready: str, timeout: float) -> None:
         """Start one of the node's servers; return once ``ready`` (a URL on loopback) says 200."""
-        process = processes.start(f"{name}-{self.name}", argv, logs, detach=False)
+        process = processes.start(f"{name}-{self.name}", argv, logs, detach=self.detach)
         self.running.append(process)
         processes.wait_until(
             lambda: _says_ok(ready), timeout=timeout, what=f"{name} at {ready}", process=process
         )
 
     def stop(self) -> None:
+        proxied = any(p.name.startswith("kube-proxy-") for p in self.running)
         kubelet = [p for p in self.running if p.name.startswith("kubelet")]
         for process in kubelet:
             process.stop(grace_seconds=10)
@@ -294,7 +324,7 @@ class RealNode:
             if process not in kubelet:
                 process.stop(grace_seconds=10)
         self.running.clear()
-        if self.proxy_kubeconfig is not None:  # its rules outlive it
+        if proxied:  # its rules outlive it
             subprocess.run(
                 [str(binaries.binary("kube-proxy")), "--cleanup"], check=False, capture_output=True
             )
@@ -455,10 +485,10 @@ state = "{root / "state"}"
         plugin turned on go with it."""
         forwarding = Path("/proc/sys/net/ipv4/ip_forward")
         if add:
-            self._forwarding = forwarding.read_text().strip()
+            self.forwarding = forwarding.read_text().strip()
         else:
             subprocess.run(["ip", "link", "del", self.bridge], check=False, capture_output=True)
-            forwarding.write_text(self._forwarding + "\n")
+            forwarding.write_text(self.forwarding + "\n")
         verb = "add" if add else "del"
         subprocess.run(
             ["ip", "addr", verb, f"{self.node_ip}/32", "dev", "lo"],

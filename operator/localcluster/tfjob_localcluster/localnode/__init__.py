@@ -1,1 +1,0 @@
-"""A local node whose pods are real processes in their own network and UTS namespaces."""
