@@ -182,6 +182,14 @@ def real_node(cluster: LocalCluster) -> RealNode:
     )
 
 
+@pytest.fixture
+def machine_for_a_real_node(cluster: LocalCluster) -> Iterator[None]:
+    """For a test that runs a real node of its own: one real node per machine, so the
+    session's, if it runs, steps aside meanwhile."""
+    with cluster.real_nodes_stopped():
+        yield
+
+
 def _on(node: RealNode, name: str) -> str:
     """Image ``name``, built from its Dockerfile if need be, in the node's containerd."""
     image = images.IMAGES[name]

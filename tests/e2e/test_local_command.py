@@ -60,6 +60,7 @@ def printed_lines(output: str) -> list[str]:
     return [line.strip() for line in lines if line.startswith("  ")]
 
 
+@pytest.mark.usefixtures("machine_for_a_real_node")
 def test_up_trains_the_sample_job_then_down_leaves_nothing(tmp_path: Path) -> None:
     pools = tmp_path / "pools.yaml"
     pools.write_text(

@@ -32,7 +32,7 @@ from .jobs import (
 )
 from .own_cluster import own_cluster
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.usefixtures("machine_for_a_real_node")]
 
 POOL = NodePool(name="cpu", count=1, cpu="8", memory="32Gi")
 OPERATOR_IMAGE = images.IMAGES["operator"].tags[0]

@@ -4,6 +4,7 @@ kube-scheduler and kwok's simulated nodes, started from cached binaries and stop
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -11,6 +12,7 @@ import shutil
 import ssl
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -386,6 +388,24 @@ class LocalCluster:
         if (self.state_dir / STATE_FILE).exists():
             self._write_state()
         return node
+
+    @contextlib.contextmanager
+    def real_nodes_stopped(self, timeout: float = 120) -> Iterator[None]:
+        """This cluster's real nodes stopped for a while, so that another cluster may run one
+        on this machine; started again after, Ready, with the images they held."""
+        stopped = list(self.real_nodes)
+        for node in stopped:
+            node.stop()
+        try:
+            yield
+        finally:
+            for node in stopped:
+                node.start()
+                processes.wait_until(
+                    lambda node=node: self._node_ready(node.name),
+                    timeout=timeout,
+                    what=f"real node {node.name} Ready again",
+                )
 
     def _node_ready(self, name: str) -> bool:
         with self.api_client() as api:

@@ -17,9 +17,12 @@ pods reach ClusterIP Services, the API server's `kubernetes` Service among them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -324,10 +327,11 @@ class RealNode:
             if process not in kubelet:
                 process.stop(grace_seconds=10)
         self.running.clear()
-        if proxied:  # its rules outlive it
-            subprocess.run(
-                [str(binaries.binary("kube-proxy")), "--cleanup"], check=False, capture_output=True
-            )
+        self._leftover_processes_gone()
+        if proxied or not self.detach:  # its rules outlive it (and a killed run's too)
+            proxy = binaries.COMPONENTS["kubernetes-node"].path("kube-proxy")
+            if proxy.exists():
+                subprocess.run([str(proxy), "--cleanup"], check=False, capture_output=True)
         _kubelet_chains_gone()
         self._unmount()
         shutil.rmtree(self.sockets, ignore_errors=True)
@@ -518,6 +522,30 @@ state = "{root / "state"}"
                     if child.is_dir():
                         child.rmdir()
                 mine.rmdir()
+
+    def _leftover_processes_gone(self) -> None:
+        """What outlives containerd when its run was killed: every process in the node's
+        cgroups (the pods' containers), then the containerd shims that served this node."""
+        pids: set[int] = set()
+        for hierarchy in self._hierarchies():
+            mine = hierarchy / self.cgroup_root.lstrip("/")
+            for procs in mine.rglob("cgroup.procs") if mine.is_dir() else []:
+                pids |= {int(pid) for pid in procs.read_text().split()}
+        address = str(self.socket)
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    argv = (entry / "cmdline").read_bytes().split(b"\0")
+                except OSError:
+                    continue
+                if argv[0].endswith(b"containerd-shim-runc-v2") and address.encode() in argv:
+                    pids.add(int(entry.name))
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in pids):
+            time.sleep(0.1)
 
     def _containers_gone(self) -> None:
         """Kill the pods' containers: stopping a kubelet leaves them running."""
