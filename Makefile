@@ -62,6 +62,7 @@ faults: $(VENV)/.installed binaries
 packages: $(VENV)/.installed
 	$(BIN)/tfjob-local packages
 
-## test: lint, then every test layer against a real control plane started by the tests
-test: lint binaries packages
+## test: lint, then every test layer against a real control plane started by the tests (the
+## images first: building one cold takes longer than a test may)
+test: lint binaries packages images
 	$(BIN)/pytest
