@@ -87,7 +87,9 @@ def test_horovod_job_runs_workers_then_launcher_and_succeeds(
     assert load_ssh_private_key(private, password=None) is not None
     assert base64.b64decode(secret.data["authorized_keys"]) == public
     mounts = {v.name: v for v in launcher.spec.volumes}
-    assert mounts["tfjob-ssh"].secret.default_mode == 0o600
+    # The default Horovod image runs as its uid 1000: the key is that group's to read.
+    assert mounts["tfjob-ssh"].secret.default_mode == 0o440
+    assert launcher.spec.security_context.fs_group == 1000
 
     control.end_pod(core, namespace, "hvd-launcher-0", exit_code=0)
     job = wait_for_condition(api_client, namespace, "hvd", "Succeeded")
