@@ -120,7 +120,7 @@ def _archive(name: str, out: Path) -> Path:
     """An image of buildah's storage as a docker-archive, for `ctr images import`."""
     buildah = Buildah(images_root())
     store = f"[overlay@{buildah.root / 'storage'}+{buildah.root / 'run'}]"
-    subprocess.run(
+    done = subprocess.run(
         [
             "skopeo",
             "copy",
@@ -128,10 +128,37 @@ def _archive(name: str, out: Path) -> Path:
             f"containers-storage:{store}{name}",
             f"docker-archive:{out}:{name}",
         ],
-        check=True,
+        check=False,
         capture_output=True,
+        text=True,
     )
+    if done.returncode != 0:
+        out.unlink(missing_ok=True)
+        free = shutil.disk_usage(out.parent).free / 2**30
+        raise RuntimeError(
+            f"skopeo could not export {name} to {out} ({free:.1f} GiB free there; it also "
+            f"stages layers in /var/tmp): {done.stderr.strip()}"
+        )
     return out
+
+
+def cached_archive(name: str) -> Path:
+    """The docker-archive of an image of buildah's storage, made once per image ID and kept
+    beside the images (a few GB saved from every node's scratch space, and about 10 s from
+    every load); the archive of an earlier build of the same name is removed."""
+    found = Buildah(images_root()).image(name)
+    if found is None:
+        raise RuntimeError(f"no image {name} in {images_root()}: run `make images` first")
+    folder = images_root() / "archives"
+    folder.mkdir(parents=True, exist_ok=True)
+    slug = "".join(c if c.isalnum() or c in "-." else "_" for c in name)
+    out = folder / f"{slug}@{str(found['id'])[:12]}.tar"
+    if out.exists():
+        return out
+    for older in folder.glob(f"{slug}@*"):
+        older.unlink(missing_ok=True)
+    partial = out.with_name(f"{out.name}.{os.getpid()}.partial")  # never taken as finished
+    return _archive(name, partial).rename(out)
 
 
 @dataclass
@@ -335,6 +362,10 @@ class RealNode:
         _kubelet_chains_gone()
         self._unmount()
         shutil.rmtree(self.sockets, ignore_errors=True)
+        # containerd's image store and its containers' snapshots: gigabytes per node that
+        # nothing reads once it stopped (its logs and the pods' logs stay).
+        for scratch in ("root", "state"):
+            shutil.rmtree(self.state_dir / "containerd" / scratch, ignore_errors=True)
         self._cgroups(make=False)
         self._address(add=False)
 
@@ -357,12 +388,10 @@ class RealNode:
         """An image of buildah's storage (or a docker-archive) into containerd's k8s.io store,
         under its name and the names in ``also``."""
         ctr = ["ctr", "--address", str(self.socket), "--namespace", "k8s.io", "images"]
-        with tempfile.TemporaryDirectory(dir=self.state_dir) as scratch:
-            if archive is None:
-                archive = _archive(name, Path(scratch) / "image.tar")
-            subprocess.run(
-                [*ctr, "import", "--no-unpack", str(archive)], check=True, capture_output=True
-            )
+        archive = archive or cached_archive(name)
+        subprocess.run(
+            [*ctr, "import", "--no-unpack", str(archive)], check=True, capture_output=True
+        )
         for alias in also:
             subprocess.run([*ctr, "tag", "--force", name, alias], check=True, capture_output=True)
 
