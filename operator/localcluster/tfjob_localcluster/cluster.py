@@ -395,7 +395,7 @@ class LocalCluster:
         on this machine; started again after, Ready, with the images they held."""
         stopped = list(self.real_nodes)
         for node in stopped:
-            node.stop()
+            node.stop(keep_images=True)
         try:
             yield
         finally:

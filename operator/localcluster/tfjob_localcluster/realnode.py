@@ -344,7 +344,9 @@ class RealNode:
             lambda: _says_ok(ready), timeout=timeout, what=f"{name} at {ready}", process=process
         )
 
-    def stop(self) -> None:
+    def stop(self, *, keep_images: bool = False) -> None:
+        """Stop the node and remove what it made; with ``keep_images``, containerd's store
+        stays, for a start again with the same state directory (images and all)."""
         proxied = any(p.name.startswith("kube-proxy-") for p in self.running)
         kubelet = [p for p in self.running if p.name.startswith("kubelet")]
         for process in kubelet:
@@ -363,9 +365,10 @@ class RealNode:
         self._unmount()
         shutil.rmtree(self.sockets, ignore_errors=True)
         # containerd's image store and its containers' snapshots: gigabytes per node that
-        # nothing reads once it stopped (its logs and the pods' logs stay).
-        for scratch in ("root", "state"):
-            shutil.rmtree(self.state_dir / "containerd" / scratch, ignore_errors=True)
+        # nothing reads once it stopped for good (its logs and the pods' logs stay).
+        if not keep_images:
+            for scratch in ("root", "state"):
+                shutil.rmtree(self.state_dir / "containerd" / scratch, ignore_errors=True)
         self._cgroups(make=False)
         self._address(add=False)
 
