@@ -65,6 +65,10 @@ class Image:
     def ignore_file(self) -> Path:
         return self.dockerfile.with_name("Dockerfile.dockerignore")
 
+    @property
+    def context(self) -> Path:
+        return REPOSITORY
+
 
 IMAGES = {
     image.name: image
@@ -267,6 +271,7 @@ class Built:
     seconds: float
     size: str  # as buildah reports it, e.g. "383 MB"
     image_id: str
+    steps: frozenset[str] = frozenset()  # short IDs of the images its steps made or reused
 
 
 def build(buildah: Buildah, image: Image) -> Built:
@@ -287,11 +292,69 @@ def build(buildah: Buildah, image: Image) -> Built:
         args += ["--ignorefile", str(image.ignore_file)]
     for tag in image.tags:
         args += ["-t", tag]
-    buildah.run(*args, str(REPOSITORY))
+    steps = _build_steps(buildah.argv(*args, str(image.context)))
     seconds = time.monotonic() - started
     found = buildah.image(image.tags[0])
     assert found is not None, f"{image.tags[0]} is missing after its build"
-    return Built(image, seconds, str(found.get("size", "?")), str(found.get("id", ""))[:12])
+    image_id = str(found.get("id", ""))
+    steps |= {image_id[:SHORT_ID]}
+    return Built(image, seconds, str(found.get("size", "?")), image_id[:12], steps)
+
+
+# buildah bud's line after each step: "--> <id>" (shortened), or "--> Using cache <id>".
+_STEP = re.compile(r"^--> (?:Using cache )?([0-9a-f]{11,64})\s*$")
+SHORT_ID = 11  # as buildah bud prints an image ID; how build steps are recorded
+
+
+def _build_steps(argv: list[str]) -> frozenset[str]:
+    """Run a build, passing its output on, and return the (short) IDs of the images its steps
+    made or took from the cache, build stages included."""
+    steps: set[str] = set()
+    with subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True, bufsize=1
+    ) as build:
+        assert build.stdout is not None
+        for line in build.stdout:
+            sys.stdout.write(line)
+            if match := _STEP.match(line):
+                steps.add(match.group(1)[:SHORT_ID])
+    if build.returncode != 0:
+        raise subprocess.CalledProcessError(build.returncode, argv)
+    return frozenset(steps)
+
+
+def _steps_file(buildah: Buildah) -> Path:
+    return buildah.root / "build-steps.json"
+
+
+def prune_replaced_builds(buildah: Buildah, built: list[Built]) -> int:
+    """Remove the images that earlier builds left without a name: each change to an image's
+    sources leaves its last build behind (the operator's venv alone is 2 x 210 MB a time).
+    Kept: every step of the last build of each image (this run's, and those recorded by earlier
+    runs for images not built now), which is the layer cache; an image last built before this
+    record existed loses its build stages' cache once. Returns how many images went."""
+    record = _steps_file(buildah)
+    kept: dict[str, list[str]] = json.loads(record.read_text()) if record.exists() else {}
+    kept.update({item.image.name: sorted(item.steps) for item in built})
+    record.write_text(json.dumps(kept, indent=1))
+    prefixes = {step for steps in kept.values() for step in steps}
+    removed = 0
+    while True:  # a removed image's parent may be left without children, and go next
+        dangling = buildah.run(
+            "images", "--quiet", "--no-trunc", "--filter", "dangling=true", capture=True
+        ).split()
+        stale = [
+            i
+            for i in dict.fromkeys(dangling)
+            if i.removeprefix("sha256:")[:SHORT_ID] not in prefixes
+        ]
+        if not stale:
+            return removed
+        gone = subprocess.run(buildah.argv("rmi", *stale), capture_output=True, text=True)
+        if gone.returncode != 0:  # in use, say: a full disk later is better than a failed build
+            print(f"could not remove replaced builds: {gone.stderr.strip()}", file=sys.stderr)
+            return removed
+        removed += len(stale)
 
 
 def build_images(names: list[str]) -> list[Built]:
@@ -313,6 +376,9 @@ def build_images(names: list[str]) -> list[Built]:
             file=sys.stderr,
         )
         built.append(build(buildah, image))
+    pruned = prune_replaced_builds(buildah, built)
+    if pruned:
+        print(f"removed {pruned} images of replaced builds", file=sys.stderr)
     return built
 
 
