@@ -27,8 +27,15 @@ CRD_FILE = REPOSITORY / "crds" / "tensorflowjobs.tfjob.dev.yaml"
 TRAINER_IMAGE = images.IMAGES["trainer-cpu"].tags[0]
 
 
+# The session's cluster, once a test started it: the test marked `last` stops it, in its own
+# time, rather than the teardown of whichever test happens to run last, in that test's time.
+SESSION_CLUSTER = pytest.StashKey[LocalCluster]()
+
+
 @pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+def cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalCluster]:
     """The session's control plane with the default GPU and CPU node pools."""
     binaries.ensure_built(log=lambda message: None)
     local = LocalCluster(
@@ -36,6 +43,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
         node_pools=nodepools.load(nodepools.SIMULATED),
         pod_facing_address=NODE_IP,  # for the real node, if a test asks for it
     )
+    request.session.stash[SESSION_CLUSTER] = local
     local.start()
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in local.startup_seconds.items())
     print(f"\nlocal control plane ready ({timings})")
@@ -121,10 +129,12 @@ def helm(cluster: LocalCluster) -> Tool:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests under tests/integration need the control plane: mark them so `-m` can pick."""
+    """Tests under tests/integration need the control plane: mark them so `-m` can pick. Tests
+    marked `last` run after every other."""
     for item in items:
         if "integration" in Path(str(item.fspath)).parts:
             item.add_marker(pytest.mark.integration)
+    items.sort(key=lambda item: item.get_closest_marker("last") is not None)
 
 
 @pytest.fixture(scope="session")
