@@ -243,11 +243,19 @@ class Controller:
     def _may_work(self, key: JobKey) -> bool:
         return not self._paused or (None not in self._paused and key[0] not in self._paused)
 
-    def pod_deleted(self, key: JobKey, pod: PodObservation, cached: PodObservation) -> None:
-        """A pod's last state as it was removed at once (no graceful deletion the passes
-        saw begin): one that had failed counts as a failure of its job, unless the operator
-        deleted it itself (seen in the next pass)."""
-        if pod.phase == "Failed" and not cached.deleting and key in self.jobs:
+    def pod_deleted(self, key: JobKey, pod: PodObservation, before: PodObservation | None) -> None:
+        """A pod removed, with its last state and its state before its deletion began. One
+        that had failed before anyone deleted it counts as a failure of its job (the pod
+        garbage collector fails a lost node's pods, then force-deletes them, often before a pass
+        saw them fail), unless the operator deleted it itself (seen in the next pass). One that
+        ended Failed only while it was being deleted was killed by that deletion: no failure.
+        While another replica has the turn, its deletes are its own business."""
+        if (
+            before is not None
+            and before.phase == "Failed"
+            and key in self.jobs
+            and self._may_work(key)
+        ):
             self._lost.setdefault(key, {})[pod.uid] = dataclasses.replace(pod, deleting=False)
 
     def children_changed(self, key: JobKey) -> None:
@@ -303,7 +311,9 @@ class Controller:
         present = {p.uid: p for p in pods}
         for uid, when in list(expected.deleted.items()):
             pod = present.get(uid)
-            if pod is None or pod.deleting or when < deadline:
+            # Kept while the pod is going, however long its grace period: its removal, even
+            # of a pod that had failed, is the operator's own (see pod_deleted).
+            if pod is None or (when < deadline and not pod.deleting):
                 del expected.deleted[uid]
         pods = [
             dataclasses.replace(p, deleting=True) if p.uid in expected.deleted else p for p in pods

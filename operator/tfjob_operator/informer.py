@@ -67,11 +67,12 @@ class Informer(Generic[T]):
         namespaces: list[str] | None = None,
         *,
         metadata_only: bool = False,
-        on_deleted: Callable[[JobKey, T, T], None] | None = None,
+        on_deleted: Callable[[JobKey, T, T | None], None] | None = None,
     ) -> None:
         self.kube = kube
-        # Told of each object deleted while watched: its last state and the one cached before
-        # (e.g. a pod that the pod garbage collector failed and removed with its lost node).
+        # Told of each object deleted while watched: its last state, and its state before its
+        # deletion began (None if it was first seen going). E.g. a pod that the pod garbage
+        # collector failed, then force-deleted with its lost node: Failed before it went.
         self.on_deleted = on_deleted
         self.metadata_only = metadata_only  # objects' metadata alone (Secrets: never their data)
         self.resource = resource
@@ -82,6 +83,9 @@ class Informer(Generic[T]):
         self.synced = asyncio.Event()
         self._by_job: dict[JobKey, dict[str, T]] = {}
         self._job_of: dict[str, JobKey] = {}  # uid -> the job it is stored under
+        # uid -> its state before its deletion began, for objects being deleted (a deletion
+        # shows as one or more MODIFIED events with a deletionTimestamp, then DELETED).
+        self._before_deletion: dict[str, T | None] = {}
         self._listed: set[str | None] = set()
 
     # ----- the cache ---------------------------------------------------------------------------
@@ -104,12 +108,15 @@ class Informer(Generic[T]):
         before = self._job_of.get(uid)
         if before is not None and (kind == "DELETED" or before != key):
             cached = self._by_job[before][uid]
+            before_deletion = self._before_deletion.get(uid, cached)
             self._forget(uid, before)
             if kind == "DELETED" and self.on_deleted is not None:
-                self.on_deleted(before, self.observe(obj), cached)
+                self.on_deleted(before, self.observe(obj), before_deletion)
             self.on_change(before)
         if kind == "DELETED" or key is None:
             return
+        if metadata.get("deletionTimestamp") and uid not in self._before_deletion:
+            self._before_deletion[uid] = self._by_job.get(key, {}).get(uid)
         observation = self.observe(obj)
         objects = self._by_job.setdefault(key, {})
         if objects.get(uid) != observation:
@@ -119,6 +126,7 @@ class Informer(Generic[T]):
 
     def _forget(self, uid: str, key: JobKey) -> None:
         self._job_of.pop(uid, None)
+        self._before_deletion.pop(uid, None)
         objects = self._by_job.get(key)
         if objects is not None:
             objects.pop(uid, None)

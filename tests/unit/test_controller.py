@@ -268,10 +268,11 @@ async def test_pods_failed_and_removed_with_a_lost_node_count_once_as_one_failur
     ctl.children_changed(KEY)
     await ctl.drain()
     recorder.writes.clear()
-    # Both removed at once, one after the other, as the watch tells it.
+    # Both failed, then force-deleted, one after the other, as the watch tells it: Failed
+    # before their deletion began.
     pods[KEY][:] = []
-    ctl.pod_deleted(KEY, lost_pod(0, "uid-0"), running[0])
-    ctl.pod_deleted(KEY, lost_pod(1, "uid-1"), running[1])
+    ctl.pod_deleted(KEY, lost_pod(0, "uid-0", deleting=True), lost_pod(0, "uid-0"))
+    ctl.pod_deleted(KEY, lost_pod(1, "uid-1", deleting=True), lost_pod(1, "uid-1"))
     ctl.children_changed(KEY)
     await ctl.drain()
     assert ctl.jobs[KEY]["status"]["attempt"] == 2
@@ -292,10 +293,47 @@ async def test_a_pod_whose_deletion_the_passes_saw_begin_is_not_a_new_failure() 
     services[KEY].append("job-uid")
     ctl.children_changed(KEY)
     await ctl.drain()
-    going = dataclasses.replace(lost_pod(0, "uid-0"), phase="Running", deleting=True)
+    running = dataclasses.replace(lost_pod(0, "uid-0"), phase="Running")
     pods[KEY][:] = pods[KEY][1:]
-    ctl.pod_deleted(KEY, lost_pod(0, "uid-0", deleting=True), going)
+    ctl.pod_deleted(KEY, lost_pod(0, "uid-0", deleting=True), running)
     ctl.children_changed(KEY)
     await ctl.drain()
     assert ctl.jobs[KEY]["status"]["state"] != "Failed"
     assert ("create", "mnist-worker-0") in recorder.writes  # simply made again
+
+
+async def test_the_operators_own_delete_of_a_failed_pod_is_not_a_second_failure() -> None:
+    """A retried failure replaces the failed pod (restartScope Pod): the operator deletes it.
+    It was Failed before its deletion began, but the deletion was the operator's own, however
+    long its grace period kept it going. The restart counts once."""
+    ctl, recorder, pods, services = controller()
+    body = job_body()
+    body["spec"]["tfReplicaSpecs"]["Worker"]["restartPolicy"] = "ExitCode"
+    body["spec"]["runPolicy"] = {"restartScope": "Pod"}
+    ctl.job_seen(body)
+    await ctl.drain()
+    running = dataclasses.replace(lost_pod(1, "uid-1"), phase="Running")
+    failed = dataclasses.replace(lost_pod(0, "uid-0"), exit_code=137, reason="Error")
+    pods[KEY][:] = [failed, running]
+    services[KEY].append("job-uid")
+    ctl.children_changed(KEY)
+    await ctl.drain()
+    assert ("delete", "mnist-worker-0") in recorder.writes
+
+    def restarts() -> int:
+        return ctl.jobs[KEY]["status"]["replicaStatuses"]["Worker"].get("restarts")
+
+    assert restarts() == 1
+    # The deletion begins; passes see the pod going for a while (the operator's memory of its
+    # delete outlives the sight of it going), then the watch says it is gone.
+    pods[KEY][:] = [dataclasses.replace(failed, deleting=True), running]
+    ctl.children_changed(KEY)
+    await ctl.drain()
+    recorder.writes.clear()
+    pods[KEY][:] = [running]
+    ctl.pod_deleted(KEY, dataclasses.replace(failed, deleting=True), failed)
+    ctl.children_changed(KEY)
+    await ctl.drain()
+    assert ("create", "mnist-worker-0") in recorder.writes
+    assert restarts() == 1
+    assert ctl.jobs[KEY]["status"]["state"] != "Failed"

@@ -102,3 +102,37 @@ def test_pods_outside_the_watched_namespaces_are_not_kept() -> None:
     cache.apply("ADDED", pod("a-0", "a"))  # namespace ml
     assert len(cache) == 0
     assert changed == []
+
+
+def test_a_deleted_pod_is_told_with_its_state_before_its_deletion_began() -> None:
+    """The pod garbage collector fails a lost node's pod, then force-deletes it: the watch shows
+    Failed, then Failed and going, then DELETED. A graceful deletion of a running pod shows it
+    going while Running, then Failed (its containers killed), then DELETED. What the operator
+    must tell apart is what the pod was before anyone deleted it."""
+    told: list[tuple[str, str, str | None]] = []
+    cache, _ = informer()
+    cache.on_deleted = lambda key, last, before: told.append(
+        (last.name, last.phase, before.phase if before else None)
+    )
+    going = {"deletionTimestamp": "2026-12-01T04:56:55Z", "deletionGracePeriodSeconds": 0}
+    cache.apply("ADDED", pod("lost", "a", "Running"))
+    cache.apply("MODIFIED", pod("lost", "a", "Failed"))
+    cache.apply("MODIFIED", pod("lost", "a", "Failed", **going))
+    cache.apply("DELETED", pod("lost", "a", "Failed", **going))
+    graceful = {**going, "deletionGracePeriodSeconds": 30}
+    cache.apply("ADDED", pod("killed", "a", "Running"))
+    cache.apply("MODIFIED", pod("killed", "a", "Running", **graceful))
+    cache.apply("MODIFIED", pod("killed", "a", "Failed", **graceful))
+    cache.apply("MODIFIED", pod("killed", "a", "Failed", **going))
+    cache.apply("DELETED", pod("killed", "a", "Failed", **going))
+    cache.apply("ADDED", pod("listed-going", "a", "Failed", **going))  # a list shows it going
+    cache.apply("DELETED", pod("listed-going", "a", "Failed", **going))
+    cache.apply("ADDED", pod("gone", "a", "Succeeded"))  # removed with no deletion shown
+    cache.apply("DELETED", pod("gone", "a", "Succeeded"))
+    assert told == [
+        ("lost", "Failed", "Failed"),
+        ("killed", "Failed", "Running"),
+        ("listed-going", "Failed", None),
+        ("gone", "Succeeded", "Succeeded"),
+    ]
+    assert not cache._before_deletion  # nothing kept of pods that are gone
