@@ -16,6 +16,7 @@ import html
 import os
 import re
 import sys
+import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -66,13 +67,16 @@ def make_handler(directory: Path, credentials: tuple[str, str] | None) -> type:
         else None
     )
 
+    logged = threading.Lock()
+
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: object) -> None:
             return
 
         def do_GET(self) -> None:
             status = self._serve()
-            print(f"GET {self.path} {status}", flush=True)
+            with logged:  # print writes the line and its newline apart: threads interleave them
+                print(f"GET {self.path} {status}", flush=True)
 
         def _serve(self) -> int:
             if expected and self.headers.get("Authorization") != expected:
