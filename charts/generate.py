@@ -4,7 +4,7 @@
     python charts/generate.py --check    # exit 1 when a committed file differs
 
 - charts/tfjob-operator/files/node-pool-policy.json: the node-pool ValidatingAdmissionPolicy
-  the operator would install (operator/tfjob_operator/admission.py), with a placeholder for the
+  the operator would install (operator/tfjob_operator/core/admission.py), with a placeholder for the
   pool list. The chart fills it in, so the policy it ships is the operator's, by construction.
 - deploy/: plain manifests for `kubectl apply -f deploy/` and GitOps: the chart with its default
   values, released as `tfjob-operator` in the namespace `tfjob-system`. Files are applied in name
@@ -65,7 +65,7 @@ def find_helm() -> str:
 
 
 def node_pool_policy_file() -> str:
-    from tfjob_operator.admission import node_pool_policy
+    from tfjob_operator.core.admission import node_pool_policy
     from tfjob_operator.settings import OperatorSettings
 
     settings = OperatorSettings.model_validate({"node_pools": {POOLS_PLACEHOLDER: {"gpu": False}}})
@@ -73,7 +73,7 @@ def node_pool_policy_file() -> str:
     assert generated is not None
     policy, binding = generated
     document = {
-        "_generated": "by charts/generate.py from operator/tfjob_operator/admission.py; do not edit",
+        "_generated": "by charts/generate.py from operator/tfjob_operator/core/admission.py; do not edit",
         "placeholder": json.dumps([POOLS_PLACEHOLDER]),
         "policy": {"spec": policy["spec"]},
         "binding": {"spec": binding["spec"]},

@@ -18,8 +18,8 @@ def _run(args: argparse.Namespace) -> int:
         os.environ["KUBECONFIG"] = args.kubeconfig
     import kopf
 
-    from . import handlers, metrics  # noqa: F401 - importing handlers registers them with kopf
     from .settings import OperatorSettings
+    from .shell import handlers, metrics  # noqa: F401 - importing handlers registers them with kopf
 
     operator_settings = OperatorSettings.from_environment(
         {
@@ -56,7 +56,7 @@ def _run(args: argparse.Namespace) -> int:
             return 2
     peering = None
     if args.peering:
-        from .peering import PeeringSetup, own_identity
+        from .shell.peering import PeeringSetup, own_identity
 
         if any(c in n for n in args.namespace or () for c in "*?[!"):
             print(
@@ -94,9 +94,9 @@ def _priority(text: str) -> int:
 def _compile(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from .builders import JobRef, desired_children
-    from .decide import describe_validation_error
-    from .estimator import compile_replica_specs, compiled_job
+    from .core.builders import JobRef, desired_children
+    from .core.decide import describe_validation_error
+    from .core.estimator import compile_replica_specs, compiled_job
     from .settings import OperatorSettings
 
     text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
@@ -134,7 +134,7 @@ def _compile(args: argparse.Namespace) -> int:
 def _submit(args: argparse.Namespace) -> int:
     from kubernetes import config
 
-    from .submit import connect, submit_reporting
+    from .client.submit import connect, submit_reporting
 
     text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
     manifest = yaml.safe_load(text)

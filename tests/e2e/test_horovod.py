@@ -12,7 +12,7 @@ import pytest
 from kubernetes import client as k8s
 
 from tests.integration.jobs import ON_REAL_NODE, apply, wait_for_condition
-from tfjob_operator.sdk import Experiment, TensorFlow
+from tfjob_operator.client.sdk import Experiment, TensorFlow
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("operator", "horovod_image")]
 

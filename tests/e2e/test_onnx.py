@@ -102,7 +102,7 @@ def test_a_keras_3_model_exports_through_keras_own_onnx_export(
     api_client: k8s.ApiClient, namespace: str, trainer_image: str, tmp_path: Path
 ) -> None:
     """Keras 3 (which tf2onnx's from_keras cannot convert) goes through model.export."""
-    from tfjob_operator.sdk import Experiment, TensorFlow
+    from tfjob_operator.client.sdk import Experiment, TensorFlow
 
     project = tmp_path / "keras3-proj"
     project.mkdir()

@@ -156,9 +156,9 @@ def submit(
     index: str,
     credentials: str = CREDENTIALS,
     **estimator: object,
-):  # -> tfjob_operator.sdk.Run
+):  # -> tfjob_operator.client.sdk.Run
     """The SDK's submit of ``folder``'s train.py, installing the demo package from ``index``."""
-    from tfjob_operator.sdk import Experiment, TensorFlow
+    from tfjob_operator.client.sdk import Experiment, TensorFlow
 
     return Experiment("packages", namespace=namespace, api=api_client).submit(
         TensorFlow(
@@ -207,7 +207,7 @@ def test_wrong_credentials_fail_the_job_with_pips_words_and_the_indexs_refusal(
     package_index: str,
     tmp_path: Path,
 ) -> None:
-    from tfjob_operator.sdk import RunFailed
+    from tfjob_operator.client.sdk import RunFailed
 
     core.create_namespaced_secret(
         namespace,

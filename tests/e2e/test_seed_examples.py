@@ -16,7 +16,7 @@ from kubernetes import client as k8s
 from tests.integration.jobs import ON_REAL_NODE, get_job
 
 # The document's `from azureml.train.dnn import TensorFlow`, changed:
-from tfjob_operator.sdk import Experiment, TensorFlow
+from tfjob_operator.client.sdk import Experiment, TensorFlow
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("operator")]
 

@@ -130,7 +130,7 @@ def test_multi_worker_mirrored_trains_in_sync_on_two_workers(
     # `kubectl tfjob logs --all`: every pod's log, each line prefixed by its pod.
     import io
 
-    from tfjob_operator.plugin import main as kubectl_tfjob
+    from tfjob_operator.client.plugin import main as kubectl_tfjob
 
     out = io.StringIO()
     assert (
@@ -256,7 +256,7 @@ def test_the_sdk_runs_the_documents_example_and_streams_its_output(
     followed to its end, its final loss on the job."""
     import io
 
-    from tfjob_operator.sdk import Experiment, TensorFlow
+    from tfjob_operator.client.sdk import Experiment, TensorFlow
 
     project = Path(__file__).resolve().parents[2] / "examples" / "my-tf-proj"
     exp = Experiment("doc-example", namespace=namespace, api=api_client)

@@ -15,10 +15,10 @@ import yaml
 from kubernetes import client as k8s
 
 from tfjob_localcluster import binaries, processes
-from tfjob_operator import kube as kube_module
-from tfjob_operator.admission import node_pool_policy
 from tfjob_operator.api.v1alpha1 import PLURAL
+from tfjob_operator.core.admission import node_pool_policy
 from tfjob_operator.settings import OperatorSettings
+from tfjob_operator.shell import kube as kube_module
 
 from .install import (
     CHART,

@@ -8,7 +8,7 @@ from kubernetes import client as k8s
 
 from tfjob_localcluster import control
 from tfjob_localcluster.nodepools import NODE_POOL_LABEL
-from tfjob_operator.packages import PACKAGES_PYTHON
+from tfjob_operator.core.packages import PACKAGES_PYTHON
 
 from .jobs import (
     apply,

@@ -12,7 +12,7 @@ import pytest
 from kubernetes import client as k8s
 
 from tfjob_localcluster import control
-from tfjob_operator.sdk import Experiment, Run, RunFailed, TensorFlow
+from tfjob_operator.client.sdk import Experiment, Run, RunFailed, TensorFlow
 
 from .jobs import wait_for_job, wait_for_pods
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tfjob_operator.api.v1alpha1 import ReplicaSpec, ReplicaSpecs, ReplicaType, RestartPolicy
-from tfjob_operator.builders import (
+from tfjob_operator.core.builders import (
     JobRef,
     build_pod,
     build_service,
@@ -19,8 +19,8 @@ from tfjob_operator.builders import (
     requests_gpus,
     spec_hash,
 )
+from tfjob_operator.core.topology import chief_type
 from tfjob_operator.settings import OperatorSettings
-from tfjob_operator.topology import chief_type
 
 pytestmark = pytest.mark.timeout(10)
 

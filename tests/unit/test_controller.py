@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from tfjob_operator import kube
 from tfjob_operator.api.v1alpha1 import RECONCILE_FAILURES_REPORTED, ReplicaType
-from tfjob_operator.controller import Controller
-from tfjob_operator.events import JobEvent
+from tfjob_operator.core.events import JobEvent
+from tfjob_operator.core.status import PodObservation
 from tfjob_operator.settings import OperatorSettings
-from tfjob_operator.status import PodObservation
+from tfjob_operator.shell import kube
+from tfjob_operator.shell.controller import Controller
 
 pytestmark = [pytest.mark.timeout(10), pytest.mark.asyncio]
 
@@ -137,7 +137,7 @@ async def test_pods_just_created_are_not_created_again_before_the_watch_shows_th
 async def test_a_pass_that_keeps_failing_says_so_on_the_status_once_and_backs_off(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tfjob_operator import workqueue
+    from tfjob_operator.shell import workqueue
 
     monkeypatch.setattr(workqueue, "MIN_RETRY_DELAY", 0.01)
     ctl, recorder, _, _ = controller()

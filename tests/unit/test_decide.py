@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from tfjob_operator import builders
 from tfjob_operator.api.v1alpha1 import ReplicaType
-from tfjob_operator.decide import Decision, Observed, compile_job, decide
-from tfjob_operator.mpi import ssh_secret_name
+from tfjob_operator.core import builders
+from tfjob_operator.core.decide import Decision, Observed, compile_job, decide
+from tfjob_operator.core.mpi import ssh_secret_name
+from tfjob_operator.core.status import PodObservation, Problem
 from tfjob_operator.settings import OperatorSettings
-from tfjob_operator.status import PodObservation, Problem
 
 pytestmark = pytest.mark.timeout(20)
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from tfjob_operator.api.v1alpha1 import ReplicaSpecs, TensorFlowJobSpec
-from tfjob_operator.builders import JobRef, desired_children
-from tfjob_operator.estimator import (
+from tfjob_operator.core.builders import JobRef, desired_children
+from tfjob_operator.core.estimator import (
     compile_replica_specs,
     compiled_job,
     script_arguments,

@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tfjob_operator.decide import Decision, Observed, compile_job, decide
+from tfjob_operator.core.decide import Decision, Observed, compile_job, decide
+from tfjob_operator.core.status import PodObservation
 from tfjob_operator.settings import OperatorSettings
-from tfjob_operator.status import PodObservation
 
 SETTINGS = OperatorSettings(pod_group_api="scheduling.k8s.io/v1alpha2")
 NOW = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tfjob_operator.api.v1alpha1 import ReplicaSpecs
-from tfjob_operator.gang import gang_members, min_count, pick_pod_group_api
+from tfjob_operator.core.gang import gang_members, min_count, pick_pod_group_api
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -188,7 +188,8 @@ def test_operator_installs_and_starts_in_a_plain_virtualenv(tmp_path: Path) -> N
         [
             python,
             "-c",
-            "import tfjob_operator.handlers as h, tfjob_operator.metrics; print(h.__file__)",
+            "import tfjob_operator.shell.handlers as h, tfjob_operator.shell.metrics;"
+            " print(h.__file__)",
         ],
         capture_output=True,
         text=True,

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from tfjob_operator.informer import Informer, watch_scopes
-from tfjob_operator.status import PodObservation
+from tfjob_operator.core.status import PodObservation
+from tfjob_operator.shell.informer import Informer, watch_scopes
 
 pytestmark = pytest.mark.timeout(10)
 

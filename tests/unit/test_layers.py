@@ -19,26 +19,26 @@ PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "tfjob_operator"
 PURE = [
     "tfjob_operator.api.v1alpha1",
     "tfjob_operator.api.crd",
-    "tfjob_operator.admission",
-    "tfjob_operator.builders",
-    "tfjob_operator.decide",
-    "tfjob_operator.estimator",
-    "tfjob_operator.events",
-    "tfjob_operator.mpi",
+    "tfjob_operator.core.admission",
+    "tfjob_operator.core.builders",
+    "tfjob_operator.core.decide",
+    "tfjob_operator.core.estimator",
+    "tfjob_operator.core.events",
+    "tfjob_operator.core.mpi",
     "tfjob_operator.settings",
-    "tfjob_operator.status",
-    "tfjob_operator.topology",
+    "tfjob_operator.core.status",
+    "tfjob_operator.core.topology",
 ]
 # The shell the core must never reach into.
 SHELL = {
     "kopf",
     "kubernetes",
     "aiohttp",
-    "tfjob_operator.kube",
-    "tfjob_operator.controller",
-    "tfjob_operator.handlers",
-    "tfjob_operator.informer",
-    "tfjob_operator.workqueue",
+    "tfjob_operator.shell.kube",
+    "tfjob_operator.shell.controller",
+    "tfjob_operator.shell.handlers",
+    "tfjob_operator.shell.informer",
+    "tfjob_operator.shell.workqueue",
 }
 
 
@@ -97,16 +97,23 @@ def test_pure_modules_never_import_kopf_the_client_or_the_shell(module: str) -> 
 
 
 def test_the_api_server_layer_does_not_import_the_status_logic() -> None:
-    assert reaches(all_imports("tfjob_operator.kube"), {"tfjob_operator.status"}) == set()
-    assert reaches(all_imports("tfjob_operator.kube"), {"tfjob_operator.decide"}) == set()
+    assert (
+        reaches(all_imports("tfjob_operator.shell.kube"), {"tfjob_operator.core.status"}) == set()
+    )
+    assert (
+        reaches(all_imports("tfjob_operator.shell.kube"), {"tfjob_operator.core.decide"}) == set()
+    )
 
 
 def test_the_status_logic_does_not_import_the_pod_builder() -> None:
-    assert reaches(all_imports("tfjob_operator.status"), {"tfjob_operator.builders"}) == set()
+    assert (
+        reaches(all_imports("tfjob_operator.core.status"), {"tfjob_operator.core.builders"})
+        == set()
+    )
 
 
 def test_handlers_get_their_settings_through_kopfs_memo_not_a_module_global() -> None:
-    tree = ast.parse((PACKAGE / "handlers.py").read_text())
+    tree = ast.parse((PACKAGE / "shell" / "handlers.py").read_text())
     module_level = [
         target.id
         for node in tree.body
@@ -115,10 +122,12 @@ def test_handlers_get_their_settings_through_kopfs_memo_not_a_module_global() ->
         if isinstance(target, ast.Name)
     ]
     assert [name for name in module_level if "SETTING" in name.upper()] == []
-    assert "memo" in (PACKAGE / "handlers.py").read_text()
+    assert "memo" in (PACKAGE / "shell" / "handlers.py").read_text()
 
 
 def test_the_checker_sees_a_violation() -> None:
     """The import walk is not vacuous: the shell does reach kopf and the client."""
-    assert reaches(all_imports("tfjob_operator.handlers"), {"kopf"}) == {"kopf"}
-    assert "kubernetes.aio" in reaches(all_imports("tfjob_operator.controller"), {"kubernetes"})
+    assert reaches(all_imports("tfjob_operator.shell.handlers"), {"kopf"}) == {"kopf"}
+    assert "kubernetes.aio" in reaches(
+        all_imports("tfjob_operator.shell.controller"), {"kubernetes"}
+    )

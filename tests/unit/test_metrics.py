@@ -13,8 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tfjob_localcluster import processes
 from tfjob_operator import __main__ as cli
-from tfjob_operator import kube, metrics, workqueue
 from tfjob_operator.settings import OperatorSettings
+from tfjob_operator.shell import kube, metrics, workqueue
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives.serialization import load_ssh_private_key, load_ssh_public_key
 
-from tfjob_operator import mpi
 from tfjob_operator.api.v1alpha1 import (
     LauncherCreation,
     MPIImplementation,
@@ -14,11 +13,12 @@ from tfjob_operator.api.v1alpha1 import (
     ReplicaType,
     TensorFlowJobSpec,
 )
-from tfjob_operator.builders import JobRef, desired_children
-from tfjob_operator.decide import launcher_may_start
-from tfjob_operator.estimator import compile_replica_specs, effective_mpi
+from tfjob_operator.core import mpi
+from tfjob_operator.core.builders import JobRef, desired_children
+from tfjob_operator.core.decide import launcher_may_start
+from tfjob_operator.core.estimator import compile_replica_specs, effective_mpi
+from tfjob_operator.core.status import PodObservation
 from tfjob_operator.settings import OperatorSettings
-from tfjob_operator.status import PodObservation
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -15,15 +15,15 @@ import pytest
 
 from tests.package_index import build_wheel, serve
 from tfjob_operator.api.v1alpha1 import TensorFlowJobSpec
-from tfjob_operator.estimator import compile_replica_specs
-from tfjob_operator.packages import (
+from tfjob_operator.core.estimator import compile_replica_specs
+from tfjob_operator.core.packages import (
     INSTALL,
     PACKAGES_CONTAINER,
     PACKAGES_MOUNT,
     PACKAGES_PYTHON,
 )
+from tfjob_operator.core.source import UNPACK_CONTAINER
 from tfjob_operator.settings import OperatorSettings
-from tfjob_operator.source import UNPACK_CONTAINER
 
 pytestmark = pytest.mark.timeout(10)
 

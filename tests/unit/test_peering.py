@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from tfjob_operator.peering import PeeringRef, blockers, peers_of
+from tfjob_operator.shell.peering import PeeringRef, blockers, peers_of
 
 pytestmark = pytest.mark.timeout(10)
 

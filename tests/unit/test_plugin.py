@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tfjob_operator.plugin import _param, main
+from tfjob_operator.client.plugin import _param, main
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -64,7 +64,7 @@ def test_submit_refuses_what_the_estimator_cannot_do(capsys: pytest.CaptureFixtu
 
 def test_wait_prints_a_line_per_change_not_per_poll(monkeypatch: pytest.MonkeyPatch) -> None:
     """The job stays Running for three polls, then succeeds: two lines of progress, not four."""
-    from tfjob_operator import plugin
+    from tfjob_operator.client import plugin
 
     states = iter(["Running", "Running", "Running", "Succeeded"])
     clock = iter(range(100))

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from tfjob_operator.api.v1alpha1 import TensorFlowJobSpec
-from tfjob_operator.sdk import TensorFlow
+from tfjob_operator.client.sdk import TensorFlow
 
 pytestmark = pytest.mark.timeout(20)
 

@@ -14,9 +14,9 @@ import pytest
 
 from tests.unit.test_decide import UID, job, run
 from tfjob_operator.api.v1alpha1 import TensorFlowJobSpec
-from tfjob_operator.estimator import compile_replica_specs
-from tfjob_operator.settings import OperatorSettings
-from tfjob_operator.source import (
+from tfjob_operator.client.submit import with_source_directory
+from tfjob_operator.core.estimator import compile_replica_specs
+from tfjob_operator.core.source import (
     ARCHIVE_KEY,
     MAX_ARCHIVE_BYTES,
     UNPACK,
@@ -24,7 +24,7 @@ from tfjob_operator.source import (
     pack_directory,
     source_config_map,
 )
-from tfjob_operator.submit import with_source_directory
+from tfjob_operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.timeout(20)
 

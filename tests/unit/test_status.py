@@ -13,7 +13,7 @@ from tfjob_operator.api.v1alpha1 import (
     SuccessPolicy,
     TensorFlowJobStatus,
 )
-from tfjob_operator.status import JobEvent, PodObservation, Problem, compute_status
+from tfjob_operator.core.status import JobEvent, PodObservation, Problem, compute_status
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -1136,7 +1136,7 @@ def test_status_says_why_pods_wait_until_the_job_ends() -> None:
 
 
 def test_the_deciding_pods_reported_metrics_reach_the_status() -> None:
-    from tfjob_operator.status import reported_metrics
+    from tfjob_operator.core.status import reported_metrics
 
     def reporting(message: str | None) -> PodObservation:
         return PodObservation("p", ReplicaType.WORKER, 0, "Succeeded", message=message)

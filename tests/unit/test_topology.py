@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tfjob_operator.api.v1alpha1 import ReplicaType
-from tfjob_operator.topology import (
+from tfjob_operator.core.topology import (
     DEFAULT_PORT,
     PORT_NAME,
     ReplicaGroup,

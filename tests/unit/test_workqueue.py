@@ -7,8 +7,8 @@ import itertools
 
 import pytest
 
-from tfjob_operator import workqueue
-from tfjob_operator.workqueue import WorkQueue
+from tfjob_operator.shell import workqueue
+from tfjob_operator.shell.workqueue import WorkQueue
 
 pytestmark = [pytest.mark.timeout(10), pytest.mark.asyncio]
 

@@ -97,8 +97,8 @@ def render_children(job_body: dict[str, Any], uid: str) -> list[tuple[str, dict[
     called, so that the limit always renders what the operator renders at that moment.
     """
     from tfjob_operator.api.v1alpha1 import TensorFlowJobSpec
-    from tfjob_operator.builders import JobRef, desired_children
-    from tfjob_operator.estimator import compile_replica_specs
+    from tfjob_operator.core.builders import JobRef, desired_children
+    from tfjob_operator.core.estimator import compile_replica_specs
     from tfjob_operator.settings import OperatorSettings
 
     settings = OperatorSettings.from_environment()

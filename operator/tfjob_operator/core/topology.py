@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .api.v1alpha1 import ReplicaSpecs, ReplicaType
+from tfjob_operator.api.v1alpha1 import ReplicaSpecs, ReplicaType
 
 DEFAULT_PORT = 2222
 PORT_NAME = "tfjob-port"

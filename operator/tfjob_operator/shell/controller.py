@@ -20,16 +20,23 @@ import urllib.parse
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
+from tfjob_operator.api.v1alpha1 import (
+    GROUP,
+    PLURAL,
+    RECONCILE_FAILURES_REPORTED,
+    VERSION,
+    ReconcileFailure,
+)
+from tfjob_operator.core.builders import JobRef, mpi_ssh_secret
+from tfjob_operator.core.decide import CompiledJob, Decision, Observed, compile_job, decide
+from tfjob_operator.core.events import JobEvent
+from tfjob_operator.core.mpi import generate_ssh_keypair
+from tfjob_operator.core.status import PodObservation, Problem
+from tfjob_operator.settings import REPLICA_TYPE_LABEL, OperatorSettings
+
 from . import metrics
-from .api.v1alpha1 import GROUP, PLURAL, RECONCILE_FAILURES_REPORTED, VERSION, ReconcileFailure
-from .builders import JobRef, mpi_ssh_secret
-from .decide import CompiledJob, Decision, Observed, compile_job, decide
-from .events import JobEvent
 from .informer import Informer
 from .kube import Conflict, Forbidden, Kube, Rejected
-from .mpi import generate_ssh_keypair
-from .settings import REPLICA_TYPE_LABEL, OperatorSettings
-from .status import PodObservation, Problem
 from .workqueue import RetryLater, WorkQueue
 
 log = logging.getLogger(__name__)

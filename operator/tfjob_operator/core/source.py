@@ -13,8 +13,9 @@ import tarfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .api.v1alpha1 import SOURCE_MOUNT, Source
-from .settings import JOB_NAME_LABEL
+from tfjob_operator.api.v1alpha1 import SOURCE_MOUNT, Source
+from tfjob_operator.settings import JOB_NAME_LABEL
+
 from .topology import TRAINER_CONTAINER
 
 ARCHIVE_KEY = "source.tar.gz"

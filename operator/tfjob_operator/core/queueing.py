@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .api.v1alpha1 import ReplicaSpecs, ReplicaType, TensorFlowJobSpec
+from tfjob_operator.api.v1alpha1 import ReplicaSpecs, ReplicaType, TensorFlowJobSpec
+
 from .gang import pod_names
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"

@@ -16,7 +16,7 @@ from prometheus_client import (
     start_http_server,
 )
 
-from .api.v1alpha1 import ConditionType
+from tfjob_operator.api.v1alpha1 import ConditionType
 
 # No `*_created` timestamp series beside every counter and histogram: noise for a scraper.
 disable_created_metrics()

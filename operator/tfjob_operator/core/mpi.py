@@ -13,7 +13,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from .api.v1alpha1 import MPIImplementation, MPISpec
+from tfjob_operator.api.v1alpha1 import MPIImplementation, MPISpec
 
 SSH_MOUNT = "/etc/tfjob/ssh"
 SSH_PRIVATE_KEY = "ssh-privatekey"  # the key kubernetes.io/ssh-auth Secrets carry

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .api.v1alpha1 import (
+from tfjob_operator.api.v1alpha1 import (
     DEFAULT_BACKOFF_LIMIT,
     ReplicaSpecs,
     ReplicaType,
@@ -26,6 +26,7 @@ from .api.v1alpha1 import (
     SuccessPolicy,
     TensorFlowJobStatus,
 )
+
 from .events import JobEvent
 from .status import PodObservation, Problem, deciding_successes, describe_failure
 

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .api.v1alpha1 import (
+from tfjob_operator.api.v1alpha1 import (
     Condition,
     ConditionType,
     PendingPod,
@@ -23,13 +23,14 @@ from .api.v1alpha1 import (
     SuccessPolicy,
     TensorFlowJobStatus,
 )
-from .events import JobEvent
-from .settings import (
+from tfjob_operator.settings import (
     ATTEMPT_LABEL,
     REPLICA_INDEX_LABEL,
     REPLICA_TYPE_LABEL,
     SPEC_HASH_ANNOTATION,
 )
+
+from .events import JobEvent
 from .topology import TRAINER_CONTAINER, chief_type
 
 _TYPE_BY_LABEL = {t.value.lower(): t for t in ReplicaType}

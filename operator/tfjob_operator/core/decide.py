@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .api.v1alpha1 import (
+from tfjob_operator.api.v1alpha1 import (
     CleanPodPolicy,
     ConditionType,
     LauncherCreation,
@@ -31,6 +31,8 @@ from .api.v1alpha1 import (
     TensorFlowJobSpec,
     TensorFlowJobStatus,
 )
+from tfjob_operator.settings import ATTEMPT_LABEL, SPEC_HASH_ANNOTATION, OperatorSettings
+
 from .builders import JobRef, desired_children, mpi_hostfile_config_map, requests_gpus
 from .estimator import compile_replica_specs, effective_mpi
 from .events import JobEvent
@@ -38,7 +40,6 @@ from .gang import gang_members, join, pod_group, pod_group_name
 from .mpi import hostfile_config_map_name
 from .queueing import enqueue, queue_name, queued_members
 from .retries import RetryPlan, plan_retries
-from .settings import ATTEMPT_LABEL, SPEC_HASH_ANNOTATION, OperatorSettings
 from .status import MAX_WAITING_PODS, PodObservation, Problem, compute_status, is_finished
 from .topology import pod_name
 

@@ -2,9 +2,9 @@
 
 The seed document's examples run after changing only their import line::
 
-    from tfjob_operator.sdk import TensorFlow          # was: from azureml.train.dnn import ...
-    exp = Experiment("my-experiment", namespace="ml")  # was: Experiment(workspace, name)
-    compute_target = "gpu-a100"                        # a node pool of the operator's settings
+    from tfjob_operator.client.sdk import TensorFlow  # was: from azureml.train.dnn import ...
+    exp = Experiment("my-experiment", namespace="ml")    # was: Experiment(workspace, name)
+    compute_target = "gpu-a100"                          # a node pool of the operator's settings
 
     tf_est = TensorFlow(source_directory="./my-tf-proj", entry_script="train.py",
                         script_params={"--batch-size": 50}, compute_target=compute_target,
@@ -31,8 +31,9 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes import config, watch
 
-from .api.v1alpha1 import GROUP, PLURAL, VERSION
-from .settings import JOB_NAME_LABEL, JOB_ROLE_LABEL
+from tfjob_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
+from tfjob_operator.settings import JOB_NAME_LABEL, JOB_ROLE_LABEL
+
 from .submit import submit
 
 _BACKENDS = {"mpi": "mpi", "ps": "parameterServer", "multiworkermirrored": "multiWorkerMirrored"}

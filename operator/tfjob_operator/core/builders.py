@@ -13,7 +13,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from .api.v1alpha1 import (
+from tfjob_operator.api.v1alpha1 import (
     API_VERSION,
     KIND,
     MPISpec,
@@ -22,6 +22,16 @@ from .api.v1alpha1 import (
     ReplicaType,
     RestartPolicy,
 )
+from tfjob_operator.settings import (
+    GPU_RESOURCE,
+    JOB_NAME_LABEL,
+    JOB_ROLE_LABEL,
+    REPLICA_INDEX_LABEL,
+    REPLICA_TYPE_LABEL,
+    SPEC_HASH_ANNOTATION,
+    OperatorSettings,
+)
+
 from .mpi import (
     decorate_launcher,
     decorate_worker,
@@ -30,15 +40,6 @@ from .mpi import (
     hostfile_config_map_name,
     ssh_secret,
     ssh_secret_name,
-)
-from .settings import (
-    GPU_RESOURCE,
-    JOB_NAME_LABEL,
-    JOB_ROLE_LABEL,
-    REPLICA_INDEX_LABEL,
-    REPLICA_TYPE_LABEL,
-    SPEC_HASH_ANNOTATION,
-    OperatorSettings,
 )
 from .topology import (
     PORT_NAME,

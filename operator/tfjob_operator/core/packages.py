@@ -17,7 +17,8 @@ import copy
 from importlib import resources
 from typing import Any
 
-from .api.v1alpha1 import PackageIndex
+from tfjob_operator.api.v1alpha1 import PackageIndex
+
 from .topology import TRAINER_CONTAINER
 
 PACKAGES_CONTAINER = "tfjob-packages"
@@ -29,8 +30,8 @@ INDEX_URL_VARIABLE = "TFJOB_PIP_INDEX_URL"
 USERNAME_VARIABLE = "TFJOB_PIP_USERNAME"
 PASSWORD_VARIABLE = "TFJOB_PIP_PASSWORD"  # noqa: S105 (a variable name, not a password)
 
-# The init container's program: pip_layer.py's text, run by the image's own Python.
-INSTALL = resources.files(__package__).joinpath("pip_layer.py").read_text()
+# The init container's program: inpod/pip_layer.py's text, run by the image's own Python.
+INSTALL = resources.files("tfjob_operator.inpod").joinpath("pip_layer.py").read_text()
 TERMINATION_LOG = "/dev/termination-log"
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .api.v1alpha1 import (
+from tfjob_operator.api.v1alpha1 import (
     Backend,
     MPISpec,
     PackageIndex,
@@ -19,9 +19,10 @@ from .api.v1alpha1 import (
     ScriptParamValue,
     TensorFlowJobSpec,
 )
+from tfjob_operator.settings import GPU_RESOURCE, OperatorSettings
+
 from .mpi import mpirun_command, sshd_command
 from .packages import PACKAGES_PYTHON, apply_packages
-from .settings import GPU_RESOURCE, OperatorSettings
 from .source import apply_source
 from .topology import TRAINER_CONTAINER
 

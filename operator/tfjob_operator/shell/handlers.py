@@ -16,15 +16,16 @@ from typing import Any
 
 import kopf
 
-from .admission import node_pool_policy
-from .api.v1alpha1 import GROUP, PLURAL, VERSION
+from tfjob_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
+from tfjob_operator.core.admission import node_pool_policy
+from tfjob_operator.core.gang import pick_pod_group_api
+from tfjob_operator.core.status import PodObservation, controller_uid
+from tfjob_operator.settings import JOB_NAME_LABEL, OPERATOR_PREFIX, OperatorSettings
+
 from .controller import Controller
-from .gang import pick_pod_group_api
 from .informer import Informer
 from .kube import ApiError, Forbidden, Kube
 from .peering import PeeringRef, PeeringSetup, follow
-from .settings import JOB_NAME_LABEL, OPERATOR_PREFIX, OperatorSettings
-from .status import PodObservation, controller_uid
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,10 @@ from typing import Any
 from kubernetes.aio import client as k8s
 from kubernetes.aio import config as k8s_config
 
+from tfjob_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
+from tfjob_operator.core.events import JobEvent
+
 from . import metrics
-from .api.v1alpha1 import GROUP, PLURAL, VERSION
-from .events import JobEvent
 
 # How RBAC words a refusal: `... User "u" cannot create resource "pods" in API group "" ...`
 _RBAC_REFUSAL = re.compile(r'cannot (\w+) resource "([^"]+)"')

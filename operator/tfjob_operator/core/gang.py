@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .api.v1alpha1 import ReplicaSpecs, ReplicaType
+from tfjob_operator.api.v1alpha1 import ReplicaSpecs, ReplicaType
+from tfjob_operator.settings import JOB_NAME_LABEL
+
 from .builders import JobRef
-from .settings import JOB_NAME_LABEL
 from .topology import pod_name
 
 # Served versions of the PodGroup API, newest first: 1.37 serves v1beta1 (and v1alpha3), 1.36
