@@ -12,14 +12,9 @@ from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
-GPU_RESOURCE = "nvidia.com/gpu"
-JOB_NAME_LABEL = "tfjob.dev/job-name"
-REPLICA_TYPE_LABEL = "tfjob.dev/replica-type"
-REPLICA_INDEX_LABEL = "tfjob.dev/replica-index"
-JOB_ROLE_LABEL = "tfjob.dev/job-role"
-ATTEMPT_LABEL = "tfjob.dev/attempt"
-SPEC_HASH_ANNOTATION = "tfjob.dev/spec-hash"
-OPERATOR_PREFIX = "tfjob.dev"
+from tfjob_operator.api.labels import (
+    GPU_RESOURCE,
+)
 
 
 class NodePoolSetting(BaseModel):

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.unit.test_decide import conditions, job, pod, run, settle
-from tfjob_operator.settings import ATTEMPT_LABEL
+from tfjob_operator.api.labels import ATTEMPT_LABEL
 
 pytestmark = pytest.mark.timeout(20)
 

@@ -31,8 +31,8 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes import config, watch
 
+from tfjob_operator.api.labels import JOB_NAME_LABEL, JOB_ROLE_LABEL
 from tfjob_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
-from tfjob_operator.settings import JOB_NAME_LABEL, JOB_ROLE_LABEL
 
 from .submit import submit
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tfjob_operator.api.labels import GPU_RESOURCE
 from tfjob_operator.api.v1alpha1 import GROUP, PLURAL, VERSION, ReplicaType
-from tfjob_operator.settings import GPU_RESOURCE, OperatorSettings
+from tfjob_operator.settings import OperatorSettings
 
 POLICY_NAME = f"{GROUP}-node-pools"
 MANAGED = {"app.kubernetes.io/managed-by": "tfjob-operator"}

@@ -13,6 +13,14 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+from tfjob_operator.api.labels import (
+    GPU_RESOURCE,
+    JOB_NAME_LABEL,
+    JOB_ROLE_LABEL,
+    REPLICA_INDEX_LABEL,
+    REPLICA_TYPE_LABEL,
+    SPEC_HASH_ANNOTATION,
+)
 from tfjob_operator.api.v1alpha1 import (
     API_VERSION,
     KIND,
@@ -22,15 +30,7 @@ from tfjob_operator.api.v1alpha1 import (
     ReplicaType,
     RestartPolicy,
 )
-from tfjob_operator.settings import (
-    GPU_RESOURCE,
-    JOB_NAME_LABEL,
-    JOB_ROLE_LABEL,
-    REPLICA_INDEX_LABEL,
-    REPLICA_TYPE_LABEL,
-    SPEC_HASH_ANNOTATION,
-    OperatorSettings,
-)
+from tfjob_operator.settings import OperatorSettings
 
 from .mpi import (
     decorate_launcher,

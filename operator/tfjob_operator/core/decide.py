@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from tfjob_operator.api.labels import ATTEMPT_LABEL, SPEC_HASH_ANNOTATION
 from tfjob_operator.api.v1alpha1 import (
     CleanPodPolicy,
     ConditionType,
@@ -31,7 +32,7 @@ from tfjob_operator.api.v1alpha1 import (
     TensorFlowJobSpec,
     TensorFlowJobStatus,
 )
-from tfjob_operator.settings import ATTEMPT_LABEL, SPEC_HASH_ANNOTATION, OperatorSettings
+from tfjob_operator.settings import OperatorSettings
 
 from .builders import JobRef, desired_children, mpi_hostfile_config_map, requests_gpus
 from .estimator import compile_replica_specs, effective_mpi

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from tfjob_operator.api.labels import GPU_RESOURCE
 from tfjob_operator.api.v1alpha1 import (
     Backend,
     MPISpec,
@@ -19,7 +20,7 @@ from tfjob_operator.api.v1alpha1 import (
     ScriptParamValue,
     TensorFlowJobSpec,
 )
-from tfjob_operator.settings import GPU_RESOURCE, OperatorSettings
+from tfjob_operator.settings import OperatorSettings
 
 from .mpi import mpirun_command, sshd_command
 from .packages import PACKAGES_PYTHON, apply_packages

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tfjob_operator.api.labels import JOB_NAME_LABEL
 from tfjob_operator.api.v1alpha1 import ReplicaSpecs, ReplicaType
-from tfjob_operator.settings import JOB_NAME_LABEL
 
 from .builders import JobRef
 from .topology import pod_name

@@ -13,8 +13,8 @@ import tarfile
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from tfjob_operator.api.labels import JOB_NAME_LABEL
 from tfjob_operator.api.v1alpha1 import SOURCE_MOUNT, Source
-from tfjob_operator.settings import JOB_NAME_LABEL
 
 from .topology import TRAINER_CONTAINER
 

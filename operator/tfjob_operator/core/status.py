@@ -13,6 +13,12 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from tfjob_operator.api.labels import (
+    ATTEMPT_LABEL,
+    REPLICA_INDEX_LABEL,
+    REPLICA_TYPE_LABEL,
+    SPEC_HASH_ANNOTATION,
+)
 from tfjob_operator.api.v1alpha1 import (
     Condition,
     ConditionType,
@@ -22,12 +28,6 @@ from tfjob_operator.api.v1alpha1 import (
     ReplicaType,
     SuccessPolicy,
     TensorFlowJobStatus,
-)
-from tfjob_operator.settings import (
-    ATTEMPT_LABEL,
-    REPLICA_INDEX_LABEL,
-    REPLICA_TYPE_LABEL,
-    SPEC_HASH_ANNOTATION,
 )
 
 from .events import JobEvent

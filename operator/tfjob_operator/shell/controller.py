@@ -20,6 +20,7 @@ import urllib.parse
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
+from tfjob_operator.api.labels import REPLICA_TYPE_LABEL
 from tfjob_operator.api.v1alpha1 import (
     GROUP,
     PLURAL,
@@ -32,7 +33,7 @@ from tfjob_operator.core.decide import CompiledJob, Decision, Observed, compile_
 from tfjob_operator.core.events import JobEvent
 from tfjob_operator.core.mpi import generate_ssh_keypair
 from tfjob_operator.core.status import PodObservation, Problem
-from tfjob_operator.settings import REPLICA_TYPE_LABEL, OperatorSettings
+from tfjob_operator.settings import OperatorSettings
 
 from . import metrics
 from .informer import Informer
