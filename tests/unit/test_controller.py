@@ -15,7 +15,7 @@ import pytest
 
 from tfjob_operator.api.v1alpha1 import RECONCILE_FAILURES_REPORTED, ReplicaType
 from tfjob_operator.core.events import JobEvent
-from tfjob_operator.core.status import PodObservation
+from tfjob_operator.core.observed import PodObservation
 from tfjob_operator.settings import OperatorSettings
 from tfjob_operator.shell import kube
 from tfjob_operator.shell.controller import Controller

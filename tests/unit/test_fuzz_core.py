@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tfjob_operator.core.decide import Decision, Observed, compile_job, decide
-from tfjob_operator.core.status import PodObservation
+from tfjob_operator.core.decide import Decision, compile_job, decide
+from tfjob_operator.core.observed import Observed, PodObservation
 from tfjob_operator.settings import OperatorSettings
 
 SETTINGS = OperatorSettings(pod_group_api="scheduling.k8s.io/v1alpha2")

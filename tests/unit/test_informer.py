@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tfjob_operator.core.status import PodObservation
+from tfjob_operator.core.observed import PodObservation
 from tfjob_operator.shell.informer import Informer, watch_scopes
 
 pytestmark = pytest.mark.timeout(10)

@@ -17,7 +17,7 @@ from tfjob_operator.core import mpi
 from tfjob_operator.core.builders import JobRef, desired_children
 from tfjob_operator.core.decide import launcher_may_start
 from tfjob_operator.core.estimator import compile_replica_specs, effective_mpi
-from tfjob_operator.core.status import PodObservation
+from tfjob_operator.core.observed import PodObservation
 from tfjob_operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.timeout(10)

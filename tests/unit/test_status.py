@@ -13,7 +13,8 @@ from tfjob_operator.api.v1alpha1 import (
     SuccessPolicy,
     TensorFlowJobStatus,
 )
-from tfjob_operator.core.status import JobEvent, PodObservation, Problem, compute_status
+from tfjob_operator.core.observed import PodObservation, Problem
+from tfjob_operator.core.status import JobEvent, compute_status
 
 pytestmark = pytest.mark.timeout(10)
 

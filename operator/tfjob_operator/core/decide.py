@@ -32,6 +32,8 @@ from tfjob_operator.api.v1alpha1 import (
     TensorFlowJobSpec,
     TensorFlowJobStatus,
 )
+from tfjob_operator.core.observed import Observed, PodObservation, Problem
+from tfjob_operator.core.status import MAX_WAITING_PODS, compute_status, is_finished
 from tfjob_operator.settings import OperatorSettings
 
 from .builders import JobRef, desired_children, mpi_hostfile_config_map, requests_gpus
@@ -41,7 +43,6 @@ from .gang import gang_members, join, pod_group, pod_group_name
 from .mpi import hostfile_config_map_name
 from .queueing import enqueue, queue_name, queued_members
 from .retries import RetryPlan, plan_retries
-from .status import MAX_WAITING_PODS, PodObservation, Problem, compute_status, is_finished
 from .topology import pod_name
 
 DEADLINE_EXCEEDED = "DeadlineExceeded"
@@ -62,16 +63,6 @@ class CompiledJob:
     replica_specs: ReplicaSpecs | None = None
     mpi: MPISpec | None = None
     problem: Problem | None = None
-
-
-@dataclass(frozen=True)
-class Observed:
-    """What the cache holds of a job's children (any owner: ``decide`` keeps the job's own)."""
-
-    pods: tuple[PodObservation, ...] = ()
-    service_owners: tuple[str | None, ...] = ()  # controller uid of each Service of the job
-    # (kind, name, controller uid) of the Secrets and ConfigMaps an MPI job's pods mount
-    objects: tuple[tuple[str, str, str | None], ...] = ()
 
 
 @dataclass

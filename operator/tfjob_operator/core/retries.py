@@ -26,9 +26,10 @@ from tfjob_operator.api.v1alpha1 import (
     SuccessPolicy,
     TensorFlowJobStatus,
 )
+from tfjob_operator.core.observed import PodObservation, Problem, describe_failure
+from tfjob_operator.core.status import deciding_successes
 
 from .events import JobEvent
-from .status import PodObservation, Problem, deciding_successes, describe_failure
 
 BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
 CONTAINER_RESTARTED = "ContainerRestarted"

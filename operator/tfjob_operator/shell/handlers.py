@@ -20,7 +20,7 @@ from tfjob_operator.api.labels import JOB_NAME_LABEL, OPERATOR_PREFIX
 from tfjob_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
 from tfjob_operator.core.admission import node_pool_policy
 from tfjob_operator.core.gang import pick_pod_group_api
-from tfjob_operator.core.status import PodObservation, controller_uid
+from tfjob_operator.core.observed import PodObservation, controller_uid
 from tfjob_operator.settings import OperatorSettings
 
 from .controller import Controller
