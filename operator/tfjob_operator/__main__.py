@@ -94,8 +94,9 @@ def _priority(text: str) -> int:
 def _compile(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    from tfjob_operator.core.compile import describe_validation_error
+
     from .core.builders import JobRef, desired_children
-    from .core.decide import describe_validation_error
     from .core.estimator import compile_replica_specs, compiled_job
     from .settings import OperatorSettings
 

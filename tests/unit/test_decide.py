@@ -11,7 +11,8 @@ import pytest
 
 from tfjob_operator.api.v1alpha1 import ReplicaType
 from tfjob_operator.core import builders
-from tfjob_operator.core.decide import Decision, compile_job, decide
+from tfjob_operator.core.compile import compile_job
+from tfjob_operator.core.decide import Decision, decide
 from tfjob_operator.core.mpi import ssh_secret_name
 from tfjob_operator.core.observed import Observed, PodObservation, Problem
 from tfjob_operator.settings import OperatorSettings

@@ -17,7 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tfjob_operator.core.decide import Decision, compile_job, decide
+from tfjob_operator.core.compile import compile_job
+from tfjob_operator.core.decide import Decision, decide
 from tfjob_operator.core.observed import Observed, PodObservation
 from tfjob_operator.settings import OperatorSettings
 

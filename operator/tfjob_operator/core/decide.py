@@ -32,12 +32,14 @@ from tfjob_operator.api.v1alpha1 import (
     TensorFlowJobSpec,
     TensorFlowJobStatus,
 )
+from tfjob_operator.core.compile import (
+    CompiledJob,
+)
 from tfjob_operator.core.observed import Observed, PodObservation, Problem
 from tfjob_operator.core.status import MAX_WAITING_PODS, compute_status, is_finished
 from tfjob_operator.settings import OperatorSettings
 
-from .builders import JobRef, desired_children, mpi_hostfile_config_map, requests_gpus
-from .estimator import compile_replica_specs, effective_mpi
+from .builders import JobRef, desired_children, mpi_hostfile_config_map
 from .events import JobEvent
 from .gang import gang_members, join, pod_group, pod_group_name
 from .mpi import hostfile_config_map_name
@@ -52,17 +54,6 @@ WAITING_FOR_SOURCE = "WaitingForSource"
 # Status fields that count pods: they change with every pod that starts or ends (a change of
 # their restart counts is news, though: see _without_counts).
 COUNT_FIELDS = ("ready", "replicaStatuses")
-
-
-@dataclass(frozen=True)
-class CompiledJob:
-    """A job's spec, parsed and compiled into replica specs once per generation, or the reason
-    it cannot be."""
-
-    spec: TensorFlowJobSpec | None = None
-    replica_specs: ReplicaSpecs | None = None
-    mpi: MPISpec | None = None
-    problem: Problem | None = None
 
 
 @dataclass
@@ -82,74 +73,6 @@ class Decision:
     status_first: bool = False  # write the status (restarts counted) before deleting pods
     in_the_way: list[PendingPod] = field(default_factory=list)  # objects holding a child's name
     restarts: dict[str, int] = field(default_factory=dict)  # counted now, by scope (metrics)
-
-
-def describe_validation_error(error: ValidationError) -> str:
-    """`spec.<field path>: <what is wrong>` for each problem, as kubectl would word it."""
-    parts: list[str] = []
-    for item in error.errors(include_url=False):
-        where = ".".join(["spec", *(str(part) for part in item["loc"])])
-        text = f"{where}: {item['msg'].removeprefix('Value error, ')}"
-        if text not in parts:
-            parts.append(text)
-    return "; ".join(parts[:5])
-
-
-def check_node_pools(
-    replica_specs: ReplicaSpecs, node_pool: str | None, settings: OperatorSettings
-) -> None:
-    """A job asking for GPUs on a pool the operator knows to have none can never start."""
-    pool = node_pool or settings.default_gpu_node_pool
-    known = settings.node_pools.get(pool) if pool else None
-    if known is None or known.gpu:
-        return
-    for replica_type, spec in replica_specs.items():
-        pod_spec = spec.template.model_dump(by_alias=True, exclude_none=True)["spec"]
-        if requests_gpus(pod_spec):
-            raise ValueError(
-                f"spec.nodePool: {replica_type.value} pods request GPUs, but node pool "
-                f"{pool!r} has no GPUs"
-            )
-
-
-def check_min_available(replica_specs: ReplicaSpecs, spec: TensorFlowJobSpec) -> None:
-    """More pods that must start together than start together can never be."""
-    policy = spec.run_policy.scheduling_policy if spec.run_policy else None
-    members = len(gang_members("job", replica_specs))
-    if policy is not None and policy.min_available and policy.min_available > members:
-        raise ValueError(
-            f"spec.runPolicy.schedulingPolicy.minAvailable: {policy.min_available} is more than "
-            f"the {members} pods that start together (an Evaluator and an MPI launcher start "
-            "on their own)"
-        )
-
-
-def with_priority_class(replica_specs: ReplicaSpecs, spec: TensorFlowJobSpec) -> ReplicaSpecs:
-    """runPolicy.schedulingPolicy.priorityClass, for the pod templates that name none."""
-    policy = spec.run_policy.scheduling_policy if spec.run_policy else None
-    if policy is None or not policy.priority_class:
-        return replica_specs
-    raw = replica_specs.model_dump(by_alias=True, exclude_none=True, mode="json")
-    for replica in raw.values():
-        replica["template"].setdefault("spec", {}).setdefault(
-            "priorityClassName", policy.priority_class
-        )
-    return ReplicaSpecs.model_validate(raw)
-
-
-def compile_job(raw_spec: dict[str, Any] | None, settings: OperatorSettings) -> CompiledJob:
-    """Parse and compile a job's spec; what the schema could not check becomes a Problem."""
-    spec: TensorFlowJobSpec | None = None
-    try:
-        spec = TensorFlowJobSpec.model_validate(raw_spec or {})
-        replica_specs = with_priority_class(compile_replica_specs(spec, settings), spec)
-        check_node_pools(replica_specs, spec.node_pool, settings)
-        check_min_available(replica_specs, spec)
-    except ValidationError as error:
-        return CompiledJob(spec, problem=Problem("InvalidSpec", describe_validation_error(error)))
-    except ValueError as error:
-        return CompiledJob(spec, problem=Problem("InvalidSpec", str(error)))
-    return CompiledJob(spec, replica_specs, effective_mpi(spec))
 
 
 def launcher_may_start(

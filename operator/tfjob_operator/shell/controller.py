@@ -29,7 +29,8 @@ from tfjob_operator.api.v1alpha1 import (
     ReconcileFailure,
 )
 from tfjob_operator.core.builders import JobRef, mpi_ssh_secret
-from tfjob_operator.core.decide import CompiledJob, Decision, compile_job, decide
+from tfjob_operator.core.compile import CompiledJob, compile_job
+from tfjob_operator.core.decide import Decision, decide
 from tfjob_operator.core.events import JobEvent
 from tfjob_operator.core.mpi import generate_ssh_keypair
 from tfjob_operator.core.observed import Observed, PodObservation, Problem
