@@ -92,12 +92,13 @@ def _priority(text: str) -> int:
 
 
 def _compile(args: argparse.Namespace) -> int:
+    import datetime as dt
+
     from pydantic import ValidationError
 
-    from tfjob_operator.core.compile import describe_validation_error
-
-    from .core.builders import JobRef, desired_children
-    from .core.estimator import compile_replica_specs, compiled_job
+    from .core.compile import describe_validation_error
+    from .core.decide import decide_new_job
+    from .core.estimator import compiled_job
     from .settings import OperatorSettings
 
     text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
@@ -105,29 +106,27 @@ def _compile(args: argparse.Namespace) -> int:
     documents = [d for d in yaml.safe_load_all(text) if d]
     out = []
     for job in documents:
+        name = (job.get("metadata") or {}).get("name", "?")
         try:
             out.append(compiled_job(job, settings))
         except ValidationError as error:
-            name = (job.get("metadata") or {}).get("name", "?")
             print(
                 f"tfjob-operator compile: {name}: {describe_validation_error(error)}",
                 file=sys.stderr,
             )
             return 2
         if args.pods:
-            from .api.v1alpha1 import TensorFlowJobSpec
-
-            spec = TensorFlowJobSpec.model_validate(job["spec"])
-            metadata = job.get("metadata", {})
-            ref = JobRef(metadata.get("name", "job"), metadata.get("namespace", "default"), "<uid>")
-            children = desired_children(
-                ref,
-                compile_replica_specs(spec, settings),
-                node_pool=spec.node_pool,
-                settings=settings,
+            # What the operator's first pass over this job creates, built by the same code.
+            metadata = {"namespace": "default", **(job.get("metadata") or {}), "uid": "<uid>"}
+            compiled, decision = decide_new_job(
+                {**job, "metadata": metadata}, settings, dt.datetime.now(dt.UTC)
             )
-            out.append(children.service)
-            out.extend(children.pods.values())
+            if compiled.problem is not None:
+                print(
+                    f"tfjob-operator compile: {name}: {compiled.problem.message}", file=sys.stderr
+                )
+                return 2
+            out.extend(decision.create)
     yaml.safe_dump_all(out, sys.stdout, sort_keys=False)
     return 0
 

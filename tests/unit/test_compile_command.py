@@ -73,3 +73,20 @@ def test_compile_refuses_a_replica_type_it_does_not_know(
     assert captured.out == ""
     assert f"typo: spec.tfReplicaSpecs: unknown replica type {key!r}" in captured.err
     assert "Chief, Master, Worker, PS, Evaluator, Launcher" in captured.err
+
+
+def test_compile_with_pods_shows_what_the_operators_first_pass_creates(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The pods printed are the operator's own: its attempt label and the run policy's
+    priority class are on them, which the builder alone does not add."""
+    job = yaml.safe_load(EXAMPLE.read_text())
+    job["spec"]["runPolicy"] = {"schedulingPolicy": {"priorityClass": "training-high"}}
+    manifest = tmp_path / "job.yaml"
+    manifest.write_text(yaml.safe_dump(job))
+    assert main(["compile", "-f", str(manifest), "--pods"]) == 0
+    pods = [d for d in yaml.safe_load_all(capsys.readouterr().out) if d["kind"] == "Pod"]
+    assert len(pods) == 4
+    for pod in pods:
+        assert pod["metadata"]["labels"]["tfjob.dev/attempt"] == "1"
+        assert pod["spec"]["priorityClassName"] == "training-high"

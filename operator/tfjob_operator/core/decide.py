@@ -32,9 +32,7 @@ from tfjob_operator.api.v1alpha1 import (
     TensorFlowJobSpec,
     TensorFlowJobStatus,
 )
-from tfjob_operator.core.compile import (
-    CompiledJob,
-)
+from tfjob_operator.core.compile import CompiledJob, compile_job
 from tfjob_operator.core.observed import Observed, PodObservation, Problem
 from tfjob_operator.core.status import MAX_WAITING_PODS, compute_status, is_finished
 from tfjob_operator.settings import OperatorSettings
@@ -122,6 +120,16 @@ def previous_status(job: dict[str, Any]) -> TensorFlowJobStatus | None:
 
 def dump_status(status: TensorFlowJobStatus) -> dict[str, Any]:
     return status.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def decide_new_job(
+    job: dict[str, Any], settings: OperatorSettings, now: dt.datetime
+) -> tuple[CompiledJob, Decision]:
+    """The operator's first pass over a job it has never acted on: the one path by which
+    `tfjob-operator compile --pods` and the benchmark's limit show exactly what the operator
+    creates (labels, gang, queue and priority class included)."""
+    compiled = compile_job(job.get("spec"), settings)
+    return compiled, decide(job, compiled, Observed(), settings, now)
 
 
 def decide(

@@ -91,24 +91,24 @@ def worker_pod_name(job: str, index: int) -> str:
 
 
 def render_children(job_body: dict[str, Any], uid: str) -> list[tuple[str, dict[str, Any]]]:
-    """The Service and pods our operator would create for ``job_body``, by its own pure code.
+    """The children our operator's first pass creates for ``job_body``, by its own pure code.
 
-    Returns (plural, body) pairs, the Service first. The operator's builder is imported when
-    called, so that the limit always renders what the operator renders at that moment.
+    Returns (plural, body) pairs in the operator's order of creation (the Service before the
+    pods). The operator is imported when called, so that the limit always renders what the
+    operator renders at that moment.
     """
-    from tfjob_operator.api.v1alpha1 import TensorFlowJobSpec
-    from tfjob_operator.core.builders import JobRef, desired_children
-    from tfjob_operator.core.estimator import compile_replica_specs
+    import datetime as dt
+
+    from tfjob_operator.core.decide import decide_new_job
     from tfjob_operator.settings import OperatorSettings
 
-    settings = OperatorSettings.from_environment()
-    spec = TensorFlowJobSpec.model_validate(job_body["spec"])
-    metadata = job_body["metadata"]
-    reference = JobRef(name=metadata["name"], namespace=metadata["namespace"], uid=uid)
-    children = desired_children(
-        reference,
-        compile_replica_specs(spec, settings),
-        node_pool=spec.node_pool,
-        settings=settings,
+    metadata = {**job_body["metadata"], "uid": uid}
+    compiled, decision = decide_new_job(
+        {**job_body, "metadata": metadata},
+        OperatorSettings.from_environment(),
+        dt.datetime.now(dt.UTC),
     )
-    return [("services", children.service), *(("pods", pod) for pod in children.pods.values())]
+    if compiled.problem is not None:
+        raise ValueError(f"{metadata['name']}: {compiled.problem.message}")
+    plurals = {"Service": "services", "Pod": "pods", "ConfigMap": "configmaps"}
+    return [(plurals[child["kind"]], child) for child in decision.create]
