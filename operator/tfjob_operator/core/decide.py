@@ -19,7 +19,6 @@ from pydantic import ValidationError
 from tfjob_operator.api.labels import ATTEMPT_LABEL, SPEC_HASH_ANNOTATION
 from tfjob_operator.api.v1alpha1 import (
     CleanPodPolicy,
-    ConditionType,
     LauncherCreation,
     ManagedBy,
     MPISpec,
@@ -27,13 +26,19 @@ from tfjob_operator.api.v1alpha1 import (
     ReplicaSpecs,
     ReplicaType,
     RunPolicy,
-    SchedulingPolicy,
     SuccessPolicy,
     TensorFlowJobSpec,
     TensorFlowJobStatus,
 )
 from tfjob_operator.core.compile import CompiledJob, compile_job
 from tfjob_operator.core.observed import Observed, PodObservation, Problem
+from tfjob_operator.core.run_policy import (
+    DEADLINE_EXCEEDED,
+    SCHEDULE_TIMEOUT,
+    expired,
+    past_deadline,
+    past_schedule_timeout,
+)
 from tfjob_operator.core.status import MAX_WAITING_PODS, compute_status, is_finished
 from tfjob_operator.settings import OperatorSettings
 
@@ -45,8 +50,6 @@ from .queueing import enqueue, queue_name, queued_members
 from .retries import RetryPlan, plan_retries
 from .topology import pod_name
 
-DEADLINE_EXCEEDED = "DeadlineExceeded"
-SCHEDULE_TIMEOUT = "ScheduleTimeoutExceeded"
 NAME_IN_USE = "NameInUse"
 WAITING_FOR_SOURCE = "WaitingForSource"
 # Status fields that count pods: they change with every pod that starts or ends (a change of
@@ -169,9 +172,13 @@ def decide(
     acting = not is_finished(previous) and not suspended and replica_specs is not None
     if acting and problem is None:
         assert replica_specs is not None
-        problem = _past_deadline(decision, job, previous, run_policy, now) or (
-            _past_schedule_timeout(decision, job, previous, run_policy, replica_specs, pods, now)
-        )
+        problem, due = past_deadline(job, previous, run_policy, now)
+        _look_again(decision, due)
+        if problem is None:
+            problem, due = past_schedule_timeout(
+                job, previous, run_policy, replica_specs, pods, now
+            )
+            _look_again(decision, due)
     plan = RetryPlan(attempt=(previous.attempt if previous else None) or 1)
     if acting and problem is None:
         assert replica_specs is not None
@@ -257,7 +264,8 @@ def decide(
             # The end is on the status before its pods go: an operator killed in between must
             # not find the job unfinished with a pod missing, and make that pod again.
             decision.status_first = True
-        _expire(decision, status, run_policy, now)
+        decision.delete_job, due = expired(status, run_policy, now)
+        _look_again(decision, due)
     new_status = dump_status(status)
     old_status = dump_status(previous) if previous is not None and job.get("status") else None
     if new_status != old_status:
@@ -268,113 +276,13 @@ def decide(
     return decision
 
 
-def _look_again(decision: Decision, seconds: float) -> None:
+def _look_again(decision: Decision, seconds: float | None) -> None:
     """Ask for a pass in ``seconds`` (the earliest of all the asks of one decision)."""
+    if seconds is None:
+        return
     seconds = max(seconds, 0.001)
     if decision.look_again_after is None or seconds < decision.look_again_after:
         decision.look_again_after = seconds
-
-
-def _past_deadline(
-    decision: Decision,
-    job: dict[str, Any],
-    previous: TensorFlowJobStatus | None,
-    run_policy: RunPolicy,
-    now: dt.datetime,
-) -> Problem | None:
-    """runPolicy.activeDeadlineSeconds, counted from status.startTime (so an operator restart
-    loses nothing): the problem that fails the job once it has run out, else a look at the
-    moment it will."""
-    limit = run_policy.active_deadline_seconds
-    if limit is None:
-        return None
-    started = (previous.start_time if previous else None) or now
-    due = _after(started, limit)
-    if due is None:
-        return None  # past the end of the calendar: never
-    if now < due:
-        _look_again(decision, (due - now).total_seconds())
-        return None
-    metadata = job["metadata"]
-    return Problem(
-        DEADLINE_EXCEEDED,
-        f"TFJob {metadata['namespace']}/{metadata['name']} has failed: it was active longer "
-        f"than runPolicy.activeDeadlineSeconds ({limit} s); its pods were stopped.",
-    )
-
-
-def _past_schedule_timeout(
-    decision: Decision,
-    job: dict[str, Any],
-    previous: TensorFlowJobStatus | None,
-    run_policy: RunPolicy,
-    replica_specs: ReplicaSpecs,
-    pods: list[PodObservation],
-    now: dt.datetime,
-) -> Problem | None:
-    """runPolicy.schedulingPolicy.scheduleTimeoutSeconds: the pods must all run within it,
-    counted from status.startTime, or from the start of a restart in progress."""
-    limit = (run_policy.scheduling_policy or SchedulingPolicy()).schedule_timeout_seconds
-    if limit is None or previous is None or previous.start_time is None:
-        return None
-    wanted = sum(spec.replicas for _, spec in replica_specs.items())
-    if sum(1 for p in pods if not p.deleting and p.phase in ("Running", "Succeeded")) >= wanted:
-        return None
-    waiting = [p for p in pods if p.phase == "Pending" and not p.deleting]
-    since = previous.start_time
-    restarting = next(
-        (
-            c
-            for c in previous.conditions or []
-            if c.type is ConditionType.RESTARTING and c.status == "True"
-        ),
-        None,
-    )
-    if restarting is not None and restarting.last_transition_time is not None:
-        since = max(since, restarting.last_transition_time)
-    due = _after(since, limit)
-    if due is None:
-        return None  # past the end of the calendar: never
-    if now < due:
-        _look_again(decision, (due - now).total_seconds())
-        return None
-    why = next((p for p in waiting if p.waiting_reason), None)
-    said = (
-        f" {why.name}: {why.waiting_reason}: {why.waiting_message}"
-        if why is not None
-        else f" {len(waiting)} pod(s) still Pending."
-    )
-    metadata = job["metadata"]
-    return Problem(
-        SCHEDULE_TIMEOUT,
-        f"TFJob {metadata['namespace']}/{metadata['name']} has failed: its pods were not all "
-        f"running within runPolicy.schedulingPolicy.scheduleTimeoutSeconds ({limit} s);{said}",
-    )
-
-
-def _after(start: dt.datetime, seconds: int) -> dt.datetime | None:
-    """``seconds`` after ``start``, or None when that is past year 9999 (the schema allows
-    any int64, as Kubernetes' own activeDeadlineSeconds does)."""
-    try:
-        return start + dt.timedelta(seconds=seconds)
-    except OverflowError:
-        return None
-
-
-def _expire(
-    decision: Decision, status: TensorFlowJobStatus, run_policy: RunPolicy, now: dt.datetime
-) -> None:
-    """runPolicy.ttlSecondsAfterFinished, counted from status.completionTime."""
-    ttl = run_policy.ttl_seconds_after_finished
-    if ttl is None:
-        return
-    due = _after(status.completion_time or now, ttl)
-    if due is None:
-        return  # past the end of the calendar: never
-    if now >= due:
-        decision.delete_job = True
-    else:
-        _look_again(decision, (due - now).total_seconds())
 
 
 def _without_counts(status: dict[str, Any]) -> dict[str, Any]:
