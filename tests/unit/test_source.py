@@ -14,16 +14,15 @@ import pytest
 
 from tests.unit.test_decide import UID, job, run
 from tfjob_operator.api.v1alpha1 import TensorFlowJobSpec
-from tfjob_operator.client.submit import with_source_directory
-from tfjob_operator.core.estimator import compile_replica_specs
-from tfjob_operator.core.source import (
-    ARCHIVE_KEY,
+from tfjob_operator.client.pack import (
     MAX_ARCHIVE_BYTES,
-    UNPACK,
     SourceError,
     pack_directory,
     source_config_map,
 )
+from tfjob_operator.client.submit import with_source_directory
+from tfjob_operator.core.estimator import compile_replica_specs
+from tfjob_operator.core.source import ARCHIVE_KEY, UNPACK
 from tfjob_operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.timeout(20)

@@ -16,12 +16,8 @@ from kubernetes import client as k8s
 from kubernetes import config
 
 from tfjob_operator.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION
-from tfjob_operator.core.source import (
-    SourceError,
-    pack_directory,
-    source_config_map,
-    source_config_map_name,
-)
+from tfjob_operator.client.pack import SourceError, pack_directory, source_config_map
+from tfjob_operator.core.source import source_config_map_name
 
 
 def connect(
