@@ -19,6 +19,7 @@ from tfjob_operator.core.decide import launcher_may_start
 from tfjob_operator.core.estimator import compile_replica_specs, effective_mpi
 from tfjob_operator.core.observed import PodObservation
 from tfjob_operator.settings import OperatorSettings
+from tfjob_operator.shell.ssh_keys import generate_ssh_keypair
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -107,13 +108,13 @@ def test_launcher_that_is_also_a_worker_keeps_its_gpus() -> None:
 
 
 def test_generated_key_pair_is_openssh_and_matches() -> None:
-    private, public = mpi.generate_ssh_keypair()
+    private, public = generate_ssh_keypair()
     key = load_ssh_private_key(private, password=None)
     assert public.startswith(b"ssh-ed25519 ")
     assert load_ssh_public_key(public.split(b" tfjob")[0]).public_bytes_raw() == (
         key.public_key().public_bytes_raw()
     )
-    assert mpi.generate_ssh_keypair()[0] != private  # one key pair per job, never shared
+    assert generate_ssh_keypair()[0] != private  # one key pair per job, never shared
 
 
 def mpi_spec(**distribution: object) -> TensorFlowJobSpec:

@@ -32,9 +32,9 @@ from tfjob_operator.core.builders import JobRef, mpi_ssh_secret
 from tfjob_operator.core.compile import CompiledJob, compile_job
 from tfjob_operator.core.decide import Decision, decide
 from tfjob_operator.core.events import JobEvent
-from tfjob_operator.core.mpi import generate_ssh_keypair
 from tfjob_operator.core.observed import Observed, PodObservation, Problem
 from tfjob_operator.settings import OperatorSettings
+from tfjob_operator.shell.ssh_keys import generate_ssh_keypair
 
 from . import metrics
 from .informer import Informer
