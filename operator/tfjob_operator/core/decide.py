@@ -48,7 +48,7 @@ from .gang import gang_members, join, pod_group, pod_group_name
 from .mpi import hostfile_config_map_name
 from .queueing import enqueue, queue_name, queued_members
 from .retries import RetryPlan, plan_retries
-from .topology import pod_name
+from .topology import pod_names
 
 NAME_IN_USE = "NameInUse"
 WAITING_FOR_SOURCE = "WaitingForSource"
@@ -90,18 +90,6 @@ def launcher_may_start(
         p.index for p in pods if p.replica_type is ReplicaType.WORKER and p.ready and not p.deleting
     }
     return workers is not None and ready >= set(range(workers.replicas))
-
-
-def wanted_pod_names(
-    job_name: str, replica_specs: ReplicaSpecs, *, launcher_allowed: bool
-) -> list[str]:
-    """The names of the pods the job should have now, without building them."""
-    return [
-        pod_name(job_name, replica_type, index)
-        for replica_type, spec in replica_specs.items()
-        if launcher_allowed or replica_type is not ReplicaType.LAUNCHER
-        for index in range(spec.replicas)
-    ]
 
 
 def pods_to_clean(policy: CleanPodPolicy, pods: list[PodObservation]) -> list[PodObservation]:
@@ -371,7 +359,9 @@ def _create_and_delete(
     if plan.new_attempt or earlier:
         return
     launcher_allowed = mpi is None or launcher_may_start(mpi, replica_specs, pods)
-    wanted = wanted_pod_names(ref.name, replica_specs, launcher_allowed=launcher_allowed)
+    wanted = pod_names(
+        ref.name, replica_specs, outside=() if launcher_allowed else (ReplicaType.LAUNCHER,)
+    )
     by_name = {p.name: p for p in pods}
     # A name held by a pod that is not this job's (a deleted job's pod still terminating, or
     # one somebody made): creating it would only be refused, again and again. Wait, and say so.

@@ -16,9 +16,9 @@ from typing import Any
 
 from tfjob_operator.api.labels import JOB_NAME_LABEL
 from tfjob_operator.api.v1alpha1 import ReplicaSpecs, ReplicaType
+from tfjob_operator.core.topology import pod_names
 
 from .builders import JobRef
-from .topology import pod_name
 
 # Served versions of the PodGroup API, newest first: 1.37 serves v1beta1 (and v1alpha3), 1.36
 # v1alpha2. The objects the operator writes are the same in both.
@@ -29,18 +29,6 @@ OUTSIDE_THE_GANG = (ReplicaType.EVALUATOR, ReplicaType.LAUNCHER)
 def pick_pod_group_api(served: set[str]) -> str | None:
     """The PodGroup apiVersion to use among the ``served`` group versions, if any."""
     return next((version for version in POD_GROUP_VERSIONS if version in served), None)
-
-
-def pod_names(
-    job: str, replica_specs: ReplicaSpecs, *, outside: tuple[ReplicaType, ...] = ()
-) -> list[str]:
-    """The names of the job's pods, but those of the ``outside`` replica types."""
-    return [
-        pod_name(job, replica_type, index)
-        for replica_type, spec in replica_specs.items()
-        if replica_type not in outside
-        for index in range(spec.replicas)
-    ]
 
 
 def gang_members(job: str, replica_specs: ReplicaSpecs) -> list[str]:

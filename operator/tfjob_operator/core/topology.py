@@ -37,6 +37,18 @@ def pod_name(job_name: str, replica_type: ReplicaType, index: int) -> str:
     return f"{job_name}-{tf_task_type(replica_type)}-{index}"
 
 
+def pod_names(
+    job: str, replica_specs: ReplicaSpecs, *, outside: tuple[ReplicaType, ...] = ()
+) -> list[str]:
+    """The names of the job's pods, but those of the ``outside`` replica types."""
+    return [
+        pod_name(job, replica_type, index)
+        for replica_type, spec in replica_specs.items()
+        if replica_type not in outside
+        for index in range(spec.replicas)
+    ]
+
+
 def pod_fqdn(job_name: str, namespace: str, pod: str, cluster_domain: str) -> str:
     return f"{pod}.{job_name}.{namespace}.svc.{cluster_domain}"
 
