@@ -94,7 +94,7 @@ async def test_a_jobs_own_status_write_coming_back_causes_no_pass() -> None:
         ("create", "mnist-worker-1"),
     ]
     assert ("status", "Created") in recorder.writes
-    written = ctl.jobs[KEY]
+    written = ctl.jobs[KEY].body
     recorder.writes.clear()
     ctl.job_seen(copy.deepcopy(written))  # the watch shows the operator's own write
     await ctl.drain()
@@ -113,7 +113,7 @@ async def test_an_older_version_from_the_watch_does_not_replace_the_written_one(
     ctl.job_seen(original)
     await ctl.drain()
     ctl.job_seen(original)  # resourceVersion 100, older than the status write's answer
-    assert ctl.jobs[KEY]["metadata"]["resourceVersion"] != "100"
+    assert ctl.jobs[KEY].body["metadata"]["resourceVersion"] != "100"
 
 
 async def test_pods_just_created_are_not_created_again_before_the_watch_shows_them() -> None:
@@ -131,7 +131,7 @@ async def test_pods_just_created_are_not_created_again_before_the_watch_shows_th
         )
     services[KEY].append("job-uid")
     assert [p.name for p in ctl.observe(KEY).pods] == ["mnist-worker-0", "mnist-worker-1"]
-    assert KEY not in ctl._expected
+    assert ctl.jobs[KEY].expected.empty()
 
 
 async def test_a_pass_that_keeps_failing_says_so_on_the_status_once_and_backs_off(
@@ -147,14 +147,14 @@ async def test_a_pass_that_keeps_failing_says_so_on_the_status_once_and_backs_of
         await asyncio.sleep(0.01)
     events = [w for w in recorder.writes if w[0] == "event"]
     assert events.count(("event", "ReconcileFailing")) == 1
-    failure = ctl.jobs[KEY]["status"]["reconcileFailure"]
+    failure = ctl.jobs[KEY].body["status"]["reconcileFailure"]
     assert failure["attempts"] >= RECONCILE_FAILURES_REPORTED
     assert failure["message"] == "ApiError: 500: etcdserver: request timed out"
     recorder.fail_status_with = None
     while ctl.queue.failures(KEY):
         await asyncio.sleep(0.01)
     await ctl.drain()
-    assert "reconcileFailure" not in ctl.jobs[KEY]["status"]
+    assert "reconcileFailure" not in ctl.jobs[KEY].body["status"]
     ctl.job_gone(*KEY)
 
 
@@ -180,7 +180,7 @@ async def test_a_name_taken_by_an_unwatched_object_is_reported_not_created_in_a_
     ctl.queue.trigger(KEY)
     await ctl.drain()
     assert recorder.writes.count(("create", taken)) == 1
-    waiting = ctl.jobs[KEY]["status"]["waiting"]
+    waiting = ctl.jobs[KEY].body["status"]["waiting"]
     assert [(w["pod"], w["reason"]) for w in waiting] == [(taken, "NameInUse")]
 
 
@@ -224,7 +224,7 @@ async def test_resuming_acts_on_the_jobs_as_they_are_now_not_as_last_seen() -> N
     await ctl.drain()
     assert [w for w in recorder.writes if w[0] == "create"] == []
     assert set(ctl.jobs) == {KEY}
-    assert ctl.jobs[KEY]["status"]["state"] == "Succeeded"
+    assert ctl.jobs[KEY].body["status"]["state"] == "Succeeded"
 
 
 async def test_a_paused_namespace_leaves_the_others_working() -> None:
@@ -275,12 +275,12 @@ async def test_pods_failed_and_removed_with_a_lost_node_count_once_as_one_failur
     ctl.pod_deleted(KEY, lost_pod(1, "uid-1", deleting=True), lost_pod(1, "uid-1"))
     ctl.children_changed(KEY)
     await ctl.drain()
-    assert ctl.jobs[KEY]["status"]["attempt"] == 2
+    assert ctl.jobs[KEY].body["status"]["attempt"] == 2
     assert ("status", "Restarting") in recorder.writes
     # Nothing is left to count again, whatever comes next.
     ctl.children_changed(KEY)
     await ctl.drain()
-    assert ctl.jobs[KEY]["status"]["attempt"] == 2
+    assert ctl.jobs[KEY].body["status"]["attempt"] == 2
 
 
 async def test_a_pod_whose_deletion_the_passes_saw_begin_is_not_a_new_failure() -> None:
@@ -298,7 +298,7 @@ async def test_a_pod_whose_deletion_the_passes_saw_begin_is_not_a_new_failure() 
     ctl.pod_deleted(KEY, lost_pod(0, "uid-0", deleting=True), running)
     ctl.children_changed(KEY)
     await ctl.drain()
-    assert ctl.jobs[KEY]["status"]["state"] != "Failed"
+    assert ctl.jobs[KEY].body["status"]["state"] != "Failed"
     assert ("create", "mnist-worker-0") in recorder.writes  # simply made again
 
 
@@ -321,7 +321,7 @@ async def test_the_operators_own_delete_of_a_failed_pod_is_not_a_second_failure(
     assert ("delete", "mnist-worker-0") in recorder.writes
 
     def restarts() -> int:
-        return ctl.jobs[KEY]["status"]["replicaStatuses"]["Worker"].get("restarts")
+        return ctl.jobs[KEY].body["status"]["replicaStatuses"]["Worker"].get("restarts")
 
     assert restarts() == 1
     # The deletion begins; passes see the pod going for a while (the operator's memory of its
@@ -336,4 +336,24 @@ async def test_the_operators_own_delete_of_a_failed_pod_is_not_a_second_failure(
     await ctl.drain()
     assert ("create", "mnist-worker-0") in recorder.writes
     assert restarts() == 1
-    assert ctl.jobs[KEY]["status"]["state"] != "Failed"
+    assert ctl.jobs[KEY].body["status"]["state"] != "Failed"
+
+
+async def test_a_job_created_again_under_its_name_starts_with_nothing_of_the_old_one() -> None:
+    """The record is the job's, by uid: the new job's first pass creates its pods although
+    the old job's creates are still expected (the watch never showed them)."""
+    ctl, recorder, _, _ = controller()
+    ctl.job_seen(job_body())
+    await ctl.drain()
+    assert not ctl.jobs[KEY].expected.empty()
+    recorder.writes.clear()
+    again = job_body()
+    again["metadata"] |= {"uid": "job-uid-2", "resourceVersion": "300"}
+    ctl.job_seen(again)
+    await ctl.drain()
+    assert ctl.jobs[KEY].uid == "job-uid-2"
+    assert [w for w in recorder.writes if w[0] == "create"] == [
+        ("create", "mnist"),
+        ("create", "mnist-worker-0"),
+        ("create", "mnist-worker-1"),
+    ]

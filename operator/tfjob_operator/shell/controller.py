@@ -1,12 +1,12 @@
 """The shell around ``decide``: the cache a pass reads, and the I/O that applies a decision.
 
-The cache is fed by the watches kopf already runs: kopf indexes hold a small observation of
-every pod and Service of our jobs, keyed by job (kopf fills them before any handler runs, so a
-pass never sees a half-listed world), and the job bodies come from the job watch. A pass never
-LISTs or GETs. What the watch has not yet shown of the operator's own writes is kept as short-
-lived expectations: a pod just created counts as existing, a pod just deleted as going, and the
-job as its status write returned it. So a job's own status write coming back through the watch
-causes no second pass, and a pass right after a create does not create the pod again.
+A pass (one reconcile of one job) reads the job as the job watch last showed it and its
+children from the informers' caches (see ``informer``; passes wait until each has listed once,
+so none sees a half-listed world); it never LISTs or GETs. All the controller keeps of a job
+is one ``JobState`` record: the body, the operator's own writes the watch has not shown yet
+(``expectations``), and the bookkeeping of its passes. So a job's own status write coming back
+through the watch causes no second pass, a pass right after a create does not create the pod
+again, and forgetting a job is one deletion.
 """
 
 from __future__ import annotations
@@ -34,11 +34,12 @@ from tfjob_operator.core.decide import Decision, decide
 from tfjob_operator.core.events import JobEvent
 from tfjob_operator.core.observed import Observed, PodObservation, Problem
 from tfjob_operator.settings import OperatorSettings
-from tfjob_operator.shell.ssh_keys import generate_ssh_keypair
 
 from . import metrics
+from .expectations import Expectations
 from .informer import Informer
 from .kube import Conflict, Forbidden, Kube, Rejected
+from .ssh_keys import generate_ssh_keypair
 from .workqueue import RetryLater, WorkQueue
 
 log = logging.getLogger(__name__)
@@ -54,15 +55,9 @@ class ChildCache(Protocol[T]):
     def get(self, key: JobKey, default: Iterable[T] = ..., /) -> Iterable[T]: ...
 
 
-# How long an object the operator created (or deleted) counts as such without the watch showing
-# it; far longer than a watch takes, short enough that a lost event heals itself.
-EXPECTATION_SECONDS = 30.0
 EVENT_CONCURRENCY = 4
 # How long a status write that only changes pod counts (ready, replicaStatuses) waits at least,
 # and at most while pods are still starting.
-# How long a name the API server said is taken counts as somebody else's before a pass tries
-# to create it again.
-CONFLICT_RECHECK_SECONDS = 10.0
 COUNTS_DELAY = 10.0
 COUNTS_MAX_DELAY = 30.0
 MAX_LIST_DELAY = 30.0  # between tries to read the jobs again on resuming
@@ -86,22 +81,24 @@ def _is_older(candidate: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
 
 
 @dataclasses.dataclass
-class _Expectations:
-    """The operator's own writes that the watch has not shown yet, for one job."""
+class JobState:
+    """All the controller keeps of one job: replaced whole when the name comes back as a new
+    job (another uid), dropped whole when the job goes."""
 
-    created: dict[str, tuple[float, PodObservation]] = dataclasses.field(default_factory=dict)
-    deleted: dict[str, float] = dataclasses.field(default_factory=dict)  # pod uid -> when
-    service: float | None = None
-    objects: dict[tuple[str, str], float] = dataclasses.field(default_factory=dict)  # created
-    # (kind, name) whose create was refused as existing while the cache shows none of the
-    # job's: held by an object the watch does not show (one without the job's label).
-    conflicts: dict[tuple[str, str], float] = dataclasses.field(default_factory=dict)
+    body: dict[str, Any]  # the job as last seen (or as its status write returned it)
+    settled: int | None = None  # resourceVersion a pass finished with
+    compiled: tuple[tuple[str, int | None], CompiledJob] | None = None  # by (uid, generation)
+    expected: Expectations = dataclasses.field(default_factory=Expectations)
+    failing_since: dt.datetime | None = None  # when its passes began to fail
+    counts_since: float | None = None  # when unwritten count changes began
+    denied: str | None = None  # the refusal already reported on it
+    # Pods that failed and were removed by someone else (the pod garbage collector, with
+    # their lost node) before a pass saw them fail: kept until a pass has acted on them.
+    lost: dict[str, PodObservation] = dataclasses.field(default_factory=dict)
 
-    def empty(self) -> bool:
-        return (
-            not (self.created or self.deleted or self.service is not None or self.objects)
-            and not self.conflicts
-        )
+    @property
+    def uid(self) -> str:
+        return str(self.body["metadata"]["uid"])
 
 
 class Controller:
@@ -126,21 +123,12 @@ class Controller:
         # Events trickle out a few at a time: when a thousand jobs start, the pods' creates and
         # the status writes go first, and the Events that tell of them follow a moment later.
         self._event_slots = asyncio.Semaphore(EVENT_CONCURRENCY)
-        self.jobs: dict[JobKey, dict[str, Any]] = {}
+        self.jobs: dict[JobKey, JobState] = {}
         self.queue = WorkQueue(self._work, max_concurrent=settings.max_concurrent_passes)
         self.job_states = metrics.JobStates()
-        self._settled: dict[JobKey, int | None] = {}  # resourceVersion a pass finished with
-        self._compiled: dict[JobKey, tuple[tuple[str, int | None], CompiledJob]] = {}
-        self._expected: dict[JobKey, _Expectations] = {}
-        self._failing: dict[JobKey, dt.datetime] = {}  # when its passes began to fail
-        self._counts_since: dict[JobKey, float] = {}  # when unwritten count changes began
-        self._denied: dict[JobKey, str] = {}  # the refusal already reported on a job
         # Scopes (a namespace, None: cluster-wide) whose passes wait for this replica's turn in
         # a peering of several replicas (see peering.py); caches stay warm meanwhile.
         self._paused: set[str | None] = set()
-        # Pods that failed and were removed by someone else (the pod garbage collector, with
-        # their lost node) before a pass saw them fail: kept until a pass has acted on them.
-        self._lost: dict[JobKey, dict[str, PodObservation]] = {}
         self._resuming: dict[str | None, asyncio.Task[None]] = {}
 
     async def drain(self) -> None:
@@ -166,21 +154,21 @@ class Controller:
         """A job was added or changed: keep it and ask for a pass unless nothing is new."""
         metadata = body["metadata"]
         key = (metadata["namespace"], metadata["name"])
-        current = self.jobs.get(key)
-        if current is not None and _is_older(body, current):
+        state = self.jobs.get(key)
+        if state is not None and _is_older(body, state.body):
             return  # the status write this operator made is newer
-        self.jobs[key] = body
-        if current is not None and current["metadata"].get("uid") != metadata.get("uid"):
-            self._forget_state(key)  # the same name, a new job
+        if state is None or state.uid != metadata.get("uid"):
+            state = self.jobs[key] = JobState(body)  # a new job, or the same name for one
+        else:
+            state.body = body
         version = _resource_version(body)
-        if version is not None and self._settled.get(key) == version:
+        if version is not None and state.settled == version:
             return  # the version a pass already finished with: its own write coming back
         self.queue.trigger(key)
 
     def job_gone(self, namespace: str, name: str) -> None:
         key = (namespace, name)
         self.jobs.pop(key, None)
-        self._forget_state(key)
         self.queue.forget(key)
         self.job_states.forget(key)
 
@@ -197,7 +185,7 @@ class Controller:
         if not working:
             self._paused.add(scope)
             for key in self._keys_in(scope):
-                self._forget_state(key)
+                self.jobs[key] = JobState(self.jobs[key].body)  # the other replica's now
                 self.queue.forget(key)
             log.info("passes paused %s: %s", where, why)
             return
@@ -259,39 +247,34 @@ class Controller:
         saw them fail), unless the operator deleted it itself (seen in the next pass). One that
         ended Failed only while it was being deleted was killed by that deletion: no failure.
         While another replica has the turn, its deletes are its own business."""
+        state = self.jobs.get(key)
         if (
             before is not None
             and before.phase == "Failed"
-            and key in self.jobs
+            and state is not None
             and self._may_work(key)
         ):
-            self._lost.setdefault(key, {})[pod.uid] = dataclasses.replace(pod, deleting=False)
+            state.lost[pod.uid] = dataclasses.replace(pod, deleting=False)
 
     def children_changed(self, key: JobKey) -> None:
         if key in self.jobs:
             self.queue.trigger(key)
 
-    def _forget_state(self, key: JobKey) -> None:
-        self._settled.pop(key, None)
-        self._compiled.pop(key, None)
-        self._expected.pop(key, None)
-        self._failing.pop(key, None)
-        self._denied.pop(key, None)
-        self._counts_since.pop(key, None)
-        self._lost.pop(key, None)
-
     # ----- one pass ----------------------------------------------------------------------------
-    def compiled(self, key: JobKey, job: dict[str, Any]) -> CompiledJob:
+    def compiled(self, state: JobState) -> CompiledJob:
         """The job's compiled spec, parsed once per generation."""
-        version = (job["metadata"]["uid"], job["metadata"].get("generation"))
-        cached = self._compiled.get(key)
-        if cached is None or cached[0] != version:
-            cached = (version, compile_job(job.get("spec"), self.settings))
-            self._compiled[key] = cached
-        return cached[1]
+        version = (state.uid, state.body["metadata"].get("generation"))
+        if state.compiled is None or state.compiled[0] != version:
+            state.compiled = (version, compile_job(state.body.get("spec"), self.settings))
+        return state.compiled[1]
 
     def observe(self, key: JobKey) -> Observed:
         """The cache's view of a job's children, with the operator's own unseen writes."""
+        return self._observe(self.jobs[key])[0]
+
+    def _observe(self, state: JobState) -> tuple[Observed, float | None]:
+        """``observe``, and when a name held by somebody else is due to be tried again."""
+        key = (state.body["metadata"]["namespace"], state.body["metadata"]["name"])
         pods = list(self.pods.get(key, ()))
         service_owners = tuple(self.services.get(key, ()))
         objects = [
@@ -299,105 +282,57 @@ class Controller:
             for kind, cache in self.mounted.items()
             for name, owner in cache.get(key, ())
         ]
-        expected = self._expected.get(key)
-        lost = self._lost.get(key)
-        if lost:
-            own = expected.deleted if expected is not None else {}
+        if state.lost:
             live = {p.name for p in pods}
-            for uid, pod in list(lost.items()):
-                if uid in own or pod.name in live:
-                    del lost[uid]  # the operator's own delete, or replaced already
-            pods += lost.values()
-        if expected is None:
-            return Observed(tuple(pods), service_owners, tuple(objects))
-        deadline = time.monotonic() - EXPECTATION_SECONDS
-        seen = {p.name for p in pods}
-        for name, (when, pod) in list(expected.created.items()):
-            if name in seen or when < deadline:
-                del expected.created[name]
-            else:
-                pods.append(pod)
-        present = {p.uid: p for p in pods}
-        for uid, when in list(expected.deleted.items()):
-            pod = present.get(uid)
-            # Kept while the pod is going, however long its grace period: its removal, even
-            # of a pod that had failed, is the operator's own (see pod_deleted).
-            if pod is None or (when < deadline and not pod.deleting):
-                del expected.deleted[uid]
-        pods = [
-            dataclasses.replace(p, deleting=True) if p.uid in expected.deleted else p for p in pods
-        ]
-        job_uid = self.jobs[key]["metadata"]["uid"]
-        if expected.service is not None:
-            if job_uid in service_owners or expected.service < deadline:
-                expected.service = None
-            else:
-                service_owners = (*service_owners, job_uid)
-        owned = {(kind, name) for kind, name, owner in objects if owner == job_uid}
-        for kind_name, when in list(expected.objects.items()):
-            if kind_name in owned or when < deadline:
-                del expected.objects[kind_name]
-            else:
-                objects.append((*kind_name, job_uid))
-        # A name the API server said is taken, by nothing the watch shows: somebody else's.
-        owned |= {("Pod", p.name) for p in pods if p.owner_uid == job_uid}
-        if job_uid in service_owners:
-            owned.add(("Service", key[1]))
-        for (kind, name), when in list(expected.conflicts.items()):
-            left = when + CONFLICT_RECHECK_SECONDS - time.monotonic()
-            if (kind, name) in owned or left <= 0:
-                del expected.conflicts[(kind, name)]
-                continue
-            self.queue.trigger_after(key, left)  # then a pass tries to create it again
-            if kind == "Pod":
-                pods.append(PodObservation(name, None, None, "Unknown", uid=f"conflict/{name}"))
-            elif kind == "Service":
-                service_owners = (*service_owners, None)
-            else:
-                objects.append((kind, name, None))
-        if expected.empty():
-            del self._expected[key]
-        return Observed(tuple(pods), service_owners, tuple(objects))
+            for uid, pod in list(state.lost.items()):
+                if uid in state.expected.deleted or pod.name in live:
+                    del state.lost[uid]  # the operator's own delete, or replaced already
+            pods += state.lost.values()
+        seen = Observed(tuple(pods), service_owners, tuple(objects))
+        return state.expected.merge(seen, key[1], state.uid, time.monotonic())
 
     async def reconcile(self, key: JobKey) -> str | None:
         """One pass; returns the job's state afterwards (None: the job is gone or going)."""
-        job = self.jobs.get(key)
-        if job is None or job["metadata"].get("deletionTimestamp"):
+        state = self.jobs.get(key)
+        if state is None or state.body["metadata"].get("deletionTimestamp"):
             return None
-        lost = set(self._lost.get(key) or ())  # acted on by this pass if it completes
-        compiled = self.compiled(key, job)
-        decision = decide(job, compiled, self.observe(key), self.settings, self.clock())
+        job = state.body
+        lost = set(state.lost)  # acted on by this pass if it completes
+        compiled = self.compiled(state)
+        observed, recheck = self._observe(state)
+        if recheck is not None:
+            self.queue.trigger_after(key, recheck)  # then a pass tries to create it again
+        decision = decide(job, compiled, observed, self.settings, self.clock())
         if decision.status_first and decision.status is not None:
             # Restarts are on the status before their pods go.
             try:
-                job = await self._write_status(key, job, decision)
+                job = await self._write_status(state, decision)
             except Conflict:
                 log.debug("%s/%s: status write raced a change; waiting for it", *key)
                 return decision.state
             decision.status = None
-        refused = await self._apply_children(key, job, decision)
+        refused = await self._apply_children(state, decision)
         if refused is not None:
-            decision = decide(
-                job, compiled, self.observe(key), self.settings, self.clock(), refused=refused
-            )
-            await self._apply_children(key, job, decision)
+            observed, _ = self._observe(state)
+            decision = decide(job, compiled, observed, self.settings, self.clock(), refused=refused)
+            await self._apply_children(state, decision)
         if decision.status is None:
-            self._counts_since.pop(key, None)  # nothing waits to be written
-        elif self._may_wait(key, decision):
+            state.counts_since = None  # nothing waits to be written
+        elif self._may_wait(key, state, decision):
             # The events tell of the changes this status records: both wait for the next pass,
             # which decides them again.
             decision.status, decision.events = None, []
         if decision.status is not None:
             try:
-                job = await self._write_status(key, job, decision)
+                job = await self._write_status(state, decision)
             except Conflict:
                 # The job changed since the watch showed it: its newer version's event (come
                 # or coming) runs the next pass.
                 log.debug("%s/%s: status write raced a change; waiting for it", *key)
                 return decision.state
-        self._settled[key] = _resource_version(job)
-        if lost:
-            self._drop_lost(key, lost)
+        state.settled = _resource_version(job)
+        for uid in lost:
+            state.lost.pop(uid, None)
         for scope, count in decision.restarts.items():
             metrics.RESTARTS.labels(scope=scope).inc(count)
         if decision.events:
@@ -415,26 +350,18 @@ class Controller:
             self.queue.trigger_after(key, decision.look_again_after)
         return decision.state
 
-    async def _write_status(
-        self, key: JobKey, job: dict[str, Any], decision: Decision
-    ) -> dict[str, Any]:
+    async def _write_status(self, state: JobState, decision: Decision) -> dict[str, Any]:
         assert decision.status is not None
-        self._counts_since.pop(key, None)
+        state.counts_since = None
+        job = state.body
         stored = await self.kube.write_status(job, decision.status)
         if (job.get("status") or {}).get("state") != decision.state:
-            log.info("%s/%s: %s", *key, decision.state)
-        self.jobs[key] = stored
+            metadata = job["metadata"]
+            log.info("%s/%s: %s", metadata["namespace"], metadata["name"], decision.state)
+        state.body = stored
         return stored
 
-    def _drop_lost(self, key: JobKey, uids: set[str]) -> None:
-        remaining = self._lost.get(key)
-        if remaining is not None:
-            for uid in uids:
-                remaining.pop(uid, None)
-            if not remaining:
-                del self._lost[key]
-
-    def _may_wait(self, key: JobKey, decision: Decision) -> bool:
+    def _may_wait(self, key: JobKey, state: JobState, decision: Decision) -> bool:
         """Whether a status write that only changes pod counts can wait, to take later count
         changes along: until the pods settle (none Pending or starting) and COUNTS_DELAY has
         passed, and never longer than COUNTS_MAX_DELAY. A job whose pods start one by one then
@@ -442,37 +369,40 @@ class Controller:
         if decision.status_urgent:
             return False
         now = time.monotonic()
-        waited = now - self._counts_since.setdefault(key, now)
+        if state.counts_since is None:
+            state.counts_since = now
+        waited = now - state.counts_since
         if waited >= COUNTS_MAX_DELAY or (decision.pods_settled and waited >= COUNTS_DELAY):
             return False
         due = COUNTS_DELAY if decision.pods_settled else COUNTS_MAX_DELAY
         self.queue.trigger_after(key, due - waited)
         return True
 
-    async def _apply_children(
-        self, key: JobKey, job: dict[str, Any], decision: Decision
-    ) -> Problem | None:
+    async def _apply_children(self, state: JobState, decision: Decision) -> Problem | None:
         """Create (objects pods mount first, then the rest at once) and delete; a refused
         object is returned as the problem that fails the job."""
-        ref = JobRef(key[1], key[0], job["metadata"]["uid"])
+        metadata = state.body["metadata"]
+        key: JobKey = (metadata["namespace"], metadata["name"])
+        ref = JobRef(key[1], key[0], state.uid)
         first = [body for body in decision.create if body["kind"] in _FIRST]
         rest = [body for body in decision.create if body["kind"] not in _FIRST]
         if decision.create_ssh_secret:
             first.insert(0, mpi_ssh_secret(ref, *generate_ssh_keypair()))
         for body in first:
-            refused = await self._create(key, body)
+            refused = await self._create(key, state.expected, body)
             if refused is not None:
                 return refused
-        expected = self._expected.get(key)
-        if expected is not None and any(
-            (body["kind"], body["metadata"]["name"]) in expected.conflicts for body in first
+        if any(
+            (body["kind"], body["metadata"]["name"]) in state.expected.conflicts for body in first
         ):
             return None  # the pods would mount another's Secret or ConfigMap: none for now
-        outcomes = await asyncio.gather(*(self._create(key, body) for body in rest))
-        await asyncio.gather(*(self._delete(key, pod) for pod in decision.delete))
+        outcomes = await asyncio.gather(*(self._create(key, state.expected, body) for body in rest))
+        await asyncio.gather(*(self._delete(key, state.expected, pod) for pod in decision.delete))
         return next((problem for problem in outcomes if problem is not None), None)
 
-    async def _create(self, key: JobKey, body: dict[str, Any]) -> Problem | None:
+    async def _create(
+        self, key: JobKey, expected: Expectations, body: dict[str, Any]
+    ) -> Problem | None:
         kind, name = body["kind"], body["metadata"]["name"]
         try:
             stored = await self.kube.create(body)
@@ -482,7 +412,6 @@ class Controller:
                 f"TFJob {key[0]}/{key[1]} has failed: the API server refused "
                 f"{kind.lower()} {name}: {rejected.message}",
             )
-        expected = self._expected.setdefault(key, _Expectations())
         if stored is None and kind in ("Secret", "PodGroup"):
             pass  # an MPI job's key, an attempt's gang: their names carry the job's uid
         elif stored is None:
@@ -505,10 +434,10 @@ class Controller:
             log.info("%s/%s: created %s %s", *key, kind.lower(), name)
         return None
 
-    async def _delete(self, key: JobKey, pod: PodObservation) -> None:
+    async def _delete(self, key: JobKey, expected: Expectations, pod: PodObservation) -> None:
         log.info("%s/%s: deleting pod %s", *key, pod.name)
         await self.kube.delete_pod(key[0], pod.name, pod.uid)
-        self._expected.setdefault(key, _Expectations()).deleted[pod.uid] = time.monotonic()
+        expected.deleted[pod.uid] = time.monotonic()
 
     async def _post_events(self, job: dict[str, Any], events: list[JobEvent]) -> None:
         async with self._event_slots:
@@ -548,8 +477,9 @@ class Controller:
             await self._report_failure(key, f"{type(error).__name__}: {error}")
             raise
         metrics.RECONCILE_SECONDS.labels(result="success").observe(time.monotonic() - started)
-        self._denied.pop(key, None)
-        self._failing.pop(key, None)
+        record = self.jobs.get(key)
+        if record is not None:
+            record.denied, record.failing_since = None, None
         if state is None:
             self.job_states.forget(key)
         else:
@@ -558,10 +488,14 @@ class Controller:
     async def _report_failure(self, key: JobKey, message: str) -> None:
         """Once passes over a job keep failing, say so on its status (best effort: the status
         write may be what fails)."""
-        since = self._failing.setdefault(key, self.clock())
+        state = self.jobs.get(key)
         attempts = self.queue.failures(key) + 1
-        job = self.jobs.get(key)
-        if job is None or attempts < RECONCILE_FAILURES_REPORTED:
+        if state is None:
+            return
+        if state.failing_since is None:
+            state.failing_since = self.clock()
+        since, job = state.failing_since, state.body
+        if attempts < RECONCILE_FAILURES_REPORTED:
             return
         failure = ReconcileFailure(message=message[:1024], attempts=attempts, since=since)
         status = {
@@ -569,7 +503,7 @@ class Controller:
             "reconcileFailure": failure.model_dump(by_alias=True, mode="json"),
         }
         try:
-            self.jobs[key] = await self.kube.write_status(job, status)
+            state.body = await self.kube.write_status(job, status)
             if attempts == RECONCILE_FAILURES_REPORTED:
                 await self.kube.post_event(
                     job,
@@ -586,9 +520,10 @@ class Controller:
     async def _report_permission_problem(self, key: JobKey, refusal: Forbidden) -> None:
         """Tell the job's owner, once per distinct refusal, why nothing happens to their job."""
         what = f"{refusal.verb} {refusal.resource}"
-        job = self.jobs.get(key)
-        if self._denied.get(key) == what or refusal.resource == PLURAL or job is None:
+        state = self.jobs.get(key)
+        if state is None or state.denied == what or refusal.resource == PLURAL:
             return  # told already, or the job itself cannot be read: the log says it
+        job = state.body
         where = f"in namespace {refusal.namespace}" if refusal.namespace else "cluster-wide"
         event = JobEvent(
             "Warning",
@@ -602,4 +537,4 @@ class Controller:
         except Exception as error:  # noqa: BLE001 - the log line still says it
             log.warning("could not post event PermissionDenied for %s/%s: %s", *key, error)
             return
-        self._denied[key] = what
+        state.denied = what
