@@ -19,6 +19,8 @@ from tfjob_operator.core.observed import PodObservation
 from tfjob_operator.settings import OperatorSettings
 from tfjob_operator.shell import kube
 from tfjob_operator.shell.controller import Controller
+from tfjob_operator.shell.handlers import jobs_path
+from tfjob_operator.shell.listwatch import ListWatch
 
 pytestmark = [pytest.mark.timeout(10), pytest.mark.asyncio]
 
@@ -81,6 +83,15 @@ def controller() -> tuple[Controller, RecordingKube, dict, dict]:
     services: dict[tuple[str, str], list[str | None]] = defaultdict(list)
     ctl = Controller(recorder, OperatorSettings())  # type: ignore[arg-type]
     ctl.watch_children(pods, services)
+    jobs = ListWatch(
+        recorder,  # type: ignore[arg-type]
+        "tensorflowjobs",
+        jobs_path,
+        [None],
+        on_list=ctl.jobs_listed,
+        on_event=ctl.job_event,
+    )
+    ctl.watch_jobs(jobs)
     return ctl, recorder, pods, services
 
 
@@ -357,3 +368,29 @@ async def test_a_job_created_again_under_its_name_starts_with_nothing_of_the_old
         ("create", "mnist-worker-0"),
         ("create", "mnist-worker-1"),
     ]
+
+
+async def test_a_job_a_fresh_list_lacks_is_forgotten_and_its_pods_never_made_again() -> None:
+    """Deleted while the job watch was down (it lists again after 410 Gone): the list is the
+    only news of it, and nothing of the job may outlive it."""
+    ctl, recorder, _, _ = controller()
+    ctl.job_seen(job_body())
+    await ctl.drain()
+    recorder.writes.clear()
+    ctl.jobs_listed(None, [])
+    assert KEY not in ctl.jobs
+    ctl.children_changed(KEY)  # its pods going, by garbage collection
+    await ctl.drain()
+    assert recorder.writes == []
+
+
+async def test_a_deleted_event_of_the_old_uid_leaves_the_new_job_alone() -> None:
+    ctl, _, _, _ = controller()
+    again = job_body()
+    again["metadata"] |= {"uid": "job-uid-2"}
+    ctl.job_event("ADDED", again)
+    ctl.job_event("DELETED", job_body())
+    assert ctl.jobs[KEY].uid == "job-uid-2"
+    ctl.job_event("DELETED", again)
+    assert KEY not in ctl.jobs
+    await ctl.drain()

@@ -16,16 +16,13 @@ import dataclasses
 import datetime as dt
 import logging
 import time
-import urllib.parse
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, Protocol, TypeVar
 
 from tfjob_operator.api.labels import REPLICA_TYPE_LABEL
 from tfjob_operator.api.v1alpha1 import (
-    GROUP,
     PLURAL,
     RECONCILE_FAILURES_REPORTED,
-    VERSION,
     ReconcileFailure,
 )
 from tfjob_operator.core.builders import JobRef, mpi_ssh_secret
@@ -39,6 +36,7 @@ from . import metrics
 from .expectations import Expectations
 from .informer import Informer
 from .kube import Conflict, Forbidden, Kube, Rejected
+from .listwatch import ListWatch
 from .ssh_keys import generate_ssh_keypair
 from .workqueue import RetryLater, WorkQueue
 
@@ -130,6 +128,8 @@ class Controller:
         # a peering of several replicas (see peering.py); caches stay warm meanwhile.
         self._paused: set[str | None] = set()
         self._resuming: dict[str | None, asyncio.Task[None]] = {}
+        self.job_watch: ListWatch | None = None
+        self._counts: Callable[[str], bool] = lambda _: True
 
     async def drain(self) -> None:
         """Wait for running passes and the events they post (tests and shutdown)."""
@@ -149,7 +149,36 @@ class Controller:
         caches = (pods, services, *self.mounted.values())
         self._synced = [c.synced for c in caches if isinstance(c, Informer)]
 
+    def watch_jobs(self, jobs: ListWatch, counts: Callable[[str], bool] = lambda _: True) -> None:
+        """Take the jobs from this list-watch (``counts``: which namespaces are ours, when the
+        operator's namespaces are patterns); resuming a paused scope re-lists through it."""
+        self.job_watch = jobs
+        self._counts = counts
+
     # ----- what the watches tell -------------------------------------------------------------
+    def jobs_listed(self, scope: str | None, bodies: list[dict[str, Any]]) -> None:
+        """A fresh list of a scope's jobs: those it lacks went while no watch showed it (a
+        watch that lists again after 410 Gone, a replica resuming its turn)."""
+        ours = [b for b in bodies if self._counts(b["metadata"]["namespace"])]
+        listed = {(b["metadata"]["namespace"], b["metadata"]["name"]) for b in ours}
+        for key in self._keys_in(scope):
+            if key not in listed:
+                self.job_gone(*key)
+        for body in ours:
+            self.job_seen(body)
+
+    def job_event(self, kind: str, body: dict[str, Any]) -> None:
+        """One event of the job watch."""
+        metadata = body.get("metadata") or {}
+        if not self._counts(metadata.get("namespace", "")):
+            return
+        if kind != "DELETED":
+            self.job_seen(body)
+            return
+        state = self.jobs.get((metadata["namespace"], metadata["name"]))
+        if state is not None and state.uid == metadata.get("uid"):
+            self.job_gone(metadata["namespace"], metadata["name"])
+
     def job_seen(self, body: dict[str, Any]) -> None:
         """A job was added or changed: keep it and ask for a pass unless nothing is new."""
         metadata = body["metadata"]
@@ -193,10 +222,11 @@ class Controller:
         self._resuming[scope] = asyncio.get_running_loop().create_task(self._resume(scope))
 
     async def _resume(self, scope: str | None) -> None:
+        assert self.job_watch is not None, "watch_jobs first"
         delay = 1.0
         while True:
             try:
-                jobs = await self._list_jobs(scope)
+                jobs, _ = await self.job_watch.list_all(scope)
                 break
             except asyncio.CancelledError:
                 raise
@@ -204,12 +234,7 @@ class Controller:
                 log.warning("reading the jobs to resume failed (%s); again in %.0f s", error, delay)
                 await asyncio.sleep(delay)
                 delay = min(MAX_LIST_DELAY, delay * 2)
-        listed = {(job["metadata"]["namespace"], job["metadata"]["name"]) for job in jobs}
-        for key in self._keys_in(scope):
-            if key not in listed:
-                self.job_gone(*key)
-        for job in jobs:
-            self.job_seen(job)
+        self.jobs_listed(scope, jobs)
         self._paused.discard(scope)
         self._resuming.pop(scope, None)
         log.info(
@@ -217,22 +242,6 @@ class Controller:
         )
         for key in self._keys_in(scope):
             self.queue.trigger(key)
-
-    async def _list_jobs(self, scope: str | None) -> list[dict[str, Any]]:
-        where = f"/namespaces/{scope}" if scope else ""
-        jobs: list[dict[str, Any]] = []
-        token = ""
-        while True:
-            query = urllib.parse.urlencode(
-                {"limit": "500", **({"continue": token} if token else {})}
-            )
-            page = await self.kube.list_page(
-                f"/apis/{GROUP}/{VERSION}{where}/{PLURAL}?{query}", resource=PLURAL, namespace=scope
-            )
-            jobs += page.get("items") or []
-            token = (page.get("metadata") or {}).get("continue") or ""
-            if not token:
-                return jobs
 
     def _keys_in(self, scope: str | None) -> list[JobKey]:
         return [key for key in self.jobs if scope is None or key[0] == scope]

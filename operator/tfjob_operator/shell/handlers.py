@@ -1,9 +1,11 @@
-"""Thin kopf adapters: kopf watches the jobs, and every event about one asks for one pass.
+"""Where kopf earns its place: startup, shutdown, the liveness probe and peering.
 
-Pods and Services are watched by the operator's own informers (see ``informer``), started here.
-Only kopf's low-level event handler is used: no diff base, no progress annotations, no finalizer
-on the job (garbage collection removes the children). Handlers are async: kopf runs sync ones
-in a thread pool, a handoff per event. The operator's
+kopf runs the process: its startup handler wires the operator (the connection, the PodGroup
+API, the controller, the list-watches of the jobs and their children, the admission policy), its
+cleanup handler stops it, it serves the liveness probe, and with peering it keeps this
+replica's record in the peering object. It watches no resource: the jobs and their children go
+through the operator's own list-watch loop (see ``listwatch``), one JSON parse an event, so no
+diff base, progress annotation or finalizer of kopf's is ever written on a job. The operator's
 settings and kubeconfig reach the handlers through kopf's memo, set by the entry point.
 """
 
@@ -12,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import urllib.parse
 from typing import Any
 
 import kopf
 
-from tfjob_operator.api.labels import JOB_NAME_LABEL, OPERATOR_PREFIX
+from tfjob_operator.api.labels import JOB_NAME_LABEL
 from tfjob_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
 from tfjob_operator.core.admission import node_pool_policy
 from tfjob_operator.core.gang import pick_pod_group_api
@@ -24,26 +27,12 @@ from tfjob_operator.core.observed import PodObservation, controller_uid
 from tfjob_operator.settings import OperatorSettings
 
 from .controller import Controller
-from .informer import Informer
+from .informer import Informer, watch_scopes
 from .kube import ApiError, Forbidden, Kube
+from .listwatch import ListWatch
 from .peering import PeeringRef, PeeringSetup, follow
 
 log = logging.getLogger(__name__)
-
-
-class NoDiffBase(kopf.DiffBaseStorage):
-    """The operator has no change handlers (only indexes and event handlers), so kopf need not
-    copy every watched body to diff it against a stored one nobody reads: on a burst of pod
-    events that copy cost a tenth of the operator's CPU."""
-
-    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
-        return kopf.BodyEssence()
-
-    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
-        return None
-
-    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
-        return None
 
 
 async def with_gang_scheduling(kube: Kube, settings: OperatorSettings) -> OperatorSettings:
@@ -74,10 +63,7 @@ async def with_gang_scheduling(kube: Kube, settings: OperatorSettings) -> Operat
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """All kopf tuning in one place, and the controller the handlers feed."""
     settings.posting.enabled = False  # events are ours, posted by the controller on transitions
-    settings.persistence.finalizer = f"{OPERATOR_PREFIX}/finalizer"
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=OPERATOR_PREFIX)
-    settings.persistence.diffbase_storage = NoDiffBase()
-    settings.networking.request_timeout = 60
+    settings.networking.request_timeout = 60  # kopf's own calls: peering
     settings.watching.server_timeout = 300
 
     operator_settings: OperatorSettings = (
@@ -122,9 +108,19 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         for kind, resource in (("ConfigMap", "configmaps"),)
     }
     controller.watch_children(pods, services, mounted)
+    scopes, counts = watch_scopes(namespaces)
+    jobs = ListWatch(
+        kube,
+        PLURAL,
+        jobs_path,
+        scopes,
+        on_list=controller.jobs_listed,
+        on_event=controller.job_event,
+    )
+    controller.watch_jobs(jobs, counts)
     memo.controller = controller
     memo.informers = [
-        asyncio.create_task(informer.run()) for informer in (pods, services, *mounted.values())
+        asyncio.create_task(watch.run()) for watch in (pods, services, *mounted.values(), jobs)
     ]
     setup: PeeringSetup | None = memo.get("peering")
     if setup is not None:
@@ -166,6 +162,11 @@ def follow_peerings(
     return tasks
 
 
+def jobs_path(scope: str | None, query: dict[str, str]) -> str:
+    where = f"/namespaces/{scope}" if scope else ""
+    return f"/apis/{GROUP}/{VERSION}{where}/{PLURAL}?{urllib.parse.urlencode(query)}"
+
+
 @kopf.on.cleanup()
 async def shutdown(memo: kopf.Memo, **_: Any) -> None:
     for task in memo.get("informers") or []:
@@ -176,13 +177,3 @@ async def shutdown(memo: kopf.Memo, **_: Any) -> None:
     kube: Kube | None = memo.get("kube")
     if kube is not None:
         await kube.close()
-
-
-@kopf.on.event(GROUP, VERSION, PLURAL)
-async def job_event(
-    event: dict[str, Any], namespace: str, name: str, memo: kopf.Memo, **_: Any
-) -> None:
-    if event.get("type") == "DELETED":
-        memo.controller.job_gone(namespace, name)
-    else:
-        memo.controller.job_seen(event["object"])

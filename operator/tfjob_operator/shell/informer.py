@@ -1,36 +1,23 @@
-"""The cache of one kind of the operator's children: list once, then watch, keyed by job.
+"""The cache of one kind of the operator's children, keyed by job, fed by a ``ListWatch``.
 
-kopf handles every watch event through its full machinery (loggers, cause detection, handler
-selection, a diff base): about a millisecond per event, which made it the operator's largest
-cost when a thousand pods start together (three events each: created, bound, running). A pass
-needs only a small observation of each pod and Service, so the operator watches them itself:
-one JSON parse per event, the observation stored under its job, and a callback only when the
-observation changed (a pod being bound to a node changes nothing a pass reads). Passes wait
-until every informer has listed once, so no pass sees a half-listed world.
+A pass needs only a small observation of each pod, Service and ConfigMap, so each object is
+stored as that observation under its job (its job-name label), and the controller is told only
+when an observation changed (a pod being bound to a node changes nothing a pass reads). Passes
+wait until every informer has listed once, so no pass sees a half-listed world.
 """
 
 from __future__ import annotations
 
-import asyncio
 import fnmatch
-import logging
 import urllib.parse
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
-from .kube import ApiError, Kube
-
-log = logging.getLogger(__name__)
+from .kube import Kube
+from .listwatch import ListWatch
 
 T = TypeVar("T")
 JobKey = tuple[str, str]  # (namespace, job name)
-WATCH_SECONDS = 300  # the server ends each watch after this; the informer resumes it
-PAGE = 500
-MAX_BACKOFF = 30.0
-
-
-class Gone(Exception):
-    """The watch's resourceVersion is too old (410): list again."""
 
 
 def watch_scopes(namespaces: list[str]) -> tuple[list[str | None], Callable[[str], bool]]:
@@ -80,13 +67,21 @@ class Informer(Generic[T]):
         self.observe = observe
         self.on_change = on_change
         self.scopes, self.counts = watch_scopes(namespaces or [])
-        self.synced = asyncio.Event()
+        self.listwatch = ListWatch(
+            kube,
+            resource,
+            self._path,
+            self.scopes,
+            on_list=self._replace,
+            on_event=self.apply,
+            metadata_only=metadata_only,
+        )
+        self.synced = self.listwatch.synced
         self._by_job: dict[JobKey, dict[str, T]] = {}
         self._job_of: dict[str, JobKey] = {}  # uid -> the job it is stored under
         # uid -> its state before its deletion began, for objects being deleted (a deletion
         # shows as one or more MODIFIED events with a deletionTimestamp, then DELETED).
         self._before_deletion: dict[str, T | None] = {}
-        self._listed: set[str | None] = set()
 
     # ----- the cache ---------------------------------------------------------------------------
     def get(self, key: JobKey, default: Iterable[T] = ()) -> Iterable[T]:
@@ -144,7 +139,7 @@ class Informer(Generic[T]):
             self.apply("ADDED", obj)
 
     # ----- list and watch ----------------------------------------------------------------------
-    def _path(self, scope: str | None, **query: str) -> str:
+    def _path(self, scope: str | None, query: dict[str, str]) -> str:
         where = (
             f"/api/v1/namespaces/{scope}/{self.resource}" if scope else f"/api/v1/{self.resource}"
         )
@@ -152,79 +147,4 @@ class Informer(Generic[T]):
 
     async def run(self) -> None:
         """List and watch every scope until cancelled."""
-        await asyncio.gather(*(self._follow(scope) for scope in self.scopes))
-
-    async def _follow(self, scope: str | None) -> None:
-        version: str | None = None
-        delay = 1.0
-        while True:
-            try:
-                if version is None:
-                    version = await self._list(scope)
-                version = await self._watch(scope, version)
-                delay = 1.0
-            except Gone:
-                version = None
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # noqa: BLE001 - a watch that fails is resumed, not lost
-                log.warning(
-                    "watching %s %s failed (%s); resuming in %.0f s",
-                    self.resource,
-                    f"in {scope}" if scope else "cluster-wide",
-                    error,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(MAX_BACKOFF, delay * 2)
-
-    async def _list(self, scope: str | None) -> str:
-        objects: list[dict[str, Any]] = []
-        token = ""
-        while True:
-            query = {"limit": str(PAGE), **({"continue": token} if token else {})}
-            page = await self.kube.list_page(
-                self._path(scope, **query),
-                resource=self.resource,
-                namespace=scope,
-                metadata_only=self.metadata_only,
-            )
-            objects += page.get("items") or []
-            token = (page.get("metadata") or {}).get("continue") or ""
-            if not token:
-                break
-        self._replace(scope, objects)
-        self._listed.add(scope)
-        if self._listed >= set(self.scopes):
-            self.synced.set()
-        return str(page["metadata"]["resourceVersion"])
-
-    async def _watch(self, scope: str | None, version: str) -> str:
-        path = self._path(
-            scope,
-            watch="1",
-            resourceVersion=version,
-            allowWatchBookmarks="true",
-            timeoutSeconds=str(WATCH_SECONDS),
-        )
-        try:
-            async for event in self.kube.watch(
-                path,
-                resource=self.resource,
-                namespace=scope,
-                timeout=WATCH_SECONDS + 30,
-                metadata_only=self.metadata_only,
-            ):
-                kind, obj = event.get("type"), event.get("object") or {}
-                if kind == "ERROR":
-                    if obj.get("code") == 410:
-                        raise Gone(obj.get("message"))
-                    raise ApiError(int(obj.get("code") or 500), str(obj.get("message")))
-                version = (obj.get("metadata") or {}).get("resourceVersion") or version
-                if kind != "BOOKMARK":
-                    self.apply(str(kind), obj)
-        except ApiError as error:
-            if error.status == 410:
-                raise Gone(error.message) from error
-            raise
-        return version
+        await self.listwatch.run()

@@ -1,9 +1,9 @@
 """Whether this replica may run passes, when several replicas share a kopf peering object.
 
-kopf pauses its own watches while a live peer in the peering object has a higher (or the same)
-priority. The controller's pod and service informers and its timers are its own, not kopf's, so
-they would go on running passes in a paused replica beside the working one. The controller
-therefore follows the same peering object and pauses its passes by the same rule: a peer is
+kopf keeps this replica's record in the peering object alive (and removes it on a clean stop),
+but the operator's watches and timers are its own, not kopf's, so kopf's pausing does not reach
+them. The controller therefore follows the same peering object, through the operator's one
+list-watch loop, and pauses its passes by kopf's rule: a peer is
 live until its ``lastseen`` plus its ``lifetime``, and a killed replica's record blocks the
 others until then (which is the failover time after a SIGKILL; a replica that stops cleanly
 removes its record at once).
@@ -23,12 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .kube import Kube
+from .listwatch import ListWatch
 
 log = logging.getLogger(__name__)
 
 PEERING_GROUP = "kopf.dev/v1"
-WATCH_SECONDS = 300
-MAX_BACKOFF = 30.0
 
 
 @dataclass(frozen=True)
@@ -47,11 +46,11 @@ def own_identity() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
-def peers_of(peering: Mapping[str, Any]) -> list[Peer]:
+def peers_of(peering: Mapping[str, Any], received: dt.datetime) -> list[Peer]:
     """The peers a peering object's status lists (kopf writes ``{identity: {priority,
-    lifetime, lastseen}}``); a record without ``lastseen`` counts as just seen, as in kopf."""
+    lifetime, lastseen}}``); a record without ``lastseen`` counts as seen when ``received``, as
+    in kopf."""
     peers = []
-    received = dt.datetime.now(dt.UTC)
     for identity, record in (peering.get("status") or {}).items():
         if not isinstance(record, Mapping):
             continue
@@ -105,6 +104,59 @@ class PeeringRef:
         return f"{base}/{self.resource}?{parts}"
 
 
+class Turn:
+    """Judges this replica's turn from the peering object as last seen, again when a blocking
+    peer's lifetime runs out, and tells ``on_change(working, why)`` whenever it changes."""
+
+    def __init__(
+        self,
+        ref: PeeringRef,
+        identity: str,
+        priority: int,
+        on_change: Callable[[bool, str], None],
+        clock: Callable[[], dt.datetime],
+    ) -> None:
+        self.ref, self.identity, self.priority = ref, identity, priority
+        self.on_change = on_change
+        self.clock = clock
+        self.working: bool | None = None
+        self._peering: Mapping[str, Any] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    def listed(self, _scope: str | None, objects: list[dict[str, Any]]) -> None:
+        self.judge(objects[0] if objects else None)  # no object yet: no peers to yield to
+
+    def event(self, kind: str, peering: dict[str, Any]) -> None:
+        self.judge(None if kind == "DELETED" else peering)
+
+    def judge(self, peering: Mapping[str, Any] | None) -> None:
+        self._peering = peering
+        self.stop()
+        now = self.clock()
+        blocking = blockers(peers_of(peering or {}, now), self.identity, self.priority, now)
+        turn = not blocking
+        if turn != self.working:
+            self.working = turn
+            ref = self.ref
+            why = (
+                f"no live peer in {ref.resource}/{ref.name} has priority {self.priority} or more"
+                if turn
+                else f"live peers with priority >= {self.priority}: "
+                + ", ".join(f"{p.identity} ({p.priority})" for p in blocking)
+            )
+            self.on_change(turn, why)
+        expiry = min((peer.deadline for peer in blocking), default=None)
+        if expiry is not None:
+            self._timer = asyncio.get_running_loop().call_later(
+                _seconds_until(expiry, now), self.judge, self._peering
+            )
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+
 async def follow(
     kube: Kube,
     ref: PeeringRef,
@@ -116,70 +168,21 @@ async def follow(
 ) -> None:
     """Tell ``on_change(working, why)`` whenever this replica's turn changes, until cancelled:
     on every change of the peering object, and when a blocking peer's lifetime runs out."""
-    delay = 1.0
-    working: bool | None = None
-
-    def judge(peering: Mapping[str, Any] | None) -> dt.datetime | None:
-        """Report the turn; returns when it would change by time alone."""
-        nonlocal working
-        now = clock()
-        blocking = blockers(peers_of(peering or {}), identity, priority, now)
-        turn = not blocking
-        if turn != working:
-            working = turn
-            why = (
-                f"no live peer in {ref.resource}/{ref.name} has priority {priority} or more"
-                if turn
-                else f"live peers with priority >= {priority}: "
-                + ", ".join(f"{p.identity} ({p.priority})" for p in blocking)
-            )
-            on_change(turn, why)
-        return min((peer.deadline for peer in blocking), default=None)
-
-    while True:
-        try:
-            # A LIST by name, not a GET: kopf's own rights on peerings are list, watch, patch.
-            found = await kube.list_page(
-                ref.path(limit="1"), resource=ref.resource, namespace=ref.namespace
-            )
-            items = found.get("items") or []
-            version = str((found.get("metadata") or {}).get("resourceVersion") or "")
-            expiry = judge(items[0] if items else None)  # no object yet: no peers to yield to
-            loop = asyncio.get_running_loop()
-            async with asyncio.timeout(WATCH_SECONDS + 30) as limit:
-                if expiry is not None:
-                    limit.reschedule(loop.time() + _seconds_until(expiry, clock()))
-                async for event in kube.watch(
-                    ref.path(
-                        watch="1",
-                        resourceVersion=version,
-                        timeoutSeconds=str(WATCH_SECONDS),
-                    ),
-                    resource=ref.resource,
-                    namespace=ref.namespace,
-                    timeout=WATCH_SECONDS + 30,
-                ):
-                    kind = event.get("type")
-                    if kind == "ERROR":
-                        break  # e.g. 410: read the object again
-                    expiry = judge(None if kind == "DELETED" else event.get("object"))
-                    limit.reschedule(
-                        loop.time()
-                        + (
-                            WATCH_SECONDS + 30
-                            if expiry is None
-                            else _seconds_until(expiry, clock())
-                        )
-                    )
-            delay = 1.0
-        except TimeoutError:
-            delay = 1.0  # a blocker's lifetime ran out (or the watch ended): read again
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:  # noqa: BLE001 - a broken watch is resumed, not lost
-            log.warning("following peering %s failed (%s); again in %.0f s", ref.name, error, delay)
-            await asyncio.sleep(delay)
-            delay = min(MAX_BACKOFF, delay * 2)
+    turn = Turn(ref, identity, priority, on_change, clock)
+    # A LIST by name, not a GET: kopf's own rights on peerings are list, watch, patch.
+    watch = ListWatch(
+        kube,
+        ref.resource,
+        lambda _scope, query: ref.path(**query),
+        [ref.namespace],
+        on_list=turn.listed,
+        on_event=turn.event,
+        bookmarks=False,
+    )
+    try:
+        await watch.run()
+    finally:
+        turn.stop()
 
 
 def _seconds_until(when: dt.datetime, now: dt.datetime) -> float:
