@@ -3,33 +3,25 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
-import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
-from tests.integration.jobs import REAL_NODE_LABELS, REAL_NODE_TAINT
+from tests.support.constants import REAL_NODE_LABELS, REAL_NODE_TAINT
+from tests.support.own_cluster import CRD_FILE
+from tests.support.session import SESSION_CLUSTER, Tool
 from tfjob_localcluster import binaries, images, nodepools, processes
 from tfjob_localcluster.cluster import LocalCluster
 from tfjob_localcluster.control import wait_for
 from tfjob_localcluster.operator_process import OperatorProcess
 from tfjob_localcluster.realnode import NODE_IP, RealNode
 
-REPOSITORY = Path(__file__).resolve().parents[1]
-CRD_FILE = REPOSITORY / "crds" / "tensorflowjobs.tfjob.dev.yaml"
 TRAINER_IMAGE = images.IMAGES["trainer-cpu"].tags[0]
-
-
-# The session's cluster, once a test started it: the test marked `last` stops it, in its own
-# time, rather than the teardown of whichever test happens to run last, in that test's time.
-SESSION_CLUSTER = pytest.StashKey[LocalCluster]()
 
 
 @pytest.fixture(scope="session")
@@ -83,39 +75,6 @@ def namespace(request: pytest.FixtureRequest, core: k8s.CoreV1Api) -> Iterator[s
     except ApiException as error:
         if error.status != 404:
             raise
-
-
-@dataclass
-class Tool:
-    """A command-line tool pointed at the local cluster."""
-
-    executable: str
-    kubeconfig: Path
-    flag: str = "--kubeconfig"
-
-    def __call__(
-        self,
-        *args: str,
-        input: str | None = None,
-        check: bool = True,
-        kubeconfig: Path | None = None,
-        timeout: float = 60,
-    ) -> subprocess.CompletedProcess[str]:
-        argv = [self.executable, f"{self.flag}={kubeconfig or self.kubeconfig}", *args]
-        result = subprocess.run(
-            argv,
-            input=input,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            env={**os.environ, "HOME": str(self.kubeconfig.parent)},
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(
-                f"{' '.join(argv)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
-            )
-        return result
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import SESSION_CLUSTER
+from tests.support.session import SESSION_CLUSTER
 from tfjob_localcluster.realnode import NODE_IP
 
 pytestmark = [pytest.mark.last, pytest.mark.timeout(180)]

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client as k8s
 
-from tests.integration.jobs import ON_REAL_NODE, apply, wait_for_condition
+from tests.support.constants import ON_REAL_NODE
+from tests.support.jobs import apply, wait_for_condition
 from tfjob_operator.client.sdk import Experiment, TensorFlow
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("operator", "horovod_image")]

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from kubernetes import client as k8s
 
-from tests.integration.jobs import ON_REAL_NODE, get_job
-from tests.package_index import build_wheel
+from tests.support.constants import ON_REAL_NODE
+from tests.support.jobs import get_job
+from tests.support.package_index import build_wheel
 from tfjob_localcluster import control
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("operator")]
@@ -47,7 +48,7 @@ def package_index(core: k8s.CoreV1Api, namespace: str, trainer_image: str) -> st
             Path(scratch), "tfjob-demo-greeting", "1.0.0", GREETING, ["numpy>=1.20"]
         )
         content = wheel.read_bytes()
-    server = (Path(__file__).parents[1] / "package_index.py").read_text()
+    server = (Path(__file__).parents[1] / "support" / "package_index.py").read_text()
     core.create_namespaced_config_map(
         namespace,
         {

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client as k8s
 
-from tests.integration.jobs import ON_REAL_NODE, get_job
+from tests.support.constants import ON_REAL_NODE
+from tests.support.jobs import get_job
 
 # The document's `from azureml.train.dnn import TensorFlow`, changed:
 from tfjob_operator.client.sdk import Experiment, TensorFlow

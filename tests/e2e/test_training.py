@@ -12,14 +12,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client as k8s
 
-from tests.integration.jobs import (
-    ON_REAL_NODE,
-    apply,
-    condition,
-    get_job,
-    job_pods,
-    wait_for_condition,
-)
+from tests.support.constants import ON_REAL_NODE
+from tests.support.jobs import apply, condition, get_job, job_pods, wait_for_condition
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("operator")]
 

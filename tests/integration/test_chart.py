@@ -14,13 +14,7 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
-from tfjob_localcluster import binaries, processes
-from tfjob_operator.api.v1alpha1 import PLURAL
-from tfjob_operator.core.admission import node_pool_policy
-from tfjob_operator.settings import OperatorSettings
-from tfjob_operator.shell import kube as kube_module
-
-from .install import (
+from tests.support.install import (
     CHART,
     find,
     helm_fails,
@@ -30,7 +24,12 @@ from .install import (
     release_name,
     restricted_namespace,
 )
-from .jobs import estimator_job
+from tests.support.jobs import estimator_job
+from tfjob_localcluster import binaries, processes
+from tfjob_operator.api.v1alpha1 import PLURAL
+from tfjob_operator.core.admission import node_pool_policy
+from tfjob_operator.settings import OperatorSettings
+from tfjob_operator.shell import kube as kube_module
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -8,14 +8,13 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
+from tests.support.jobs import wait_for_condition, wait_for_pods
 from tfjob_localcluster import control
 from tfjob_localcluster.nodepools import NODE_POOL_LABEL
 from tfjob_operator.api.v1alpha1 import TensorFlowJobSpec
 from tfjob_operator.core.builders import JobRef, desired_children
 from tfjob_operator.core.estimator import compile_replica_specs, effective_mpi
 from tfjob_operator.settings import OperatorSettings
-
-from .jobs import wait_for_condition, wait_for_pods
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.usefixtures("operator")]
 

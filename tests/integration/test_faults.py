@@ -18,14 +18,13 @@ from kubernetes import client as k8s
 from kubernetes import watch
 from kubernetes.client.rest import ApiException
 
+from tests.support.jobs import kubeflow_job, replica
+from tests.support.own_cluster import own_cluster
 from tfjob_localcluster import control, processes
 from tfjob_localcluster.cluster import LocalCluster
 from tfjob_localcluster.nodepools import NodePool
 from tfjob_localcluster.operator_process import OperatorProcess
 from tfjob_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
-
-from .jobs import kubeflow_job, replica
-from .own_cluster import own_cluster
 
 pytestmark = [pytest.mark.timeout(300)]
 

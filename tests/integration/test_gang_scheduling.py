@@ -12,12 +12,18 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
+from tests.support.jobs import (
+    apply,
+    get_job,
+    kubeflow_job,
+    replica,
+    wait_for_condition,
+    wait_for_job,
+)
+from tests.support.own_cluster import own_cluster
 from tfjob_localcluster import control
 from tfjob_localcluster.nodepools import NodePool
 from tfjob_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
-
-from .jobs import apply, get_job, kubeflow_job, replica, wait_for_condition, wait_for_job
-from .own_cluster import own_cluster
 
 T = TypeVar("T")
 

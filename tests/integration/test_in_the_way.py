@@ -11,9 +11,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-from tfjob_localcluster import control
-
-from .jobs import (
+from tests.support.jobs import (
     apply,
     get_job,
     kubeflow_job,
@@ -22,6 +20,7 @@ from .jobs import (
     wait_for_job,
     wait_for_pods,
 )
+from tfjob_localcluster import control
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("operator")]
 

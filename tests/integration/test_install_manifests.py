@@ -11,9 +11,9 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
+from tests.support.constants import REPOSITORY
+from tests.support.install import DEPLOY
 from tfjob_localcluster import control
-
-from .install import DEPLOY, REPOSITORY
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -16,11 +16,7 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
-from tfjob_localcluster import control
-from tfjob_localcluster.nodepools import NODE_POOL_LABEL
-from tfjob_operator.api.v1alpha1 import API_VERSION, KIND
-
-from .jobs import (
+from tests.support.jobs import (
     apply,
     condition,
     get_job,
@@ -29,6 +25,9 @@ from .jobs import (
     wait_for_job,
     wait_for_pods,
 )
+from tfjob_localcluster import control
+from tfjob_localcluster.nodepools import NODE_POOL_LABEL
+from tfjob_operator.api.v1alpha1 import API_VERSION, KIND
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.usefixtures("operator")]
 

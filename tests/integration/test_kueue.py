@@ -11,11 +11,10 @@ from collections.abc import Iterator
 import pytest
 from kubernetes import client as k8s
 
+from tests.support.jobs import apply, kubeflow_job, replica, wait_for_condition, wait_for_job
 from tfjob_localcluster import binaries, control
 from tfjob_localcluster.cluster import LocalCluster
 from tfjob_localcluster.kueue import MANAGED_LABEL, Kueue
-
-from .jobs import apply, kubeflow_job, replica, wait_for_condition, wait_for_job
 
 pytestmark = [pytest.mark.timeout(240), pytest.mark.usefixtures("operator")]
 

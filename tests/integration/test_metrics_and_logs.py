@@ -10,11 +10,11 @@ import pytest
 from kubernetes import client as k8s
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.install import session_operator_stopped, wait_for_log
+from tests.support.jobs import apply, estimator_job, wait_for_condition, wait_for_pods
 from tfjob_localcluster import control, processes
 from tfjob_localcluster.operator_process import OperatorProcess
-
-from .install import session_operator_stopped, wait_for_log
-from .jobs import JOB_LABEL, apply, estimator_job, wait_for_condition, wait_for_pods
+from tfjob_operator.api.labels import JOB_NAME_LABEL
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -58,7 +58,7 @@ def test_metrics_and_json_logs_of_a_job_run(
     core.create_namespaced_service(
         namespace,
         {
-            "metadata": {"name": "metered", "labels": {JOB_LABEL: "metered"}},
+            "metadata": {"name": "metered", "labels": {JOB_NAME_LABEL: "metered"}},
             "spec": {"clusterIP": "None", "ports": [{"port": 2222}]},
         },
     )

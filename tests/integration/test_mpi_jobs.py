@@ -10,10 +10,16 @@ import pytest
 from cryptography.hazmat.primitives.serialization import load_ssh_private_key
 from kubernetes import client as k8s
 
+from tests.support.jobs import (
+    apply,
+    condition,
+    get_job,
+    job_pods,
+    wait_for_condition,
+    wait_for_pods,
+)
 from tfjob_localcluster import control
 from tfjob_localcluster.nodepools import NODE_POOL_LABEL
-
-from .jobs import apply, condition, get_job, job_pods, wait_for_condition, wait_for_pods
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.usefixtures("operator")]
 

@@ -7,9 +7,8 @@ import subprocess
 import pytest
 import yaml
 
+from tests.support.jobs import estimator_job, kubeflow_job, replica
 from tfjob_localcluster import processes
-
-from .jobs import estimator_job, kubeflow_job, replica
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("operator")]
 

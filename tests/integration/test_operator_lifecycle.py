@@ -6,11 +6,7 @@ from __future__ import annotations
 import pytest
 from kubernetes import client as k8s
 
-from tfjob_localcluster import control
-from tfjob_localcluster.nodepools import NODE_POOL_LABEL
-from tfjob_operator.core.packages import PACKAGES_PYTHON
-
-from .jobs import (
+from tests.support.jobs import (
     apply,
     condition,
     estimator_job,
@@ -23,6 +19,9 @@ from .jobs import (
     wait_for_job,
     wait_for_pods,
 )
+from tfjob_localcluster import control
+from tfjob_localcluster.nodepools import NODE_POOL_LABEL
+from tfjob_operator.core.packages import PACKAGES_PYTHON
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.usefixtures("operator")]
 

@@ -6,10 +6,7 @@ from __future__ import annotations
 import pytest
 from kubernetes import client as k8s
 
-from tfjob_localcluster import control
-from tfjob_localcluster.operator_process import OperatorProcess
-
-from .jobs import (
+from tests.support.jobs import (
     apply,
     job_pods,
     kubeflow_job,
@@ -17,6 +14,8 @@ from .jobs import (
     wait_for_condition,
     wait_for_pods,
 )
+from tfjob_localcluster import control
+from tfjob_localcluster.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.timeout(180)
 

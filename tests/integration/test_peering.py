@@ -11,10 +11,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
-from tfjob_localcluster import control, processes
-from tfjob_localcluster.operator_process import OperatorProcess
-
-from .install import (
+from tests.support.install import (
     CHART,
     find,
     manifest,
@@ -25,7 +22,9 @@ from .install import (
     session_operator_stopped,
     wait_for_log,
 )
-from .jobs import apply, estimator_job, wait_for_condition, wait_for_pods
+from tests.support.jobs import apply, estimator_job, wait_for_condition, wait_for_pods
+from tfjob_localcluster import control, processes
+from tfjob_localcluster.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -12,25 +12,17 @@ from pathlib import Path
 import pytest
 from kubernetes import client as k8s
 
-from tests.conftest import Tool
+from tests.support.constants import ON_REAL_NODE, REAL_NODE_LABELS, REAL_NODE_TAINT
+from tests.support.install import CHART, find, manifest, restricted_namespace
+from tests.support.jobs import apply, estimator_job, wait_for_condition, wait_for_pods
+from tests.support.own_cluster import own_cluster
+from tests.support.session import Tool
 from tfjob_localcluster import binaries, control, images, processes
 from tfjob_localcluster.cluster import LocalCluster
 from tfjob_localcluster.nodepools import NodePool
 from tfjob_localcluster.operator_process import OperatorProcess
 from tfjob_localcluster.realnode import NODE_IP, RealNode
 from tfjob_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
-
-from .install import CHART, find, manifest, restricted_namespace
-from .jobs import (
-    ON_REAL_NODE,
-    REAL_NODE_LABELS,
-    REAL_NODE_TAINT,
-    apply,
-    estimator_job,
-    wait_for_condition,
-    wait_for_pods,
-)
-from .own_cluster import own_cluster
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.usefixtures("machine_for_a_real_node")]
 

@@ -8,9 +8,7 @@ from __future__ import annotations
 import pytest
 from kubernetes import client as k8s
 
-from tfjob_localcluster import control
-
-from .jobs import (
+from tests.support.jobs import (
     apply,
     condition,
     condition_after,
@@ -20,6 +18,7 @@ from .jobs import (
     wait_for_job,
     wait_for_pods,
 )
+from tfjob_localcluster import control
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("operator")]
 

@@ -11,11 +11,8 @@ import time
 import pytest
 from kubernetes import client as k8s
 
-from tfjob_localcluster import control, processes
-from tfjob_localcluster.operator_process import OperatorProcess
-
-from .install import session_operator_stopped
-from .jobs import (
+from tests.support.install import session_operator_stopped
+from tests.support.jobs import (
     apply,
     condition,
     get_job,
@@ -26,6 +23,8 @@ from .jobs import (
     wait_for_job,
     wait_for_pods,
 )
+from tfjob_localcluster import control, processes
+from tfjob_localcluster.operator_process import OperatorProcess
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("operator")]
 

@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 from kubernetes import client as k8s
 
+from tests.support.jobs import wait_for_job, wait_for_pods
 from tfjob_localcluster import control
 from tfjob_operator.client.sdk import Experiment, Run, RunFailed, TensorFlow
-
-from .jobs import wait_for_job, wait_for_pods
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("operator")]
 

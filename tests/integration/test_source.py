@@ -12,9 +12,8 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
+from tests.support.jobs import apply, estimator_job, get_job, wait_for_job, wait_for_pods
 from tfjob_operator.__main__ import main as tfjob_operator
-
-from .jobs import apply, estimator_job, get_job, wait_for_job, wait_for_pods
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("operator")]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.package_index import build_wheel, serve
+from tests.support.package_index import build_wheel, serve
 from tfjob_operator.api.v1alpha1 import TensorFlowJobSpec
 from tfjob_operator.core.estimator import compile_replica_specs
 from tfjob_operator.core.packages import (

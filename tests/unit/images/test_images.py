@@ -17,7 +17,7 @@ import pytest
 
 pytestmark = pytest.mark.timeout(30)
 
-REPOSITORY = Path(__file__).resolve().parents[2]
+REPOSITORY = Path(__file__).resolve().parents[3]
 IMAGES = REPOSITORY / "images"
 DOCKERFILES = {
     name: IMAGES / name / "Dockerfile"

@@ -11,7 +11,7 @@ import pytest
 
 pytestmark = pytest.mark.timeout(20)
 
-TRAINER = Path(__file__).resolve().parents[2] / "images" / "trainer"
+TRAINER = Path(__file__).resolve().parents[3] / "images" / "trainer"
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_decide import UID, job, run
+from tests.support.factories import UID, job, run
 from tfjob_operator.api.v1alpha1 import TensorFlowJobSpec
 from tfjob_operator.client.pack import (
     MAX_ARCHIVE_BYTES,

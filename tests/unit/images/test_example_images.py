@@ -12,7 +12,7 @@ import yaml
 
 pytestmark = pytest.mark.timeout(20)
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 
 

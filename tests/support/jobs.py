@@ -12,17 +12,8 @@ from kubernetes import client as k8s
 from kubernetes import watch
 
 from tfjob_localcluster.control import wait_for
+from tfjob_operator.api.labels import JOB_NAME_LABEL
 from tfjob_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
-
-JOB_LABEL = "tfjob.dev/job-name"
-# Pods that ask for it (both) land on a cluster's real node, which runs them as containers of
-# the project's images; the rest of the suite's pods only pretend to run, on kwok's nodes.
-REAL_NODE_LABELS = {"tfjob.dev/node-pool": "real"}
-REAL_NODE_TAINT = "tfjob.dev/real-node"
-ON_REAL_NODE = {
-    "nodeSelector": REAL_NODE_LABELS,
-    "tolerations": [{"key": REAL_NODE_TAINT, "operator": "Exists", "effect": "NoSchedule"}],
-}
 
 
 def estimator_job(name: str, **spec: object) -> dict:
@@ -145,7 +136,7 @@ def condition_after(
 
 
 def job_pods(core: k8s.CoreV1Api, namespace: str, name: str) -> dict[str, k8s.V1Pod]:
-    pods = core.list_namespaced_pod(namespace, label_selector=f"{JOB_LABEL}={name}").items
+    pods = core.list_namespaced_pod(namespace, label_selector=f"{JOB_NAME_LABEL}={name}").items
     return {p.metadata.name: p for p in pods}
 
 
@@ -171,7 +162,7 @@ def wait_for_pods(
         timeout=timeout,
         what=f"pods {sorted(names)} {phase}",
         namespace=namespace,
-        label_selector=f"{JOB_LABEL}={name}",
+        label_selector=f"{JOB_NAME_LABEL}={name}",
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_decide import conditions, job, pod, run, settle
+from tests.support.factories import conditions, job, pod, run, settle
 from tfjob_operator.api.labels import ATTEMPT_LABEL
 
 pytestmark = pytest.mark.timeout(20)

@@ -12,7 +12,7 @@ from tfjob_operator.api import crd
 
 pytestmark = pytest.mark.timeout(10)
 
-REPOSITORY = Path(__file__).resolve().parents[2]
+REPOSITORY = Path(__file__).resolve().parents[3]
 # Client-side `kubectl apply` stores the whole object in an annotation capped at 256 KiB.
 LAST_APPLIED_LIMIT = 262144
 

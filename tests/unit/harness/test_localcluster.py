@@ -150,7 +150,7 @@ def test_kubernetes_version_stamp_sets_both_version_packages() -> None:
 
 def test_cache_lives_outside_the_repository(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TFJOB_BIN_CACHE", raising=False)
-    repository = Path(__file__).resolve().parents[2]
+    repository = Path(__file__).resolve().parents[3]
     assert repository not in binaries.cache_root().resolve().parents
     component = binaries.COMPONENTS["kubernetes"]
     assert binaries.KUBERNETES_VERSION in component.directory.name
@@ -158,14 +158,14 @@ def test_cache_lives_outside_the_repository(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_sample_job_of_the_local_cluster_is_the_multi_worker_example() -> None:
     sample = resources.files("tfjob_localcluster").joinpath("sample-job.yaml").read_text()
-    example = Path(__file__).resolve().parents[2] / "examples" / "multi-worker-mirrored.yaml"
+    example = Path(__file__).resolve().parents[3] / "examples" / "multi-worker-mirrored.yaml"
     assert sample == example.read_text()
 
 
 def test_the_tensorflow_extra_pins_what_the_cpu_trainer_image_installs() -> None:
     import tomllib
 
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     pyproject = tomllib.loads((root / "pyproject.toml").read_text())
     dockerfile = (root / "images" / "trainer-cpu" / "Dockerfile").read_text()
     for pin in pyproject["project"]["optional-dependencies"]["tensorflow"]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.test_decide import NOW, conditions, job, pod, run, settle
+from tests.support.factories import NOW, conditions, job, pod, run, settle
 
 pytestmark = pytest.mark.timeout(20)
 

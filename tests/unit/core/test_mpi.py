@@ -4,7 +4,6 @@ backend compiled into Launcher and Worker replicas, and the pods built from them
 from __future__ import annotations
 
 import pytest
-from cryptography.hazmat.primitives.serialization import load_ssh_private_key, load_ssh_public_key
 
 from tfjob_operator.api.v1alpha1 import (
     LauncherCreation,
@@ -19,7 +18,6 @@ from tfjob_operator.core.decide import launcher_may_start
 from tfjob_operator.core.estimator import compile_replica_specs, effective_mpi
 from tfjob_operator.core.observed import PodObservation
 from tfjob_operator.settings import OperatorSettings
-from tfjob_operator.shell.ssh_keys import generate_ssh_keypair
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -105,16 +103,6 @@ def test_launcher_env_per_implementation(
 def test_launcher_that_is_also_a_worker_keeps_its_gpus() -> None:
     names = {e["name"] for e in mpi.launcher_env(MPISpec(), hide_gpus=False)}
     assert "NVIDIA_VISIBLE_DEVICES" not in names
-
-
-def test_generated_key_pair_is_openssh_and_matches() -> None:
-    private, public = generate_ssh_keypair()
-    key = load_ssh_private_key(private, password=None)
-    assert public.startswith(b"ssh-ed25519 ")
-    assert load_ssh_public_key(public.split(b" tfjob")[0]).public_bytes_raw() == (
-        key.public_key().public_bytes_raw()
-    )
-    assert generate_ssh_keypair()[0] != private  # one key pair per job, never shared
 
 
 def mpi_spec(**distribution: object) -> TensorFlowJobSpec:

@@ -1,0 +1,1 @@
+"""Tests of the API models and the CRD generated from them."""

@@ -1,0 +1,1 @@
+"""Tests of the SDK and `kubectl tfjob`, without a cluster."""

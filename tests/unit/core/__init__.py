@@ -1,0 +1,1 @@
+"""Tests of the pure core: table cases, no cluster, milliseconds."""

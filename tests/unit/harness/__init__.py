@@ -1,0 +1,1 @@
+"""Tests of the local cluster harness's own parts."""

@@ -1,0 +1,1 @@
+"""Tests of the images' Dockerfiles and the training-side helpers they carry."""
