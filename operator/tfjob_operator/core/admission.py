@@ -15,7 +15,6 @@ from tfjob_operator.api.v1alpha1 import GROUP, PLURAL, VERSION, ReplicaType
 from tfjob_operator.settings import OperatorSettings
 
 POLICY_NAME = f"{GROUP}-node-pools"
-MANAGED = {"app.kubernetes.io/managed-by": "tfjob-operator"}
 
 
 def _replica_requests_gpus(replica_type: ReplicaType) -> str:

@@ -1,7 +1,10 @@
 """The children a job should have: its pods and its headless Service, as plain dicts. Pure.
 
-``desired_children`` is the single place where a pod is built: names, labels, owner reference,
-hostname/subdomain, TF_CONFIG, the `tfjob-port`, restart policy and GPU placement.
+``build_pod`` builds a pod from its (compiled) template: names, labels, owner reference,
+hostname/subdomain, TF_CONFIG, the `tfjob-port`, restart policy and GPU placement, hashed into
+the spec-hash annotation. The pass (``decide``) then adds what belongs to the run rather than
+the spec, and so stays out of the hash: the attempt label, the gang's PodGroup and the Kueue
+labels.
 """
 
 from __future__ import annotations
@@ -79,7 +82,6 @@ class JobRef:
 class DesiredChildren:
     service: dict[str, Any]
     pods: dict[str, dict[str, Any]] = field(default_factory=dict)  # by pod name
-    config_maps: list[dict[str, Any]] = field(default_factory=list)
 
 
 def job_labels(job_name: str) -> dict[str, str]:
@@ -252,9 +254,6 @@ def desired_children(
     )
     chief = chief_type(replica_specs)
     pods: dict[str, dict[str, Any]] = {}
-    config_maps = []
-    if mpi is not None:
-        config_maps.append(mpi_hostfile_config_map(job, replica_specs, mpi, settings))
     for (replica_type, spec), group in zip(replica_specs.items(), groups, strict=True):
         if replica_type is ReplicaType.LAUNCHER and not launcher_allowed:
             continue
@@ -274,7 +273,7 @@ def desired_children(
                 mpi=mpi,
             )
             pods[pod["metadata"]["name"]] = pod
-    return DesiredChildren(service=build_service(job), pods=pods, config_maps=config_maps)
+    return DesiredChildren(service=build_service(job), pods=pods)
 
 
 def worker_hosts(job: JobRef, replica_specs: ReplicaSpecs, settings: OperatorSettings) -> list[str]:

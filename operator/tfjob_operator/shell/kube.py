@@ -1,7 +1,8 @@
 """The operator's own calls to the API server: a thin asyncio layer over `kubernetes.aio`.
 
 Everything the operator writes goes through here, so the client can be swapped (or measured) in
-one place. Reads never come here: a pass reads the watch-fed cache. Bodies go out and come back
+one place. The reads here are the list-watch loop's (lists and watches) and API discovery; a
+pass itself never reads: it reads the watch-fed cache. Bodies go out and come back
 as plain JSON dicts, never through the client's generated models, whose (de)serialisation costs
 more CPU than the request itself.
 """

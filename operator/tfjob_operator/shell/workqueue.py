@@ -1,8 +1,8 @@
 """Run the passes over jobs: one at a time per job, a bounded number at once, triggers
 coalesced, failures retried with backoff, and later looks scheduled.
 
-kopf calls handlers per watched object, so a job's own events and its pods' events would run
-passes over the same job concurrently. Here a trigger for a job whose pass is running only marks
+A job's own events, its children's events and its timers all ask for passes, and would run
+them over the same job concurrently. Here a trigger for a job whose pass is running only marks
 it dirty: the running pass is followed by exactly one more; a trigger for a job still waiting for
 a slot adds nothing. A pass that raises is retried after a growing delay (1 s doubling to 60 s),
 so a failing API never turns into a retry storm, and at most ``max_concurrent`` passes run at

@@ -13,7 +13,7 @@ from tfjob_operator.api.v1alpha1 import (
     TensorFlowJobSpec,
 )
 from tfjob_operator.core import mpi
-from tfjob_operator.core.builders import JobRef, desired_children
+from tfjob_operator.core.builders import JobRef, desired_children, mpi_hostfile_config_map
 from tfjob_operator.core.decide import launcher_may_start
 from tfjob_operator.core.estimator import compile_replica_specs, effective_mpi
 from tfjob_operator.core.observed import PodObservation
@@ -158,10 +158,11 @@ def test_mpi_pods_hostfile_and_labels() -> None:
         mpi=effective_mpi(spec),
     )
     assert set(children.pods) == {"hvd-launcher-0", "hvd-worker-0", "hvd-worker-1"}
-    assert children.config_maps[0]["metadata"]["name"] == "hvd-mpi"
-    assert children.config_maps[0]["data"]["hostfile"] == mpi.hostfile(
-        HOSTS, 1, MPIImplementation.OPEN_MPI
+    hostfile = mpi_hostfile_config_map(
+        JOB, compile_replica_specs(spec, SETTINGS), effective_mpi(spec), SETTINGS
     )
+    assert hostfile["metadata"]["name"] == "hvd-mpi"
+    assert hostfile["data"]["hostfile"] == mpi.hostfile(HOSTS, 1, MPIImplementation.OPEN_MPI)
     worker = children.pods["hvd-worker-1"]
     assert worker["metadata"]["labels"]["tfjob.dev/job-role"] == "worker"
     container = worker["spec"]["containers"][0]
