@@ -6,9 +6,9 @@ BIN    := $(VENV)/bin
 
 .PHONY: up down status test unit lint binaries packages manifests bench bench-scale faults images
 
-$(VENV)/.installed: pyproject.toml operator/localcluster/pyproject.toml
+$(VENV)/.installed: pyproject.toml tools/localcluster/pyproject.toml tools/bench/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]' -e operator/localcluster
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]' -e tools/localcluster -e tools/bench
 	touch $@
 
 binaries: $(VENV)/.installed
@@ -33,8 +33,8 @@ manifests: binaries
 	$(BIN)/python charts/generate.py
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check operator tests images
-	$(BIN)/ruff format --check operator tests images
+	$(BIN)/ruff check operator tools tests images
+	$(BIN)/ruff format --check operator tools tests images
 
 unit: $(VENV)/.installed
 	$(BIN)/pytest tests/unit
@@ -42,11 +42,11 @@ unit: $(VENV)/.installed
 ## bench: the benchmark (issue 9) on a fresh local cluster: 200 jobs x 4 pods through a bare
 ## client (the limit), our operator, Kubeflow's shipped and tuned; table and plot in bench-results/
 bench: $(VENV)/.installed
-	$(BIN)/tfjob-local bench --out bench-results
+	$(BIN)/tfjob-bench --out bench-results
 
 ## bench-scale: P3, 1,000 jobs x 5 pods over 500 simulated GPU nodes (the limit and ours)
 bench-scale: $(VENV)/.installed
-	$(BIN)/tfjob-local bench --scale --out bench-results/scale
+	$(BIN)/tfjob-bench --scale --out bench-results/scale
 
 ## images: build the operator, trainer-cpu and Horovod images from images/*/Dockerfile with
 ## buildah, no registry (a local Debian base; cached in ~/.cache/tfjob-operator/images)

@@ -18,8 +18,9 @@ from tests.support.session import SESSION_CLUSTER, Tool
 from tfjob_localcluster import binaries, images, nodepools, processes
 from tfjob_localcluster.cluster import LocalCluster
 from tfjob_localcluster.control import wait_for
+from tfjob_localcluster.network import NODE_IP
 from tfjob_localcluster.operator_process import OperatorProcess
-from tfjob_localcluster.realnode import NODE_IP, RealNode
+from tfjob_localcluster.realnode import RealNode
 
 TRAINER_IMAGE = images.IMAGES["trainer-cpu"].tags[0]
 

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from tests.support.session import SESSION_CLUSTER
-from tfjob_localcluster.realnode import NODE_IP
+from tfjob_localcluster.network import NODE_IP
 
 pytestmark = [pytest.mark.last, pytest.mark.timeout(180)]
 

@@ -7,8 +7,8 @@ import json
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tfjob_localcluster.bench import audit, kubeflow, workload
-from tfjob_localcluster.bench.runner import log_errors, percentile
+from tfjob_bench import audit, kubeflow, workload
+from tfjob_bench.runner import log_errors, percentile
 
 
 def _line(user: str, verb: str, resource: str, name: str, code: int = 201, **ref: str) -> str:

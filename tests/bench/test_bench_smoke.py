@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tfjob_localcluster.bench import report
-from tfjob_localcluster.bench.runner import CONTESTANTS, Bench, BenchConfig
+from tfjob_bench import report
+from tfjob_bench.runner import CONTESTANTS, Bench, BenchConfig
 
 pytestmark = pytest.mark.integration
 

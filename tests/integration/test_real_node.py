@@ -19,9 +19,10 @@ from tests.support.own_cluster import own_cluster
 from tests.support.session import Tool
 from tfjob_localcluster import binaries, control, images, processes
 from tfjob_localcluster.cluster import LocalCluster
+from tfjob_localcluster.network import NODE_IP
 from tfjob_localcluster.nodepools import NodePool
 from tfjob_localcluster.operator_process import OperatorProcess
-from tfjob_localcluster.realnode import NODE_IP, RealNode
+from tfjob_localcluster.realnode import RealNode
 from tfjob_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
 
 pytestmark = [pytest.mark.timeout(900), pytest.mark.usefixtures("machine_for_a_real_node")]

@@ -1,7 +1,7 @@
 """A real node for the local cluster: the kubelet v1.36 with Debian's containerd and runc and
 the CNI bridge, running pods as containers of the images `tfjob-local images` built.
 
-What this machine needs of it (measured in shared/research/real-node.md):
+What this machine needs of it (each measured on this project's machines):
 - runc, not crun (crun refuses hybrid cgroups), and containerd's `restrict_oom_score_adj`
   (the VM has no CAP_SYS_RESOURCE);
 - the kubelet's `failCgroupV1: false`, and a cgroup root made by hand in every v1 hierarchy;
@@ -35,8 +35,8 @@ from typing import Any
 import yaml
 
 from . import binaries, host_packages, processes
-from .cluster import SERVICE_CLUSTER_IP_RANGE
 from .images import Buildah, images_root
+from .network import CLUSTER_DOMAIN, NODE_IP, SERVICE_CLUSTER_IP_RANGE
 
 TOOLS = {
     "containerd": "containerd",
@@ -50,8 +50,6 @@ TOOLS = {
 }
 PAUSE_IMAGE = "localhost/tfjob-pause:1"
 CGROUP_V1 = Path("/sys/fs/cgroup")
-CLUSTER_DOMAIN = "cluster.local"
-NODE_IP = "10.254.77.1"  # on lo while a real node runs; its cluster's pod-facing address
 DNS_USER = "tfjob:coredns"
 
 

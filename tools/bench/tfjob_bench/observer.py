@@ -9,7 +9,7 @@ process of the machine) at the moment the event was read:
     {"e": "job", "t": ..., "name": ..., "cond": ...}     a job's condition first became True
     {"e": "error", "what": ...}
 
-    python -m tfjob_localcluster.bench.observer --kubeconfig K --namespace NS --selector S \
+    python -m tfjob_bench.observer --kubeconfig K --namespace NS --selector S \
         [--jobs GROUP/VERSION/PLURAL]
 """
 

@@ -1,5 +1,5 @@
 """The benchmark of issue 9: the limit, our operator and Kubeflow's, side by side, in one run.
 
-`tfjob-local bench` (or `make bench`); see ``runner`` for what each contestant does and
+`tfjob-bench` (or `make bench`); see ``runner`` for what each contestant does and
 ``report`` for what is written.
 """

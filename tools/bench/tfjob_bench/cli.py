@@ -1,4 +1,4 @@
-"""`tfjob-local bench`: the options of one benchmark run, and its presets."""
+"""`tfjob-bench`: the options of one benchmark run, and its presets."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 from kubernetes import client as k8s
@@ -24,17 +24,13 @@ from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
 
 from . import binaries, processes
+from .network import NODE_IP, POD_CIDR, SERVICE_CLUSTER_IP_RANGE, SIMULATED_NODE_IP
 from .nodepools import NODE_POOL_LABEL, NodePools
 from .nodepools import load as load_node_pools
 from .pki import CertificateAuthority, KeyPair, service_account_signing_key
-
-if TYPE_CHECKING:
-    from .realnode import RealNode
+from .realnode import DNS_USER, RealNode, dns_permissions
 
 GANG_API = "scheduling.k8s.io/v1alpha2"  # the PodGroup API of Kubernetes 1.36
-SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
-POD_CIDR = "10.244.0.0/16"  # kwok hands simulated pods addresses from here; nothing routes them
-SIMULATED_NODE_IP = "10.243.0.1"
 STATE_FILE = "cluster.json"
 _STATE_DIRS = {"etcd", "pki", "logs", "nodes", "kcm-certs", "scheduler-certs"}
 _STATE_FILES = {STATE_FILE, "kubeconfig", "kwok-stages.yaml", "audit-policy.yaml"}
@@ -134,8 +130,6 @@ class LocalCluster:
             return max(1.0, deadline - time.monotonic())
 
         if self.node_pools.real_pools() and self.pod_facing_address is None:
-            from .realnode import NODE_IP
-
             self.pod_facing_address = NODE_IP
         self.ports = Endpoints.allocate()
         self._ca = CertificateAuthority(self.pki_dir)
@@ -288,8 +282,6 @@ class LocalCluster:
         if not path.exists():
             return None
         state = json.loads(path.read_text())
-        from .realnode import RealNode
-
         cluster = cls(state_dir=state_dir, detach=True)
         cluster.running = [processes.RunningProcess.from_dict(p) for p in state["processes"]]
         cluster.real_nodes = [RealNode.from_dict(n) for n in state.get("real_nodes", [])]
@@ -353,8 +345,6 @@ class LocalCluster:
         """A real node (kubelet, containerd, runc, the CNI bridge, CoreDNS as the cluster DNS,
         kube-proxy) joined to this cluster at its pod-facing address, Ready; it stops with the
         cluster. Root only, one per machine at a time (its address and bridge are fixed)."""
-        from .realnode import DNS_USER, RealNode, dns_permissions
-
         if self.pod_facing_address is None:
             raise ValueError("a real node needs a cluster started with a pod_facing_address")
         with self.api_client() as api:

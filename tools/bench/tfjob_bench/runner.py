@@ -191,7 +191,7 @@ class Observer:
         self.argv = [
             sys.executable,
             "-m",
-            "tfjob_localcluster.bench.observer",
+            "tfjob_bench.observer",
             f"--kubeconfig={kubeconfig}",
             f"--namespace={namespace}",
             f"--selector={selector}",

@@ -147,18 +147,6 @@ def _build(args: argparse.Namespace) -> int:
     )
 
 
-def _add_bench_arguments(parser: argparse.ArgumentParser) -> None:
-    from .bench.cli import add_arguments
-
-    add_arguments(parser)
-
-
-def _bench(args: argparse.Namespace) -> int:
-    from .bench.cli import main as bench_main
-
-    return bench_main(args)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tfjob-local", description=__doc__)
     parser.add_argument(
@@ -199,12 +187,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     images_cli.add_arguments(images)
     images.set_defaults(run=images_cli.main)
-    bench = commands.add_parser(
-        "bench",
-        help="the benchmark: limit, our operator and Kubeflow's, side by side on a fresh cluster",
-    )
-    _add_bench_arguments(bench)
-    bench.set_defaults(run=_bench)
     args = parser.parse_args(argv)
     return int(args.run(args))
 
