@@ -63,6 +63,7 @@ packages: $(VENV)/.installed
 	$(BIN)/tfjob-local packages
 
 ## test: lint, then every test layer against a real control plane started by the tests (the
-## images first: building one cold takes longer than a test may)
+## images and Kueue first: building either cold takes longer than a test may)
 test: lint binaries packages images
+	$(BIN)/tfjob-local build kueue
 	$(BIN)/pytest
