@@ -16,8 +16,9 @@ from kubernetes import client as k8s
 from kubernetes import config
 
 from tfjob_operator.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION
-from tfjob_operator.client.pack import SourceError, pack_directory, source_config_map
 from tfjob_operator.core.source import source_config_map_name
+
+from .pack import SourceError, pack_directory, source_config_map
 
 
 def connect(

@@ -14,13 +14,14 @@ from tfjob_operator.api.v1alpha1 import (
     ReplicaSpecs,
     TensorFlowJobSpec,
 )
-from tfjob_operator.core.builders import (
+from tfjob_operator.settings import OperatorSettings
+
+from .builders import (
     requests_gpus,
 )
-from tfjob_operator.core.estimator import compile_replica_specs, effective_mpi
-from tfjob_operator.core.gang import gang_members
-from tfjob_operator.core.observed import Problem
-from tfjob_operator.settings import OperatorSettings
+from .estimator import compile_replica_specs, effective_mpi
+from .gang import gang_members
+from .observed import Problem
 
 
 @dataclass(frozen=True)

@@ -30,24 +30,24 @@ from tfjob_operator.api.v1alpha1 import (
     TensorFlowJobSpec,
     TensorFlowJobStatus,
 )
-from tfjob_operator.core.compile import CompiledJob, compile_job
-from tfjob_operator.core.observed import Observed, PodObservation, Problem
-from tfjob_operator.core.run_policy import (
+from tfjob_operator.settings import OperatorSettings
+
+from .builders import JobRef, desired_children, mpi_hostfile_config_map
+from .compile import CompiledJob, compile_job
+from .events import JobEvent
+from .gang import gang_members, join, pod_group, pod_group_name
+from .mpi import hostfile_config_map_name
+from .observed import Observed, PodObservation, Problem
+from .queueing import enqueue, queue_name, queued_members
+from .retries import RetryPlan, plan_retries
+from .run_policy import (
     DEADLINE_EXCEEDED,
     SCHEDULE_TIMEOUT,
     expired,
     past_deadline,
     past_schedule_timeout,
 )
-from tfjob_operator.core.status import MAX_WAITING_PODS, compute_status, is_finished
-from tfjob_operator.settings import OperatorSettings
-
-from .builders import JobRef, desired_children, mpi_hostfile_config_map
-from .events import JobEvent
-from .gang import gang_members, join, pod_group, pod_group_name
-from .mpi import hostfile_config_map_name
-from .queueing import enqueue, queue_name, queued_members
-from .retries import RetryPlan, plan_retries
+from .status import MAX_WAITING_PODS, compute_status, is_finished
 from .topology import pod_names
 
 NAME_IN_USE = "NameInUse"

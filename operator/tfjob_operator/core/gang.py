@@ -16,9 +16,9 @@ from typing import Any
 
 from tfjob_operator.api.labels import JOB_NAME_LABEL
 from tfjob_operator.api.v1alpha1 import ReplicaSpecs, ReplicaType
-from tfjob_operator.core.topology import pod_names
 
 from .builders import JobRef
+from .topology import pod_names
 
 # Served versions of the PodGroup API, newest first: 1.37 serves v1beta1 (and v1alpha3), 1.36
 # v1alpha2. The objects the operator writes are the same in both.

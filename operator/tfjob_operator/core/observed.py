@@ -15,7 +15,8 @@ from tfjob_operator.api.labels import (
 from tfjob_operator.api.v1alpha1 import (
     ReplicaType,
 )
-from tfjob_operator.core.topology import TRAINER_CONTAINER
+
+from .topology import TRAINER_CONTAINER
 
 _TYPE_BY_LABEL = {t.value.lower(): t for t in ReplicaType}
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 from typing import Any
 
 from tfjob_operator.api.v1alpha1 import ReplicaSpecs, ReplicaType, TensorFlowJobSpec
-from tfjob_operator.core.topology import pod_names
+
+from .topology import pod_names
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 GROUP_LABEL = "kueue.x-k8s.io/pod-group-name"

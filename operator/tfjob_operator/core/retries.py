@@ -26,10 +26,10 @@ from tfjob_operator.api.v1alpha1 import (
     SuccessPolicy,
     TensorFlowJobStatus,
 )
-from tfjob_operator.core.observed import PodObservation, Problem, describe_failure
-from tfjob_operator.core.status import deciding_successes
 
 from .events import JobEvent
+from .observed import PodObservation, Problem, describe_failure
+from .status import deciding_successes
 
 BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
 CONTAINER_RESTARTED = "ContainerRestarted"

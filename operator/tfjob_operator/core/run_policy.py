@@ -14,7 +14,8 @@ from tfjob_operator.api.v1alpha1 import (
     SchedulingPolicy,
     TensorFlowJobStatus,
 )
-from tfjob_operator.core.observed import PodObservation, Problem
+
+from .observed import PodObservation, Problem
 
 DEADLINE_EXCEEDED = "DeadlineExceeded"
 SCHEDULE_TIMEOUT = "ScheduleTimeoutExceeded"

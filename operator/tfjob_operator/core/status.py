@@ -21,13 +21,13 @@ from tfjob_operator.api.v1alpha1 import (
     SuccessPolicy,
     TensorFlowJobStatus,
 )
-from tfjob_operator.core.observed import (
+
+from .events import JobEvent
+from .observed import (
     PodObservation,
     Problem,
     describe_failure,
 )
-
-from .events import JobEvent
 from .topology import chief_type
 
 TERMINAL = (ConditionType.SUCCEEDED, ConditionType.FAILED)
