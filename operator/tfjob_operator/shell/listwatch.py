@@ -11,6 +11,7 @@ millisecond each); here an event is one JSON parse and a callback.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -31,32 +32,22 @@ class Gone(Exception):
     """The watch's resourceVersion is too old (410): list again."""
 
 
+@dataclasses.dataclass(eq=False)
 class ListWatch:
     """Lists and watches one resource in each scope, telling ``on_list(scope, objects)`` each
     fresh list and ``on_event(type, object)`` each watch event (ADDED, MODIFIED, DELETED)."""
 
-    def __init__(
-        self,
-        kube: Kube,
-        resource: str,
-        path: PathOf,
-        scopes: list[str | None],
-        *,
-        on_list: Callable[[str | None, list[dict[str, Any]]], None],
-        on_event: Callable[[str, dict[str, Any]], None],
-        metadata_only: bool = False,
-        bookmarks: bool = True,
-    ) -> None:
-        self.kube = kube
-        self.resource = resource
-        self.path = path
-        self.scopes = scopes
-        self.on_list = on_list
-        self.on_event = on_event
-        self.metadata_only = metadata_only  # objects' metadata alone (Secrets: never their data)
-        self.bookmarks = bookmarks
-        self.synced = asyncio.Event()  # every scope listed once
-        self._listed: set[str | None] = set()
+    kube: Kube
+    resource: str
+    path: PathOf
+    scopes: list[str | None]
+    on_list: Callable[[str | None, list[dict[str, Any]]], None]
+    on_event: Callable[[str, dict[str, Any]], None]
+    metadata_only: bool = False  # objects' metadata alone (Secrets: never their data)
+    bookmarks: bool = True
+    # Every scope listed once.
+    synced: asyncio.Event = dataclasses.field(default_factory=asyncio.Event, init=False)
+    _listed: set[str | None] = dataclasses.field(default_factory=set, init=False)
 
     async def run(self) -> None:
         """List and watch every scope until cancelled."""
