@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tfjob_bench import audit, kubeflow, workload
-from tfjob_bench.runner import log_errors, percentile
+from tfjob_bench.runner import Bench, BenchConfig, log_errors, percentile
 
 
 def _line(user: str, verb: str, resource: str, name: str, code: int = 201, **ref: str) -> str:
@@ -96,3 +97,10 @@ def test_error_lines_of_both_logs_are_found() -> None:
         ]
     )
     assert len(log_errors(text)) == 3
+
+
+def test_the_benchmarks_node_pool_file_ships_with_it() -> None:
+    """The bench's own pool file is found wherever the bench is installed."""
+    pools = Bench(BenchConfig(nodes=7, out=Path("unused"))).node_pools()
+    (pool,) = [p for p in pools.pools if p.name == workload.BENCH_POOL]
+    assert pool.count == 7

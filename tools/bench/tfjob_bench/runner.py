@@ -317,7 +317,7 @@ class Bench:
 
     # --- setup ---
     def node_pools(self) -> NodePools:
-        pools = load_node_pools(Path(__file__).parent.parent / "nodepools-bench.yaml")
+        pools = load_node_pools(Path(__file__).parent / "nodepools.yaml")
         gpu = pools.pool(workload.BENCH_POOL).model_copy(
             update={"count": self.config.nodes, "max_pods": self.config.max_pods}
         )
