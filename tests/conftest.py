@@ -12,8 +12,7 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
-from tests.support.constants import REAL_NODE_LABELS, REAL_NODE_TAINT
-from tests.support.own_cluster import CRD_FILE
+from tests.support.constants import CRD_FILE, REAL_NODE_LABELS, REAL_NODE_TAINT
 from tests.support.session import SESSION_CLUSTER, Tool
 from tfjob_localcluster import binaries, images, nodepools, processes
 from tfjob_localcluster.cluster import LocalCluster

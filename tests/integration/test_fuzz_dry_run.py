@@ -13,8 +13,13 @@ from hypothesis import strategies as st
 from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
-from tests.support.factories import SETTINGS
-from tests.support.specs import PRIORITY_CLASS, estimator_form, first_pass, kubeflow_form
+from tests.support.specs import (
+    PRIORITY_CLASS,
+    SETTINGS,
+    estimator_form,
+    first_pass,
+    kubeflow_form,
+)
 from tfjob_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.usefixtures("crd")]

@@ -12,11 +12,11 @@ from typing import Any
 
 import yaml
 
+from tests.support.constants import REPOSITORY
 from tfjob_localcluster import binaries, processes
 from tfjob_localcluster.cluster import LocalCluster
 from tfjob_localcluster.operator_process import OperatorProcess
 
-REPOSITORY = Path(__file__).resolve().parents[2]
 CHART = REPOSITORY / "charts" / "tfjob-operator"
 DEPLOY = REPOSITORY / "deploy"
 INSTANCE_LABEL = "app.kubernetes.io/instance"

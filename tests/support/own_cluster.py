@@ -11,11 +11,10 @@ from typing import Any
 import yaml
 from kubernetes import client as k8s
 
+from tests.support.constants import CRD_FILE
 from tfjob_localcluster.cluster import LocalCluster
 from tfjob_localcluster.nodepools import NodePool, NodePools
 from tfjob_localcluster.operator_process import OperatorProcess
-
-CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "tensorflowjobs.tfjob.dev.yaml"
 
 
 @contextmanager

@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from tests.support.factories import NOW, SETTINGS, UID
-from tests.support.specs import DNS_LABEL, first_pass, settled, specs
+from tests.support.specs import DNS_LABEL, NOW, SETTINGS, UID, first_pass, settled, specs
 from tfjob_operator.core.compile import compile_job
 from tfjob_operator.core.decide import decide
 
