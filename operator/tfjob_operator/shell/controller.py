@@ -35,7 +35,7 @@ from tfjob_operator.settings import OperatorSettings
 from . import metrics
 from .expectations import Expectations
 from .informer import Informer
-from .kube import Conflict, Forbidden, Kube, Rejected
+from .kube import Conflict, Forbidden, Kube, NotFound, Rejected
 from .listwatch import ListWatch
 from .ssh_keys import generate_ssh_keypair
 from .workqueue import RetryLater, WorkQueue
@@ -319,6 +319,9 @@ class Controller:
             except Conflict:
                 log.debug("%s/%s: status write raced a change; waiting for it", *key)
                 return decision.state
+            except NotFound:
+                self._vanished(key, state)
+                return None
             decision.status = None
         refused = await self._apply_children(state, decision)
         if refused is not None:
@@ -339,6 +342,9 @@ class Controller:
                 # or coming) runs the next pass.
                 log.debug("%s/%s: status write raced a change; waiting for it", *key)
                 return decision.state
+            except NotFound:
+                self._vanished(key, state)
+                return None
         state.settled = _resource_version(job)
         for uid in lost:
             state.lost.pop(uid, None)
@@ -355,9 +361,18 @@ class Controller:
         if decision.delete_job:
             log.info("%s/%s: finished and past its ttlSecondsAfterFinished: deleting it", *key)
             await self.kube.delete_job(job)
+            self._vanished(key, state)
         elif decision.look_again_after is not None:
             self.queue.trigger_after(key, decision.look_again_after)
         return decision.state
+
+    def _vanished(self, key: JobKey, state: JobState) -> None:
+        """The job answered 404 to a write (or was just deleted by its TTL): it is gone, with
+        all it had, whatever its watch has (not yet) said. A new job of the same name that the
+        watch brought meanwhile has a record of its own, and stays."""
+        if self.jobs.get(key) is state:
+            log.info("%s/%s: gone", *key)
+            self.job_gone(*key)
 
     async def _write_status(self, state: JobState, decision: Decision) -> dict[str, Any]:
         assert decision.status is not None
@@ -489,8 +504,8 @@ class Controller:
         record = self.jobs.get(key)
         if record is not None:
             record.denied, record.failing_since = None, None
-        if state is None:
-            self.job_states.forget(key)
+        if state is None or record is None:
+            self.job_states.forget(key)  # gone, or going
         else:
             self.job_states.set(key, state)
 
@@ -513,6 +528,13 @@ class Controller:
         }
         try:
             state.body = await self.kube.write_status(job, status)
+        except NotFound:
+            self._vanished(key, state)
+            return
+        except Exception as error:  # noqa: BLE001 - the operator's log still says it
+            log.warning("could not report the failing passes of %s/%s: %s", *key, error)
+            return
+        try:
             if attempts == RECONCILE_FAILURES_REPORTED:
                 await self.kube.post_event(
                     job,

@@ -66,6 +66,10 @@ class Conflict(ApiError):
     """The object changed since it was read (409 on an update)."""
 
 
+class NotFound(ApiError):
+    """The object is not there (404): on a write to a job, the job is gone."""
+
+
 class Forbidden(Exception):
     """RBAC refuses one of the operator's calls: only an administrator can fix it."""
 
@@ -118,6 +122,8 @@ def error_for(status: int, message: str, namespace: str | None) -> Exception:
             return Forbidden(refusal.group(1), refusal.group(2), namespace, message)
     if status == 409:
         return Conflict(status, message)
+    if status == 404:
+        return NotFound(status, message)
     if status in (400, 422) or (status == 403 and is_policy_denial(message)):
         return Rejected(status, message)
     return ApiError(status, message)

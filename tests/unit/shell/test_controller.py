@@ -394,3 +394,31 @@ async def test_a_deleted_event_of_the_old_uid_leaves_the_new_job_alone() -> None
     ctl.job_event("DELETED", again)
     assert KEY not in ctl.jobs
     await ctl.drain()
+
+
+async def test_a_404_on_the_status_write_means_the_job_is_gone_and_nothing_comes_back() -> None:
+    """Deleted before its watch said so: the write that finds it gone forgets it, and no
+    later trigger (its pods going, a timer) makes anything for it again."""
+    ctl, recorder, _, _ = controller()
+    recorder.fail_status_with = kube.NotFound(404, 'tensorflowjobs "mnist" not found')
+    ctl.job_seen(job_body())
+    await ctl.drain()
+    assert KEY not in ctl.jobs
+    assert ctl.queue.failures(KEY) == 0  # not a failing pass to retry with backoff
+    recorder.writes.clear()
+    ctl.children_changed(KEY)
+    await ctl.drain()
+    assert recorder.writes == []
+
+
+async def test_a_404_for_an_old_job_leaves_the_new_one_of_the_same_name() -> None:
+    ctl, _, _, _ = controller()
+    ctl.job_seen(job_body())
+    await ctl.drain()
+    old = ctl.jobs[KEY]
+    again = job_body()
+    again["metadata"] |= {"uid": "job-uid-2", "resourceVersion": "300"}
+    ctl.job_seen(again)
+    ctl._vanished(KEY, old)  # the old job's late 404
+    assert ctl.jobs[KEY].uid == "job-uid-2"
+    await ctl.drain()
