@@ -7,6 +7,7 @@ import json
 import os
 import random
 import re
+import signal
 import threading
 import time
 from collections import Counter
@@ -484,3 +485,66 @@ def test_a_node_lost_under_running_jobs_replaces_or_fails_their_pods_by_policy(
             f"({failed['message']!r}); ExitCode job's attempt 2 Running after "
             f"{retried_after:.1f} s on {sorted(placed)}, then Succeeded"
         )
+
+
+def test_a_job_deleted_while_its_watch_was_broken_is_forgotten_when_it_lists_again(
+    tmp_path: Path,
+) -> None:
+    """The operator frozen (SIGSTOP) while one job is deleted and another deleted and created
+    again under its name, then etcd compacted and the API server restarted: its watches resume
+    with 410 Gone and list again, and no DELETED event ever comes. The deleted job is forgotten
+    (its pods are never made again under the dead owner) and the new one runs as a new job."""
+    with own_cluster(tmp_path / "cluster", POOL) as (cluster, api, operator):
+        core, custom = k8s.CoreV1Api(api), k8s.CustomObjectsApi(api)
+        create_jobs(custom, ["gone", "again"], "Never")
+        wait_for_states(custom, {"gone": "Running", "again": "Running"}, 60, "2 jobs Running")
+        old_uid = custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, "again")[
+            "metadata"
+        ]["uid"]
+        assert operator.process is not None
+        pid = operator.process.pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            for name in ("gone", "again"):
+                custom.delete_namespaced_custom_object(
+                    GROUP, VERSION, NAMESPACE, PLURAL, name, propagation_policy="Foreground"
+                )
+            processes.wait_until(
+                lambda: not states(custom) and not pods_of(core, "gone", "again"),
+                timeout=60,
+                what="both jobs and their pods gone",
+                interval=0.2,
+            )
+            create_jobs(custom, ["again"], "Never")
+            revision = cluster.compact_etcd()
+            cluster.kill_api()
+            cluster.start_api()
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        resumed = time.monotonic()
+        wait_for_states(custom, {"again": "Running"}, 90, "the new 'again' Running")
+        job = custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, "again")
+        assert job["metadata"]["uid"] != old_uid
+        assert job["status"].get("attempt", 1) == 1
+        # What a job the operator kept would do within seconds: make its pods again.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            assert pods_of(core, "gone") == [], "the deleted job's pods were made again"
+            time.sleep(0.5)
+        owners = {
+            ref.uid for pod in pods_of(core, "again") for ref in pod.metadata.owner_references or []
+        }
+        assert owners == {job["metadata"]["uid"]}
+        relisted = operator.log().count("410 Gone")
+        assert relisted >= 1, "no watch of the operator listed again: the test proved nothing"
+        print(
+            f"\nfault: etcd compacted at revision {revision} and the API server restarted "
+            f"under a frozen operator; it resumed, listed again ({relisted} watch(es) said "
+            f"410 Gone), ran the new 'again' {time.monotonic() - resumed:.1f} s after, and "
+            "made no pod of the deleted 'gone' in 15 s"
+        )
+
+
+def pods_of(core: k8s.CoreV1Api, *jobs: str) -> list[k8s.V1Pod]:
+    selector = f"tfjob.dev/job-name in ({','.join(jobs)})"
+    return list(core.list_namespaced_pod(NAMESPACE, label_selector=selector).items)

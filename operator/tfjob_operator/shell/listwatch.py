@@ -79,7 +79,13 @@ class ListWatch:
                     version = await self._list(scope)
                 version = await self._watch(scope, version)
                 delay = 1.0
-            except Gone:
+            except Gone as gone:
+                log.info(
+                    "watching %s %s: 410 Gone (%s); listing again",
+                    self.resource,
+                    f"in {scope}" if scope else "cluster-wide",
+                    gone,
+                )
                 version = None
             except asyncio.CancelledError:
                 raise

@@ -218,6 +218,26 @@ class LocalCluster:
                 process.stop(grace_seconds=0)
                 self.running.remove(process)
 
+    def compact_etcd(self) -> int:
+        """Compact etcd to its current revision and return it: a watch that resumes from an
+        older resourceVersion then gets 410 Gone and must list again (what a long outage or
+        a control-plane upgrade does to every watcher)."""
+        assert self.ports is not None
+        port = self.ports.etcd_client
+
+        def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/v3/kv/{path}",
+                data=json.dumps(body).encode(),
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+                answer: dict[str, Any] = json.loads(response.read())
+                return answer
+
+        revision = int(post("range", {"key": "Lw==", "limit": 1})["header"]["revision"])
+        post("compaction", {"revision": revision, "physical": True})
+        return revision
+
     def start_api(self, timeout: float = 60.0) -> None:
         """Start etcd and kube-apiserver again, on the same ports, data and certificates."""
         assert self.ports is not None
