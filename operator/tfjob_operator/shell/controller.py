@@ -187,6 +187,8 @@ class Controller:
         if state is not None and _is_older(body, state.body):
             return  # the status write this operator made is newer
         if state is None or state.uid != metadata.get("uid"):
+            if state is not None:
+                self.queue.forget(key)  # the old job's backoff is not the new one's
             state = self.jobs[key] = JobState(body)  # a new job, or the same name for one
         else:
             state.body = body
@@ -204,9 +206,9 @@ class Controller:
     def set_turn(self, scope: str | None, working: bool, why: str) -> None:
         """Pause or resume the passes over a scope's jobs (another replica works them
         meanwhile). What this replica remembers of its own writes is dropped on pausing; on
-        resuming, the scope's jobs are read afresh (kopf's watch that fed them was paused too,
-        and a pass over a stale job would undo the other replica's work), then each gets a
-        pass."""
+        resuming, the scope's jobs are read afresh (the watch may not yet show the other
+        replica's last writes, and a pass over a stale job would undo its work), then each gets
+        a pass."""
         where = f"in {scope}" if scope else "cluster-wide"
         resuming = self._resuming.pop(scope, None)
         if resuming is not None:

@@ -422,3 +422,17 @@ async def test_a_404_for_an_old_job_leaves_the_new_one_of_the_same_name() -> Non
     ctl._vanished(KEY, old)  # the old job's late 404
     assert ctl.jobs[KEY].uid == "job-uid-2"
     await ctl.drain()
+
+
+async def test_a_new_job_under_an_old_name_does_not_inherit_its_backoff() -> None:
+    ctl, recorder, _, _ = controller()
+    recorder.fail_status_with = kube.ApiError(500, "etcd is slow")
+    ctl.job_seen(job_body())
+    await ctl.drain()
+    assert ctl.queue.failures(KEY) >= 1
+    recorder.fail_status_with = None
+    again = job_body()
+    again["metadata"] |= {"uid": "job-uid-2", "resourceVersion": "300"}
+    ctl.job_seen(again)
+    assert ctl.queue.failures(KEY) == 0
+    await ctl.drain()
