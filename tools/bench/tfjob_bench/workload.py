@@ -112,3 +112,14 @@ def render_children(job_body: dict[str, Any], uid: str) -> list[tuple[str, dict[
         raise ValueError(f"{metadata['name']}: {compiled.problem.message}")
     plurals = {"Service": "services", "Pod": "pods", "ConfigMap": "configmaps"}
     return [(plurals[child["kind"]], child) for child in decision.create]
+
+
+def owned_by(
+    children: list[tuple[str, dict[str, Any]]], uid: str
+) -> list[tuple[str, dict[str, Any]]]:
+    """Children rendered ahead (``render_children`` with a stand-in uid) made the job's own:
+    the limit renders before t0, so its hot path is the creates alone, as before."""
+    for _, child in children:
+        for reference in child["metadata"].get("ownerReferences") or []:
+            reference["uid"] = uid
+    return children
