@@ -56,12 +56,10 @@ class Informer(Generic[T]):
         metadata_only: bool = False,
         on_deleted: Callable[[JobKey, T, T | None], None] | None = None,
     ) -> None:
-        self.kube = kube
         # Told of each object deleted while watched: its last state, and its state before its
         # deletion began (None if it was first seen going). E.g. a pod that the pod garbage
         # collector failed, then force-deleted with its lost node: Failed before it went.
         self.on_deleted = on_deleted
-        self.metadata_only = metadata_only  # objects' metadata alone (Secrets: never their data)
         self.resource = resource
         self.label = label
         self.observe = observe
@@ -74,7 +72,7 @@ class Informer(Generic[T]):
             self.scopes,
             on_list=self._replace,
             on_event=self.apply,
-            metadata_only=metadata_only,
+            metadata_only=metadata_only,  # objects' metadata alone (Secrets: never their data)
         )
         self.synced = self.listwatch.synced
         self._by_job: dict[JobKey, dict[str, T]] = {}
