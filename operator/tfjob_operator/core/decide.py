@@ -177,8 +177,10 @@ def decide(
             success_policy=spec.success_policy if spec else SuccessPolicy.DEFAULT,
             pods=pods,
             previous=previous,
+            now=now,
         )
         problem = plan.problem
+        _look_again(decision, plan.settling)
         decision.events += plan.events
         decision.restarts = plan.counted
         if plan.replace:
@@ -232,6 +234,7 @@ def decide(
         restarts=plan.restarts or None,
         attempt=plan.attempt,
         suspended=suspended,
+        settling=plan.settling is not None,
     )
     if decision.in_the_way and not is_finished(status):
         waiting = (decision.in_the_way + (status.waiting or []))[:MAX_WAITING_PODS]

@@ -14,6 +14,7 @@ counts live on the status, so nothing is forgotten across operator restarts.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 from tfjob_operator.api.v1alpha1 import (
@@ -34,6 +35,10 @@ from .status import deciding_successes
 BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
 CONTAINER_RESTARTED = "ContainerRestarted"
 RESTARTING = "TFJobRestarting"
+# How long a permanent failure in a collective waits for its peers' statuses before it fails
+# the job: a worker killed on one node is often reported after the exit 1 its peer made when
+# the collective broke (each kubelet reports on its own schedule, ~10 s apart at worst).
+SETTLE_SECONDS = 15.0
 
 
 @dataclass
@@ -48,6 +53,9 @@ class RetryPlan:
     problem: Problem | None = None  # BackoffLimitExceeded
     events: list[JobEvent] = field(default_factory=list)
     counted: dict[str, int] = field(default_factory=dict)  # restarts this pass, by scope
+    # A permanent failure waits for the attempt's running peers: no verdict this pass, and a
+    # look again after these seconds (the window ends).
+    settling: float | None = None
 
 
 def restart_scope(replica_specs: ReplicaSpecs, run_policy: RunPolicy) -> RestartScope:
@@ -86,6 +94,7 @@ def plan_retries(
     success_policy: SuccessPolicy,
     pods: list[PodObservation],
     previous: TensorFlowJobStatus | None,
+    now: dt.datetime,
 ) -> RetryPlan:
     """Count the restarts the kubelet made since the last pass, and decide the failed pods'
     fate. ``job``: "TFJob ns/name", for messages. ``pods``: the job's own pods."""
@@ -109,10 +118,10 @@ def plan_retries(
         restarted = (was.restarts or 0) if was else 0
         counted = (was.container_restarts or 0) if was else 0
         mine = [p for p in current if p.replica_type is replica_type]
-        now = sum(p.restarts for p in mine)
-        if now > counted:
-            restarted += now - counted
-            plan.counted["container"] = plan.counted.get("container", 0) + now - counted
+        live = sum(p.restarts for p in mine)
+        if live > counted:
+            restarted += live - counted
+            plan.counted["container"] = plan.counted.get("container", 0) + live - counted
             # The status keeps counts per type, not per pod: the event names the pods that
             # have restarts, the one restarted most first.
             restarted_pods = sorted((p for p in mine if p.restarts), key=lambda p: -p.restarts)
@@ -122,12 +131,12 @@ def plan_retries(
                 JobEvent(
                     "Warning",
                     CONTAINER_RESTARTED,
-                    f"{replica_type.value}: {now - counted} more container restart(s) by the "
+                    f"{replica_type.value}: {live - counted} more container restart(s) by the "
                     f"kubelet ({named}); {used + restarted} restart(s) so far, backoffLimit "
                     f"{limit}.",
                 )
             )
-        plan.restarts[replica_type] = (restarted, now)
+        plan.restarts[replica_type] = (restarted, live)
         used += restarted
     if used > limit:
         plan.problem = _exceeded(job, limit, used, last_failure)
@@ -154,7 +163,10 @@ def plan_retries(
             ),
         )
         if not is_retryable(policies[first.replica_type], first):  # type: ignore[index]
-            return plan  # a permanent failure fails the job: the status tells
+            # A permanent failure fails the job (the status tells), once no peer of the attempt
+            # that still runs can turn out to have failed first.
+            plan.settling = _settling(first, current, now)
+            return plan
     elif any(not is_retryable(policies[p.replica_type], p) for p in failed):  # type: ignore[index]
         return plan
     else:
@@ -199,6 +211,34 @@ def plan_retries(
     others = f" and {len(failed) - 1} more pod(s)" if len(failed) > 1 else ""
     plan.restarting = f"{job} is replacing {describe_failure(first)}{others}."
     return plan
+
+
+def _settling(
+    first: PodObservation, current: list[PodObservation], now: dt.datetime
+) -> float | None:
+    """Seconds until a collective's permanent failure may decide, while a peer of the attempt
+    is still running: its own failure, not yet reported, may be the cause (a killed worker's
+    137 after its peer's exit 1). Counted from the failure's finish time on its pod, so an
+    operator restart in between waits no longer."""
+    if first.finished_at is None:
+        return None
+    running = [
+        p
+        for p in current
+        if p.phase in ("Pending", "Running")
+        and p.replica_type is not ReplicaType.EVALUATOR
+        and p.uid != first.uid
+    ]
+    if not running:
+        return None
+    try:
+        finished = dt.datetime.fromisoformat(first.finished_at)
+    except ValueError:
+        return None
+    if finished.tzinfo is None:
+        finished = finished.replace(tzinfo=dt.UTC)
+    left = (finished + dt.timedelta(seconds=SETTLE_SECONDS) - now).total_seconds()
+    return left if left > 0 else None
 
 
 def _container_restart(pod: PodObservation) -> str:

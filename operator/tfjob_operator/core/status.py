@@ -101,13 +101,15 @@ def compute_status(
     restarts: dict[ReplicaType, tuple[int, int]] | None = None,
     attempt: int | None = None,
     suspended: bool = False,
+    settling: bool = False,
 ) -> tuple[TensorFlowJobStatus, list[JobEvent]]:
     """The whole status after this pass, and the events its changes deserve.
 
     ``restarting``: a restart this pass begins (the Restarting condition's message; the events
     of each restart come from ``retries``). ``restarts``: per replica type, the restarts so far
     and the container restarts of its current pods. ``attempt``: the run of the whole job.
-    ``suspended``: runPolicy.suspend holds the job (its pods are going)."""
+    ``suspended``: runPolicy.suspend holds the job (its pods are going). ``settling``: a
+    failure waits for its peers (see ``retries``): no outcome yet."""
     previous = previous or TensorFlowJobStatus()
     conditions = {c.type: c for c in previous.conditions or []}
     before = {kind: c.status for kind, c in conditions.items()}
@@ -164,7 +166,7 @@ def compute_status(
         start_time, resumed = now, True
     if not finished and not suspended:
         outcome = problem and (ConditionType.FAILED, problem.reason, problem.message)
-        if outcome is None and replica_specs is not None:
+        if outcome is None and replica_specs is not None and not settling:
             outcome = _outcome(job, replica_specs, live, success_policy)
         was_restarting = is_true(previous, ConditionType.RESTARTING)
         if outcome is not None:

@@ -3,11 +3,12 @@ how, what it costs, and when the job has had enough. No cluster."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
 
-from tests.support.factories import conditions, job, pod, run, settle
+from tests.support.factories import NOW, conditions, job, pod, run, settle
 from tfjob_operator.api.labels import ATTEMPT_LABEL
 
 pytestmark = pytest.mark.timeout(20)
@@ -235,6 +236,59 @@ def test_the_first_failure_decides_a_collective_even_a_permanent_one() -> None:
     decision = run(body, [broken, later])
     assert conditions(decision)["Failed"] == ("True", "TFJobFailed")
     assert "attempt" not in decision.status or decision.status["attempt"] == 1
+
+
+# ----- the first cause decides, whatever order the kubelets report in -------------------------
+# The pass runs at NOW (12:00:00): these failures ended just before it.
+JUST = "2026-11-30T11:59:55Z"
+BEFORE_IT = "2026-11-30T11:59:54Z"
+
+
+def test_a_peers_exit_seen_before_the_killed_workers_waits_then_the_kill_restarts() -> None:
+    """Pass 1 sees worker 0's exit 1 (its collective broke) while worker 1 still shows Running:
+    no verdict, a look when the window ends. Pass 2 sees worker 1's 137, which ended first:
+    the whole job restarts as attempt 2."""
+    body = running_job(spec(Worker=2), pod("worker", 0), pod("worker", 1))
+    peer = pod("worker", 0, "Failed", exit_code=1, finished_at=JUST)
+    held = run(body, [peer, pod("worker", 1)])
+    assert "Failed" not in conditions(held)
+    assert held.delete == []
+    assert held.look_again_after == pytest.approx(10)
+    body = settle(body, held) if held.status is not None else body
+    killed = pod("worker", 1, "Failed", exit_code=137, finished_at=BEFORE_IT)
+    decision = run(body, [peer, killed], now=NOW + dt.timedelta(seconds=3))
+    assert decision.status["attempt"] == 2
+    assert decision.state == "Restarting"
+    assert "Worker 1 (pod mnist-worker-1) exited with code 137" in decision.events[0].message
+
+
+def test_a_permanent_failure_whose_peers_run_on_fails_the_job_when_the_window_ends() -> None:
+    body = running_job(spec(Worker=2), pod("worker", 0), pod("worker", 1))
+    peer = pod("worker", 0, "Failed", exit_code=1, finished_at=JUST)
+    late = run(body, [peer, pod("worker", 1)], now=NOW + dt.timedelta(seconds=11))
+    assert conditions(late)["Failed"] == ("True", "TFJobFailed")
+    assert (
+        "Worker 0 (pod mnist-worker-0) exited with code 1"
+        in late.status["conditions"][-1]["message"]
+    )
+
+
+def test_a_permanent_failure_with_no_peer_running_fails_at_once() -> None:
+    body = running_job(spec(Worker=2), pod("worker", 0), pod("worker", 1))
+    both = [
+        pod("worker", 0, "Failed", exit_code=1, finished_at=BEFORE_IT),
+        pod("worker", 1, "Failed", exit_code=1, finished_at=JUST),
+    ]
+    decision = run(body, both)
+    assert conditions(decision)["Failed"] == ("True", "TFJobFailed")
+    assert decision.look_again_after is None
+
+
+def test_the_killed_workers_137_seen_first_restarts_without_waiting() -> None:
+    body = running_job(spec(Worker=2), pod("worker", 0), pod("worker", 1))
+    killed = pod("worker", 1, "Failed", exit_code=137, finished_at=JUST)
+    decision = run(body, [pod("worker", 0), killed])
+    assert decision.status["attempt"] == 2
 
 
 def test_a_parameter_server_job_replaces_the_pod_alone_by_default() -> None:
