@@ -316,14 +316,9 @@ class Controller:
         decision = decide(job, compiled, observed, self.settings, self.clock())
         if decision.status_first and decision.status is not None:
             # Restarts are on the status before their pods go.
-            try:
-                job = await self._write_status(state, decision)
-            except Conflict:
-                log.debug("%s/%s: status write raced a change; waiting for it", *key)
-                return decision.state
-            except NotFound:
-                self._vanished(key, state)
-                return None
+            if not await self._status_written(key, state, decision):
+                return decision.state if self.jobs.get(key) is state else None
+            job = state.body
             decision.status = None
         refused = await self._apply_children(state, decision)
         if refused is not None:
@@ -337,16 +332,9 @@ class Controller:
             # which decides them again.
             decision.status, decision.events = None, []
         if decision.status is not None:
-            try:
-                job = await self._write_status(state, decision)
-            except Conflict:
-                # The job changed since the watch showed it: its newer version's event (come
-                # or coming) runs the next pass.
-                log.debug("%s/%s: status write raced a change; waiting for it", *key)
-                return decision.state
-            except NotFound:
-                self._vanished(key, state)
-                return None
+            if not await self._status_written(key, state, decision):
+                return decision.state if self.jobs.get(key) is state else None
+            job = state.body
         state.settled = _resource_version(job)
         for uid in lost:
             state.lost.pop(uid, None)
@@ -376,7 +364,21 @@ class Controller:
             log.info("%s/%s: gone", *key)
             self.job_gone(*key)
 
-    async def _write_status(self, state: JobState, decision: Decision) -> dict[str, Any]:
+    async def _status_written(self, key: JobKey, state: JobState, decision: Decision) -> bool:
+        """Write the decided status; False ends the pass: the job changed since the watch
+        showed it (its newer version's event, come or coming, runs the next pass), or it is
+        gone (a 404: forgotten)."""
+        try:
+            await self._write_status(state, decision)
+        except Conflict:
+            log.debug("%s/%s: status write raced a change; waiting for it", *key)
+            return False
+        except NotFound:
+            self._vanished(key, state)
+            return False
+        return True
+
+    async def _write_status(self, state: JobState, decision: Decision) -> None:
         assert decision.status is not None
         state.counts_since = None
         job = state.body
@@ -385,7 +387,6 @@ class Controller:
             metadata = job["metadata"]
             log.info("%s/%s: %s", metadata["namespace"], metadata["name"], decision.state)
         state.body = stored
-        return stored
 
     def _may_wait(self, key: JobKey, state: JobState, decision: Decision) -> bool:
         """Whether a status write that only changes pod counts can wait, to take later count
