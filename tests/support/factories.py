@@ -62,12 +62,12 @@ def job(
 def pod(
     kind: str, index: int, phase: str = "Running", *, owner: str = UID, **fields: Any
 ) -> PodObservation:
+    fields.setdefault("uid", f"uid-{kind}-{index}")
     return PodObservation(
         name=f"mnist-{kind}-{index}",
         replica_type=TYPES[kind],
         index=index,
         phase=phase,
-        uid=f"uid-{kind}-{index}",
         owner_uid=owner,
         **fields,
     )

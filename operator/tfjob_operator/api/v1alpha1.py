@@ -204,7 +204,10 @@ class ReplicaSpec(Model):
             "ExitCode: exit codes 1-127 are permanent and fail the job; 128-255 (137 after a "
             "preemption or OOM kill, 143 after SIGTERM) and a pod that failed without an exit "
             "code are retried: the operator replaces the pod, or restarts the whole job (see "
-            "runPolicy.restartScope). Every restart counts toward runPolicy.backoffLimit."
+            "runPolicy.restartScope). Every restart counts toward runPolicy.backoffLimit. "
+            "Whatever the policy, a pod the cluster took (evicted, preempted, deleted by "
+            "someone other than the operator, lost with its node) is a disruption, not a "
+            "failure: it is restarted, counted toward runPolicy.disruptionLimit instead."
         ),
     )
     template: PodTemplateSpec = Field(description="Pod template of this replica type.")
@@ -321,6 +324,7 @@ class ReplicaSpecs(Model):
 
 
 DEFAULT_BACKOFF_LIMIT = 6
+DEFAULT_DISRUPTION_LIMIT = 10
 
 
 class RestartScope(StrEnum):
@@ -436,8 +440,23 @@ class RunPolicy(Model):
             f"Restarts allowed before the job fails with reason BackoffLimitExceeded (default "
             f"{DEFAULT_BACKOFF_LIMIT}, as for a batch Job). Counted: every container restart the "
             "kubelet makes under OnFailure / Always, every pod the operator replaces, every "
-            "restart of the whole job. The counts are kept on the status (replicaStatuses.*."
-            "restarts, attempt), so an operator restart forgets none."
+            "restart of the whole job, each counted once. The counts are kept on the status "
+            "(replicaStatuses.*.restarts), so an operator restart forgets none. Disruptions "
+            "(see disruptionLimit) do not count."
+        ),
+    )
+    disruption_limit: int | None = Field(
+        None,
+        ge=0,
+        description=(
+            "Restarts that disruptions may cause before the job fails with reason "
+            f"DisruptionLimitExceeded (default {DEFAULT_DISRUPTION_LIMIT}). A disruption is a "
+            "pod the cluster took, not one that failed: evicted (kubectl drain, the Eviction "
+            "API, node pressure), preempted by kube-scheduler or Kueue, deleted by someone "
+            "other than the operator, or lost with its node (its DisruptionTarget condition "
+            "says which). As with a batch Job's podFailurePolicy on DisruptionTarget, it does "
+            "not spend backoffLimit; it is counted in replicaStatuses.*.disruptions, so a job "
+            "on a node that keeps failing still ends."
         ),
     )
     restart_scope: RestartScope | None = Field(
@@ -449,7 +468,10 @@ class RunPolicy(Model):
             "(MultiWorkerMirrored, Horovod/MPI) cannot rejoin peers that kept running. "
             "Default: Job for MPI jobs and for jobs without PS whose Chief and Workers are "
             "more than one pod; Pod otherwise (parameter-server jobs, single-pod jobs). An "
-            "Evaluator is always replaced alone."
+            "Evaluator is always replaced alone. In a job with parameter servers, a PS or "
+            "Chief that fails or is taken restarts the whole job under either scope: the "
+            "variables live on the parameter servers and the coordinator on the chief, so "
+            "neither can be replaced alone."
         ),
     )
     suspend: bool = Field(
@@ -882,9 +904,18 @@ class ReplicaStatus(Model):
     restarts: int | None = Field(
         None,
         description=(
-            "Restarts of this type's pods so far (absent: none): containers the kubelet "
-            "restarted plus pods the operator replaced. What runPolicy.backoffLimit counts, "
-            "with the job's own restarts (attempt)."
+            "Restarts this type's failures caused so far (absent: none): containers the "
+            "kubelet restarted, pods the operator replaced, and restarts of the whole job that "
+            "a failure of this type began. What runPolicy.backoffLimit counts."
+        ),
+    )
+    disruptions: int | None = Field(
+        None,
+        description=(
+            "Restarts that disruptions of this type's pods caused so far (absent: none): a pod "
+            "evicted, preempted, deleted by someone other than the operator or lost with its "
+            "node, replaced or restarting the whole job. What runPolicy.disruptionLimit "
+            "counts; backoffLimit does not."
         ),
     )
     container_restarts: int | None = Field(
@@ -897,6 +928,19 @@ class ReplicaStatus(Model):
 
 
 RECONCILE_FAILURES_REPORTED = 3
+
+
+class Settling(Model):
+    """A collective's permanent failure waiting for its peers before it decides the job."""
+
+    pod: str = Field(description="The pod whose failure came first.")
+    failed_at: dt.datetime = Field(description="When that failure happened (or was first seen).")
+    decide_at: dt.datetime = Field(
+        description=(
+            "When the job's verdict is taken if no peer shows by then that the failure was a "
+            "consequence (a peer killed, evicted or deleted first): then the job restarts."
+        )
+    )
 
 
 class PendingPod(Model):
@@ -960,6 +1004,23 @@ class TensorFlowJobStatus(Model):
             "Which run of the whole job this is: 1, then one more each time a retried failure "
             "restarted every pod (runPolicy.restartScope Job). The pods carry it as the label "
             "tfjob.dev/attempt."
+        ),
+    )
+    settling: Settling | None = Field(
+        None,
+        description=(
+            "Set while a permanent failure in a collective (or a parameter-server job's PS or "
+            "Chief) waits for the attempt's other pods: each kubelet reports on its own "
+            "schedule, and a peer that was killed first makes the failure its consequence. "
+            "Kept here so an operator restart decides at the same moment."
+        ),
+    )
+    replacing: list[str] | None = Field(
+        None,
+        description=(
+            "The uids of failed or taken pods whose restart is counted and that are being "
+            "replaced under their own names; each leaves the list once it is gone, so it is "
+            "never counted twice, whatever happens between the count and the delete."
         ),
     )
     waiting: list[PendingPod] | None = Field(

@@ -172,15 +172,18 @@ def decide(
         assert replica_specs is not None
         plan = plan_retries(
             job=f"TFJob {namespace}/{name}",
+            job_name=name,
             replica_specs=replica_specs,
             run_policy=run_policy,
             success_policy=spec.success_policy if spec else SuccessPolicy.DEFAULT,
             pods=pods,
             previous=previous,
             now=now,
+            held=frozenset(p.name for p in observed.pods if p.owner_uid != ref.uid),
         )
         problem = plan.problem
-        _look_again(decision, plan.settling)
+        if plan.settling is not None:
+            _look_again(decision, (plan.settling.decide_at - now).total_seconds())
         decision.events += plan.events
         decision.restarts = plan.counted
         if plan.replace:
@@ -214,7 +217,16 @@ def decide(
             queue,
         )
 
-    # The status tells the world after this decision: the pods it creates count as Pending.
+    # The status tells the world after this decision: the pods it deletes (an earlier
+    # attempt's among them, whose delete an earlier pass may not have got through) are going,
+    # and decide nothing; the pods it creates count as Pending.
+    going = {p.uid for p in decision.delete}
+    pods = [
+        dataclasses.replace(p, deleting=True)
+        if p.uid in going or (acting and p.attempt < plan.attempt)
+        else p
+        for p in pods
+    ]
     creating = [
         dataclasses.replace(PodObservation.from_pod(body), owner_uid=ref.uid)
         for body in decision.create
@@ -232,9 +244,11 @@ def decide(
         problem=problem,
         restarting=plan.restarting,
         restarts=plan.restarts or None,
+        disruptions=plan.disruptions or None,
+        replacing=plan.replacing,
         attempt=plan.attempt,
         suspended=suspended,
-        settling=plan.settling is not None,
+        settling=plan.settling,
     )
     if decision.in_the_way and not is_finished(status):
         waiting = (decision.in_the_way + (status.waiting or []))[:MAX_WAITING_PODS]
@@ -280,7 +294,7 @@ def _without_counts(status: dict[str, Any]) -> dict[str, Any]:
     """The status less its pod counts (restart counts stay: each is news to write at once)."""
     kept = {k: v for k, v in status.items() if k not in COUNT_FIELDS}
     kept["restarts"] = {
-        kind: (counts.get("restarts"), counts.get("containerRestarts"))
+        kind: (counts.get("restarts"), counts.get("containerRestarts"), counts.get("disruptions"))
         for kind, counts in (status.get("replicaStatuses") or {}).items()
     }
     return kept

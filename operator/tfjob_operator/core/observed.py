@@ -3,6 +3,7 @@ children the cache holds, and a Problem that stops the job. Pure."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,11 @@ class PodObservation:
     restarts: int = 0  # container restarts the kubelet made in it
     last_exit_code: int | None = None  # the exit that made the kubelet restart a container
     attempt: int = 1  # the run of the whole job it belongs to
+    # Why the cluster took the pod, if it did (its DisruptionTarget condition's reason, or the
+    # kubelet's: Evicted, OutOfcpu...), and when that began (RFC 3339).
+    disruption: str | None = None
+    disrupted_at: str | None = None
+    deletion_began: str | None = None  # when someone asked to delete it (RFC 3339)
 
     @classmethod
     def from_pod(cls, pod: dict[str, Any]) -> PodObservation:
@@ -60,6 +66,7 @@ class PodObservation:
         exit_code, reason, message, finished_at = _termination(status)
         waiting_reason, waiting_message = _waiting(status)
         restarts, last_exit_code = _restarts(status)
+        disruption, disrupted_at = _disruption(status)
         try:
             attempt = int(labels.get(ATTEMPT_LABEL, "1"))
         except ValueError:
@@ -83,6 +90,9 @@ class PodObservation:
             restarts=restarts,
             last_exit_code=last_exit_code,
             attempt=attempt,
+            disruption=disruption,
+            disrupted_at=disrupted_at,
+            deletion_began=_deletion_began(metadata),
         )
 
     def describe(self) -> str:
@@ -112,6 +122,45 @@ def _restarts(status: dict[str, Any]) -> tuple[int, int | None]:
             if code is None or container.get("name") == TRAINER_CONTAINER:
                 code = last if last is not None else code
     return count, code
+
+
+# Pod reasons the kubelet gives a pod it ended or refused for the node's sake, not the pod's:
+# node-pressure eviction, a graceful node shutdown, a node that cannot admit it any more.
+_KUBELET_DISRUPTIONS = ("Evicted", "Preempting", "Terminated", "NodeLost", "NodeShutdown")
+
+
+def _disruption(status: dict[str, Any]) -> tuple[str | None, str | None]:
+    """Why and since when the cluster took the pod: the DisruptionTarget condition (the Eviction
+    API, kube-scheduler's preemption, the taint manager, the pod garbage collector, the
+    kubelet), else a kubelet reason for a pod it ended or could not admit (OutOfcpu...)."""
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "DisruptionTarget" and condition.get("status") == "True":
+            return condition.get("reason") or "DisruptionTarget", condition.get(
+                "lastTransitionTime"
+            )
+    reason = status.get("reason") or ""
+    if status.get("phase") == "Failed" and (
+        reason in _KUBELET_DISRUPTIONS
+        or reason.startswith("OutOf")
+        or reason == "UnexpectedAdmissionError"
+    ):
+        return reason, None
+    return None, None
+
+
+def _deletion_began(metadata: dict[str, Any]) -> str | None:
+    """When the pod's deletion was asked for: its deletionTimestamp is when the grace period
+    ends, so the grace period before it."""
+    stamp = metadata.get("deletionTimestamp")
+    if not stamp:
+        return None
+    try:
+        ends = dt.datetime.fromisoformat(stamp)
+    except ValueError:
+        return stamp
+    grace = metadata.get("deletionGracePeriodSeconds") or 0
+    began = ends - dt.timedelta(seconds=int(grace))
+    return began.isoformat().replace("+00:00", "Z")
 
 
 # Container waiting reasons that are just a pod starting, not something in its way.

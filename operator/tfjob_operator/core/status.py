@@ -18,6 +18,7 @@ from tfjob_operator.api.v1alpha1 import (
     ReplicaSpecs,
     ReplicaStatus,
     ReplicaType,
+    Settling,
     SuccessPolicy,
     TensorFlowJobStatus,
 )
@@ -99,17 +100,21 @@ def compute_status(
     problem: Problem | None = None,
     restarting: str | None = None,
     restarts: dict[ReplicaType, tuple[int, int]] | None = None,
+    disruptions: dict[ReplicaType, int] | None = None,
+    replacing: list[str] | None = None,
     attempt: int | None = None,
     suspended: bool = False,
-    settling: bool = False,
+    settling: Settling | None = None,
 ) -> tuple[TensorFlowJobStatus, list[JobEvent]]:
     """The whole status after this pass, and the events its changes deserve.
 
     ``restarting``: a restart this pass begins (the Restarting condition's message; the events
     of each restart come from ``retries``). ``restarts``: per replica type, the restarts so far
-    and the container restarts of its current pods. ``attempt``: the run of the whole job.
-    ``suspended``: runPolicy.suspend holds the job (its pods are going). ``settling``: a
-    failure waits for its peers (see ``retries``): no outcome yet."""
+    and the container restarts of its current pods; ``disruptions``: per type, the restarts
+    disruptions caused; ``replacing``: the uids of counted pods still going (None: unchanged).
+    ``attempt``: the run of the whole job. ``suspended``: runPolicy.suspend holds the job (its
+    pods are going). ``settling``: a failure waits for its peers (see ``retries``): no outcome
+    yet."""
     previous = previous or TensorFlowJobStatus()
     conditions = {c.type: c for c in previous.conditions or []}
     before = {kind: c.status for kind, c in conditions.items()}
@@ -136,12 +141,14 @@ def compute_status(
                 replica_type,
                 (was.restarts or 0, was.container_restarts or 0) if was else (0, 0),
             )
+            disrupted = (disruptions or {}).get(replica_type, (was.disruptions or 0) if was else 0)
             replica_statuses[replica_type.value] = ReplicaStatus(
                 active=sum(1 for p in mine if p.phase in ("Pending", "Running") and not p.deleting),
                 succeeded=sum(1 for p in mine if p.phase == "Succeeded"),
                 failed=sum(1 for p in mine if p.phase == "Failed"),
                 restarts=restarted or None,
                 container_restarts=in_containers or None,
+                disruptions=disrupted or None,
             )
 
     start_time = previous.start_time or now
@@ -166,7 +173,7 @@ def compute_status(
         start_time, resumed = now, True
     if not finished and not suspended:
         outcome = problem and (ConditionType.FAILED, problem.reason, problem.message)
-        if outcome is None and replica_specs is not None and not settling:
+        if outcome is None and replica_specs is not None and settling is None:
             outcome = _outcome(job, replica_specs, live, success_policy)
         was_restarting = is_true(previous, ConditionType.RESTARTING)
         if outcome is not None:
@@ -222,6 +229,8 @@ def compute_status(
         completion_time=completion_time,
         observed_generation=generation,
         attempt=attempt if attempt is not None else previous.attempt,
+        settling=None if finished else settling,
+        replacing=(previous.replacing if replacing is None else replacing) or None,
         metrics=metrics,
         waiting=waiting,
     )

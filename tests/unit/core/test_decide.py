@@ -21,7 +21,7 @@ from tests.support.factories import (
     run,
     settle,
 )
-from tfjob_operator.core import builders
+from tfjob_operator.core import builders, retries
 from tfjob_operator.core.compile import compile_job
 from tfjob_operator.core.decide import Decision, decide
 from tfjob_operator.core.mpi import ssh_secret_name
@@ -49,9 +49,11 @@ def test_a_new_job_gets_its_service_and_every_pod_and_is_created() -> None:
 
 
 def test_only_missing_pods_are_created() -> None:
+    """Before the attempt runs (a create failed, say): a collective's member that was never
+    there is made. (Once it runs, a member that goes restarts the whole job: test_retries.)"""
     first = run(job(kubeflow_spec(Worker=3)), service=False)
     body = settle(job(kubeflow_spec(Worker=3)), first)
-    decision = run(body, [pod("worker", 0), pod("worker", 2, "Pending")])
+    decision = run(body, [pod("worker", 0, "Pending"), pod("worker", 2, "Pending")])
     assert names(decision.create) == [("Pod", "mnist-worker-1")]
 
 
@@ -67,7 +69,9 @@ def test_a_pass_over_a_settled_job_writes_and_creates_nothing() -> None:
 
 def test_a_large_job_whose_pods_exist_builds_no_pod(monkeypatch: pytest.MonkeyPatch) -> None:
     """A 1,000-worker job's TF_CONFIG is ~86 KB per pod: a pass builds only what is missing."""
-    body = job(kubeflow_spec(Worker=1000))
+    spec = kubeflow_spec(Worker=1000)
+    spec["runPolicy"] = {"restartScope": "Pod"}  # a worker that goes is replaced alone
+    body = job(spec)
     pods = [pod("worker", i) for i in range(1000)]
     settled = settle(body, run(body, pods))
     built: list[str] = []
@@ -187,7 +191,13 @@ def test_a_restart_written_before_its_old_pods_went_is_not_counted_again() -> No
 def test_a_failed_pod_fails_the_job_with_its_exit_code() -> None:
     body = job(kubeflow_spec(Worker=2))
     running = settle(body, run(body, [pod("worker", 0), pod("worker", 1)]))
-    decision = run(running, [pod("worker", 0), pod("worker", 1, "Failed", exit_code=3)])
+    seen = [pod("worker", 0), pod("worker", 1, "Failed", exit_code=3)]
+    # Its peer still runs: the verdict waits for it, or for the window to end.
+    held = run(running, seen)
+    assert "Failed" not in conditions(held)
+    assert held.look_again_after == pytest.approx(retries.SETTLE_SECONDS)
+    later = NOW + dt.timedelta(seconds=retries.SETTLE_SECONDS)
+    decision = run(settle(running, held), seen, now=later)
     assert conditions(decision)["Failed"] == ("True", "TFJobFailed")
     failed = next(c for c in decision.status["conditions"] if c["type"] == "Failed")
     assert "Worker 1 (pod mnist-worker-1) exited with code 3" in failed["message"]
@@ -334,7 +344,14 @@ def test_counts_settle_when_no_pod_is_on_its_way(pods: list[PodObservation], set
     body = job(kubeflow_spec(Worker=2))
     decision = run(body, pods)
     assert decision.pods_settled is settled
-    later = run(settle(body, decision), pods)
+    # The next pass sees what this one created (the shell's expectations show it until the
+    # watch does).
+    created = [
+        dataclasses.replace(PodObservation.from_pod(b), owner_uid=UID)
+        for b in decision.create
+        if b["kind"] == "Pod"
+    ]
+    later = run(settle(body, decision), pods + created)
     assert later.status is None
 
 
@@ -457,7 +474,7 @@ def test_an_mpi_gang_is_its_workers_and_the_launcher_comes_alone() -> None:
 def test_a_replaced_pod_rejoins_its_attempts_gang_and_a_new_attempt_gets_a_new_one() -> None:
     first = run(job(kubeflow_spec(Worker=2)), settings=GANG)
     body = settle(job(kubeflow_spec(Worker=2)), first)
-    again = run(body, [pod("worker", 0, attempt=1)], settings=GANG)
+    again = run(body, [pod("worker", 0, "Pending", attempt=1)], settings=GANG)
     assert names(again.create) == [("PodGroup", GROUP), ("Pod", "mnist-worker-1")]
     assert groups_of(again) == {"mnist-worker-1": GROUP}
     body["status"]["attempt"] = 2
