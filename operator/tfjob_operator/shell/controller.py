@@ -90,8 +90,8 @@ class JobState:
     failing_since: dt.datetime | None = None  # when its passes began to fail
     counts_since: float | None = None  # when unwritten count changes began
     denied: str | None = None  # the refusal already reported on it
-    # Pods that failed and were removed by someone else (the pod garbage collector, with
-    # their lost node) before a pass saw them fail: kept until a pass has acted on them.
+    # Pods removed before a pass saw them go (see Controller.pod_deleted): kept until a pass
+    # has acted on them.
     lost: dict[str, PodObservation] = dataclasses.field(default_factory=dict)
 
     @property
@@ -252,20 +252,20 @@ class Controller:
         return not self._paused or (None not in self._paused and key[0] not in self._paused)
 
     def pod_deleted(self, key: JobKey, pod: PodObservation, before: PodObservation | None) -> None:
-        """A pod removed, with its last state and its state before its deletion began. One
-        that had failed before anyone deleted it counts as a failure of its job (the pod
-        garbage collector fails a lost node's pods, then force-deletes them, often before a pass
-        saw them fail), unless the operator deleted it itself (seen in the next pass). One that
-        ended Failed only while it was being deleted was killed by that deletion: no failure.
-        While another replica has the turn, its deletes are its own business."""
+        """A pod removed, with its last state and its state before its deletion began. A pass
+        may never have seen it go (a force delete, the pod garbage collector with a lost node,
+        a re-list after the watch broke): it is kept for the next pass, which counts it as a
+        failure if it had failed before its deletion began, else as taken by the cluster,
+        unless the operator deleted it itself (then the pass drops it). Kept while another
+        replica has the turn too: whichever replica passes next counts it, once (the status
+        says what was counted)."""
         state = self.jobs.get(key)
-        if (
-            before is not None
-            and before.phase == "Failed"
-            and state is not None
-            and self._may_work(key)
-        ):
+        if state is None or pod.phase == "Succeeded":
+            return
+        if before is not None and before.phase == "Failed" and not before.deleting:
             state.lost[pod.uid] = dataclasses.replace(pod, deleting=False)
+        else:
+            state.lost[pod.uid] = dataclasses.replace(pod, deleting=True)
 
     def children_changed(self, key: JobKey) -> None:
         if key in self.jobs:

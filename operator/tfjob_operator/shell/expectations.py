@@ -14,8 +14,10 @@ import dataclasses
 from tfjob_operator.core.observed import Observed, PodObservation
 
 # How long an object the operator created (or deleted) counts as such without the watch showing
-# it; far longer than a watch takes, short enough that a lost event heals itself.
-EXPECTATION_SECONDS = 30.0
+# it: Kubernetes' own controllers wait 5 minutes. A watch that broke takes up to 30 s to come
+# back, and a pod made but not shown must not look gone: in a running collective a member
+# that is gone restarts the whole job.
+EXPECTATION_SECONDS = 300.0
 # How long a name the API server said is taken counts as somebody else's before a pass tries
 # to create it again.
 CONFLICT_RECHECK_SECONDS = 10.0

@@ -127,11 +127,16 @@ class Informer(Generic[T]):
                 del self._by_job[key]
 
     def _replace(self, scope: str | None, objects: list[dict[str, Any]]) -> None:
-        """A fresh list of ``scope``: what it lacks is gone."""
+        """A fresh list of ``scope``: what it lacks is gone, deleted while the watch was down
+        (told to ``on_deleted`` like a deletion watched, with its last state cached)."""
         listed = {o["metadata"].get("uid") for o in objects}
         for uid, key in list(self._job_of.items()):
             if (scope is None or key[0] == scope) and uid not in listed:
+                cached = self._by_job[key][uid]
+                before_deletion = self._before_deletion.get(uid, cached)
                 self._forget(uid, key)
+                if self.on_deleted is not None:
+                    self.on_deleted(key, cached, before_deletion)
                 self.on_change(key)
         for obj in objects:
             self.apply("ADDED", obj)

@@ -294,9 +294,10 @@ async def test_pods_failed_and_removed_with_a_lost_node_count_once_as_one_failur
     assert ctl.jobs[KEY].body["status"]["attempt"] == 2
 
 
-async def test_a_pod_whose_deletion_the_passes_saw_begin_is_not_a_new_failure() -> None:
-    """A pod deleted gracefully (by the operator's own restart, or anyone's) was already going
-    when it ended Failed: its removal is no failure of the job."""
+async def test_a_running_pod_someone_else_deleted_restarts_the_collective_once() -> None:
+    """Deleted by a person (or force-deleted, or gone while the watch re-listed) before any
+    pass saw it going: a disruption. The collective restarts as its next attempt, never with
+    the member made again into the attempt it left, and backoffLimit is not spent."""
     ctl, recorder, pods, services = controller()
     ctl.job_seen(job_body())
     await ctl.drain()
@@ -304,13 +305,22 @@ async def test_a_pod_whose_deletion_the_passes_saw_begin_is_not_a_new_failure() 
     services[KEY].append("job-uid")
     ctl.children_changed(KEY)
     await ctl.drain()
+    recorder.writes.clear()
     running = dataclasses.replace(lost_pod(0, "uid-0"), phase="Running")
     pods[KEY][:] = pods[KEY][1:]
-    ctl.pod_deleted(KEY, lost_pod(0, "uid-0", deleting=True), running)
+    ctl.pod_deleted(KEY, dataclasses.replace(running, deleting=True), running)
     ctl.children_changed(KEY)
     await ctl.drain()
-    assert ctl.jobs[KEY].body["status"]["state"] != "Failed"
-    assert ("create", "mnist-worker-0") in recorder.writes  # simply made again
+    status = ctl.jobs[KEY].body["status"]
+    assert status["attempt"] == 2
+    assert status["replicaStatuses"]["Worker"]["disruptions"] == 1
+    assert "restarts" not in status["replicaStatuses"]["Worker"]
+    assert ("create", "mnist-worker-0") not in recorder.writes
+    assert ("delete", "mnist-worker-1") in recorder.writes
+    # Seen again (another event, a re-list): counted once.
+    ctl.children_changed(KEY)
+    await ctl.drain()
+    assert ctl.jobs[KEY].body["status"]["replicaStatuses"]["Worker"]["disruptions"] == 1
 
 
 async def test_the_operators_own_delete_of_a_failed_pod_is_not_a_second_failure() -> None:

@@ -74,8 +74,12 @@ def test_a_fresh_list_forgets_what_it_lacks_in_its_scope_only() -> None:
     elsewhere["metadata"]["namespace"] = "other"
     cache.apply("ADDED", elsewhere)
     changed.clear()
+    told: list[tuple[tuple[str, str], str]] = []
+    cache.on_deleted = lambda key, last, before: told.append((key, last.name))
     cache._replace("ml", [pod("a-1", "a")])  # a-0 went while the watch was down
     assert names(cache, "a") == ["a-1"]
+    # Told like a deletion watched: the controller decides whether it was taken.
+    assert told == [(("ml", "a"), "a-0")]
     assert [p.name for p in cache.get(("other", "c"))] == ["c-0"]
     assert changed == [("ml", "a")]
 
