@@ -67,10 +67,11 @@ class Component:
     version: str
     executables: tuple[str, ...]
     build: Callable[[Path, Path], None]  # (work_dir, out_dir) -> None
+    revision: str = RECIPE_REVISION  # this component's recipe, when only it changed
 
     @property
     def directory(self) -> Path:
-        return cache_root() / f"{self.name}-{self.version}-r{RECIPE_REVISION}"
+        return cache_root() / f"{self.name}-{self.version}-r{self.revision}"
 
     def is_built(self) -> bool:
         return (self.directory / ".complete").is_file() and all(
@@ -197,10 +198,33 @@ def _build_etcd(work_dir: Path, out_dir: Path) -> None:
     _go(work_dir, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out_dir / "etcd"), module)
 
 
+# kwok confirms a simulated pod's deletion with a DELETE by name, as no kubelet does (the
+# kubelet's status manager deletes by uid): a late confirmation for a pod that is gone removes
+# the new pod its controller made under the same name, which the operator then rightly takes
+# for a disruption. Our build makes kwok's DELETE carry the pod's uid.
+_KWOK_POD_DELETE = "c.typedClient.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, deleteOpt)"
+_KWOK_POD_DELETE_BY_UID = (
+    "c.typedClient.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, "
+    "metav1.DeleteOptions{GracePeriodSeconds: deleteOpt.GracePeriodSeconds, "
+    "Preconditions: metav1.NewUIDPreconditions(string(pod.UID))})"
+)
+
+
 def _build_kwok(work_dir: Path, out_dir: Path) -> None:
     _consumer_module(work_dir, "kwok")
     module = "sigs.k8s.io/kwok/cmd/kwok"
     _go(work_dir, "get", "-tool", f"{module}@{KWOK_VERSION}")
+    info = json.loads(_go(work_dir, "mod", "download", "-json", f"sigs.k8s.io/kwok@{KWOK_VERSION}"))
+    source = work_dir / "kwok-source"
+    shutil.copytree(info["Dir"], source)
+    for path in source.rglob("*"):
+        path.chmod(path.stat().st_mode | 0o200)  # the module cache is read-only
+    controller = source / "pkg" / "kwok" / "controllers" / "pod_controller.go"
+    text = controller.read_text()
+    if text.count(_KWOK_POD_DELETE) != 1:
+        raise RuntimeError(f"kwok {KWOK_VERSION}: its pod DELETE is not where the patch expects")
+    controller.write_text(text.replace(_KWOK_POD_DELETE, _KWOK_POD_DELETE_BY_UID))
+    _go(work_dir, "mod", "edit", f"-replace=sigs.k8s.io/kwok={source}")
     _go(work_dir, "build", "-trimpath", "-ldflags", "-s -w", "-o", str(out_dir / "kwok"), module)
 
 
@@ -302,7 +326,7 @@ COMPONENTS: dict[str, Component] = {
     c.name: c
     for c in (
         Component("etcd", ETCD_VERSION, ("etcd",), _build_etcd),
-        Component("kwok", KWOK_VERSION, ("kwok",), _build_kwok),
+        Component("kwok", KWOK_VERSION, ("kwok",), _build_kwok, revision="2"),
         Component("helm", HELM_VERSION, ("helm",), _build_helm),
         Component("kubernetes", KUBERNETES_VERSION, CONTROL_PLANE, _build_kubernetes),
         Component("kubernetes-node", KUBERNETES_VERSION, NODE, _build_kubernetes_node),
