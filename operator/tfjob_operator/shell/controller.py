@@ -260,8 +260,8 @@ class Controller:
         replica has the turn too: whichever replica passes next counts it, once (the status
         says what was counted)."""
         state = self.jobs.get(key)
-        if state is None or pod.phase == "Succeeded":
-            return
+        if state is None or pod.phase == "Succeeded" or pod.owner_uid != state.uid:
+            return  # a stranger's pod (only in the way) or another job's of the same name
         if before is not None and before.phase == "Failed" and not before.deleting:
             state.lost[pod.uid] = dataclasses.replace(pod, deleting=False)
         else:
@@ -338,6 +338,10 @@ class Controller:
         state.settled = _resource_version(job)
         for uid in lost:
             state.lost.pop(uid, None)
+        if lost:
+            # What this pass decided with them (a new attempt waiting for its earlier pods,
+            # say) is decided again without them: nothing else may come to trigger it.
+            self.queue.trigger(key)
         for scope, count in decision.restarts.items():
             metrics.RESTARTS.labels(scope=scope).inc(count)
         if decision.events:
