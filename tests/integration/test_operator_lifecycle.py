@@ -310,10 +310,13 @@ def test_deleting_the_job_removes_every_child(
     control.wait_for_deletion(core.list_namespaced_service, "gone", namespace=namespace)
 
 
-def test_pod_deleted_by_someone_else_is_recreated(
+def test_pod_deleted_by_someone_else_is_recreated_alone_where_pods_restart_alone(
     kubectl, core: k8s.CoreV1Api, namespace: str
 ) -> None:
-    apply(kubectl, namespace, kubeflow_job("heal", {"Worker": replica(2)}))
+    """restartScope Pod: the pod is made again under its name, in the same attempt. (A
+    collective restarts whole instead: test_disruptions.)"""
+    job = kubeflow_job("heal", {"Worker": replica(2)}, runPolicy={"restartScope": "Pod"})
+    apply(kubectl, namespace, job)
     pods = wait_for_pods(core, namespace, "heal", {"heal-worker-0", "heal-worker-1"})
     old_uid = pods["heal-worker-1"].metadata.uid
     core.delete_namespaced_pod("heal-worker-1", namespace)
@@ -325,6 +328,7 @@ def test_pod_deleted_by_someone_else_is_recreated(
         what="heal-worker-1 recreated",
     )
     assert recreated.metadata.uid != old_uid
+    assert recreated.metadata.labels["tfjob.dev/attempt"] == "1"
 
 
 def test_spec_change_that_cannot_reach_running_pods_is_reported(
