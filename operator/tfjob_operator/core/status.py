@@ -127,6 +127,11 @@ def compute_status(
     ready_text = previous.ready
     completion_time = previous.completion_time
     live = [p for p in pods if p.replica_type is not None]
+    # Only the current attempt's pods decide the outcome: an earlier attempt's are going, and
+    # one that ends (even with exit 0, its training cut short or not) after its attempt was
+    # given up decides nothing.
+    now_attempt = (attempt if attempt is not None else previous.attempt) or 1
+    current = [p for p in live if p.attempt >= now_attempt]
 
     if replica_specs is not None:
         desired = sum(spec.replicas for _, spec in replica_specs.items())
@@ -174,12 +179,12 @@ def compute_status(
     if not finished and not suspended:
         outcome = problem and (ConditionType.FAILED, problem.reason, problem.message)
         if outcome is None and replica_specs is not None and settling is None:
-            outcome = _outcome(job, replica_specs, live, success_policy)
+            outcome = _outcome(job, replica_specs, current, success_policy)
         was_restarting = is_true(previous, ConditionType.RESTARTING)
         if outcome is not None:
             kind, reason, message = outcome
             if kind is ConditionType.SUCCEEDED and replica_specs is not None:
-                deciding = deciding_successes(replica_specs, live, success_policy) or []
+                deciding = deciding_successes(replica_specs, current, success_policy) or []
                 metrics = reported_metrics(sorted(deciding, key=lambda p: p.index or 0))
             _set(conditions, kind, "True", reason, message, now)
             for other in (ConditionType.RUNNING, ConditionType.RESTARTING):
@@ -187,14 +192,16 @@ def compute_status(
                     _set(conditions, other, "False", reason, message, now)
             completion_time = now
         elif restarting is not None or (
-            was_restarting and replica_specs is not None and not _all_running(replica_specs, live)
+            was_restarting
+            and replica_specs is not None
+            and not _all_running(replica_specs, current)
         ):
             if restarting is not None:
                 _set(conditions, ConditionType.RESTARTING, "True", RESTARTING, restarting, now)
             if ConditionType.RUNNING in conditions:
                 message = conditions[ConditionType.RESTARTING].message
                 _set(conditions, ConditionType.RUNNING, "False", RESTARTING, message, now)
-        elif replica_specs is not None and _running(replica_specs, live):
+        elif replica_specs is not None and _running(replica_specs, current):
             if was_restarting:
                 _set(
                     conditions,

@@ -678,3 +678,19 @@ def test_a_settling_verdict_is_kept_on_the_status_for_a_new_operator() -> None:
     done = run(body, [peer, pod("worker", 1)], now=NOW + dt.timedelta(seconds=15))
     assert conditions(done)["Failed"] == ("True", "TFJobFailed")
     assert "settling" not in done.status
+
+
+def test_an_earlier_attempts_pod_that_ends_well_while_going_decides_nothing() -> None:
+    """Attempt 1 was given up (worker 1 evicted); its worker 0, told to stop, ends with exit 0
+    during its grace period: the job is not Succeeded by it, attempt 2 runs."""
+    body = running_job(spec(Worker=2), pod("worker", 0), pod("worker", 1))
+    body = settle(body, run(body, [pod("worker", 0), pod("worker", 1, **EVICTED)]))
+    assert body["status"]["attempt"] == 2
+    going = [pod("worker", 0, "Succeeded", finished_at=JUST, deleting=True)]
+    decision = run(body, going)
+    assert decision.status is None or "Succeeded" not in conditions(decision)
+    fresh = run(body, [])
+    assert [o["metadata"]["labels"][ATTEMPT_LABEL] for o in fresh.create if o["kind"] == "Pod"] == [
+        "2",
+        "2",
+    ]
