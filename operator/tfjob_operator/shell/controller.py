@@ -260,10 +260,13 @@ class Controller:
         replica has the turn too: whichever replica passes next counts it, once (the status
         says what was counted)."""
         state = self.jobs.get(key)
-        if state is None or pod.phase == "Succeeded" or pod.owner_uid != state.uid:
+        if state is None or pod.owner_uid != state.uid:
             return  # a stranger's pod (only in the way) or another job's of the same name
-        if before is not None and before.phase == "Failed" and not before.deleting:
+        if before is not None and before.phase in ("Failed", "Succeeded") and not before.deleting:
+            # It ended before anyone deleted it: its end decides (a success too).
             state.lost[pod.uid] = dataclasses.replace(pod, deleting=False)
+        elif pod.phase == "Succeeded":
+            return  # ended well while going: nothing to count
         else:
             state.lost[pod.uid] = dataclasses.replace(pod, deleting=True)
 
