@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -140,18 +141,47 @@ def test_multi_worker_mirrored_trains_in_sync_on_two_workers(
     assert {p.status.phase for p in pods.values()} == {"Succeeded"}
 
 
-def test_multi_worker_mirrored_restarts_as_a_whole_when_a_worker_is_killed(
-    kubectl, core: k8s.CoreV1Api, api_client: k8s.ApiClient, namespace: str, trainer_image: str
+def evict(core: k8s.CoreV1Api, namespace: str, pod: str) -> None:
+    """What kubectl drain does to each pod of the node: the Eviction API."""
+    core.create_namespaced_pod_eviction(
+        pod, namespace, k8s.V1Eviction(metadata=k8s.V1ObjectMeta(name=pod, namespace=namespace))
+    )
+
+
+# How a worker of a running job is taken, and how the job's Restarting condition says it.
+DISRUPTIONS = {
+    "sigkill": ("exited with code 137", lambda core, namespace, pod: kill_pod(pod) >= 1),
+    "evicted": ("was evicted", evict),
+    "deleted": (
+        "was deleted by someone other than the operator",
+        lambda core, namespace, pod: core.delete_namespaced_pod(pod, namespace),
+    ),
+}
+
+
+@pytest.mark.parametrize("how", list(DISRUPTIONS))
+@pytest.mark.timeout(480)
+def test_multi_worker_mirrored_restarts_as_a_whole_when_a_worker_is_taken(
+    kubectl,
+    core: k8s.CoreV1Api,
+    api_client: k8s.ApiClient,
+    namespace: str,
+    trainer_image: str,
+    how: str,
 ) -> None:
-    """Worker 1 killed mid-training cannot rejoin worker 0's collective: the job restarts both
-    as attempt 2 (the default restart scope of a collective) and that attempt trains to the
-    end."""
+    """Worker 1 killed (SIGKILL, as the OOM killer does), evicted (kubectl drain) or deleted
+    mid-training cannot rejoin worker 0's collective, and worker 0 fails when it breaks: the
+    job restarts both as attempt 2 (the default restart scope of a collective), and that
+    attempt trains to the end. A kill spends the retry budget, an eviction or a delete does
+    not (they are disruptions). Prints the time from the disruption to both workers training
+    again."""
+    name = f"phoenix-{how}"
     apply(
         kubectl,
         namespace,
         estimator_job(
-            "phoenix",
-            scriptParams={"--epochs": 30, "--steps-per-epoch": 20},
+            name,
+            scriptParams={"--epochs": 200, "--steps-per-epoch": 20},
             distribution={"backend": "multiWorkerMirrored", "workerCount": 2},
             environmentVariables={"PYTHONUNBUFFERED": "1"},
             successPolicy="AllWorkers",
@@ -159,21 +189,46 @@ def test_multi_worker_mirrored_restarts_as_a_whole_when_a_worker_is_killed(
     )
     from tfjob_localcluster import control
 
-    control.wait_for_pod_phase(core, namespace, "phoenix-worker-1", "Running", timeout=120)
-    follow_until(core, namespace, "phoenix-worker-1", "Epoch 2/30")
-    assert kill_pod("phoenix-worker-1") >= 1
+    says, disrupt = DISRUPTIONS[how]
+    control.wait_for_pod_phase(core, namespace, f"{name}-worker-1", "Running", timeout=120)
+    follow_until(core, namespace, f"{name}-worker-1", "Epoch 2/200")
+    taken = time.monotonic()
+    assert disrupt(core, namespace, f"{name}-worker-1") is not False
 
-    job = wait_for_condition(api_client, namespace, "phoenix", "Restarting", timeout=60)
+    job = wait_for_condition(api_client, namespace, name, "Restarting", timeout=60)
     assert job["status"]["attempt"] == 2
-    assert "exited with code 137" in condition(job, "Restarting")["message"]
-    job = wait_for_condition(api_client, namespace, "phoenix", "Succeeded", timeout=240)
+    assert f"Worker 1 (pod {name}-worker-1) {says}" in condition(job, "Restarting")["message"]
+    counts = job["status"]["replicaStatuses"]["Worker"]
+    if how == "sigkill":
+        assert counts.get("restarts") == 1, counts
+    else:
+        assert counts.get("disruptions") == 1, counts
+        assert "restarts" not in counts, counts
+    for index in range(2):
+        control.wait_for_pod(
+            core,
+            namespace,
+            f"{name}-worker-{index}",
+            lambda p: (
+                p.metadata.labels.get("tfjob.dev/attempt") == "2" and p.status.phase == "Running"
+            ),
+            timeout=120,
+            what=f"worker {index} of attempt 2 running",
+        )
+        follow_until(core, namespace, f"{name}-worker-{index}", "Epoch 1/200")
+    again = time.monotonic() - taken
+    job = wait_for_condition(api_client, namespace, name, "Succeeded", timeout=240)
     assert job["status"]["attempt"] == 2
-    pods = job_pods(core, namespace, "phoenix")
+    pods = job_pods(core, namespace, name)
     assert {p.metadata.labels["tfjob.dev/attempt"] for p in pods.values()} == {"2"}
     for index in range(2):
-        output = logs(kubectl, namespace, f"phoenix-worker-{index}")
+        output = logs(kubectl, namespace, f"{name}-worker-{index}")
         assert f"worker {index}: replicas in sync 2" in output, output[-2000:]
         assert re.search(rf"worker {index}: final loss \d+\.\d+", output), output[-2000:]
+    print(
+        f"\ndisruption: worker 1 {how} at epoch 2 of 200; both workers of attempt 2 training "
+        f"again {again:.1f} s later; attempt 2 started from epoch 1"
+    )
 
 
 SHIPPED_SCRIPT = """\
