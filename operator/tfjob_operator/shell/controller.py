@@ -323,7 +323,14 @@ class Controller:
                 return decision.state if self.jobs.get(key) is state else None
             job = state.body
             decision.status = None
-        refused = await self._apply_children(state, decision)
+        try:
+            refused = await self._apply_children(state, decision)
+        except NotFound as missing:
+            if f'namespaces "{key[0]}" not found' not in missing.message:
+                raise  # an API the cluster stopped serving, say: not the job's end
+            # A create in a namespace that is gone: so is the job, whatever its watch says.
+            self._vanished(key, state)
+            return None
         if refused is not None:
             observed, _ = self._observe(state)
             decision = decide(job, compiled, observed, self.settings, self.clock(), refused=refused)

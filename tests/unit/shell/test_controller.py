@@ -5,6 +5,7 @@ proven against the real control plane in tests/integration."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import dataclasses
 import itertools
@@ -35,6 +36,7 @@ class RecordingKube:
         self.writes: list[tuple[str, str]] = []
         self.versions = itertools.count(200)
         self.fail_status_with: Exception | None = None
+        self.fail_create_with: Exception | None = None
         self.stored_jobs: list[dict[str, Any]] = []  # what a LIST of jobs answers
 
     async def list_page(self, path: str, **_: Any) -> dict[str, Any]:
@@ -43,6 +45,8 @@ class RecordingKube:
 
     async def create(self, body: dict[str, Any]) -> dict[str, Any] | None:
         self.writes.append(("create", body["metadata"]["name"]))
+        if self.fail_create_with is not None:
+            raise self.fail_create_with
         stored = copy.deepcopy(body)
         stored["metadata"]["uid"] = f"uid-{body['metadata']['name']}"
         return stored
@@ -446,3 +450,29 @@ async def test_a_new_job_under_an_old_name_does_not_inherit_its_backoff() -> Non
     ctl.job_seen(again)
     assert ctl.queue.failures(KEY) == 0
     await ctl.drain()
+
+
+async def test_a_create_answered_not_found_means_the_jobs_namespace_and_job_are_gone() -> None:
+    """Its namespace was deleted while the job watch had not said so: the job is forgotten,
+    not retried with backoff, and nothing is created for it again."""
+    ctl, recorder, _, _ = controller()
+    recorder.fail_create_with = kube.NotFound(404, 'namespaces "ml" not found')
+    ctl.job_seen(job_body())
+    await ctl.drain()
+    assert KEY not in ctl.jobs
+    assert ctl.queue.failures(KEY) == 0
+    creates = [w for w in recorder.writes if w[0] == "create"]
+    ctl.children_changed(KEY)
+    await ctl.drain()
+    assert [w for w in recorder.writes if w[0] == "create"] == creates
+
+
+async def test_a_create_answered_not_found_for_another_reason_is_retried_not_forgotten() -> None:
+    """A 404 for an API the cluster stopped serving is an error of the pass, not the job's end."""
+    ctl, recorder, _, _ = controller()
+    recorder.fail_create_with = kube.NotFound(404, "the server could not find the resource")
+    ctl.job_seen(job_body())
+    with contextlib.suppress(Exception):
+        await ctl.drain()
+    assert KEY in ctl.jobs
+    assert ctl.queue.failures(KEY) >= 1
