@@ -148,15 +148,25 @@ def _disruption(status: dict[str, Any]) -> tuple[str | None, str | None]:
     return None, None
 
 
+def moment(value: str | None) -> dt.datetime | None:
+    """An RFC 3339 time from a pod's status or metadata (UTC when it names no zone)."""
+    if not value:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
+
+
 def _deletion_began(metadata: dict[str, Any]) -> str | None:
     """When the pod's deletion was asked for: its deletionTimestamp is when the grace period
     ends, so the grace period before it."""
     stamp = metadata.get("deletionTimestamp")
     if not stamp:
         return None
-    try:
-        ends = dt.datetime.fromisoformat(stamp)
-    except ValueError:
+    ends = moment(stamp)
+    if ends is None:
         return stamp
     grace = metadata.get("deletionGracePeriodSeconds") or 0
     began = ends - dt.timedelta(seconds=int(grace))

@@ -47,7 +47,7 @@ from tfjob_operator.api.v1alpha1 import (
 )
 
 from .events import JobEvent
-from .observed import PodObservation, Problem, describe_failure
+from .observed import PodObservation, Problem, describe_failure, moment
 from .status import deciding_successes
 from .topology import pod_name
 
@@ -155,10 +155,10 @@ def loss_of(pod: PodObservation) -> Loss | None:
     had failed on its own before its deletion began (then its failure decides)."""
     if pod.phase == "Succeeded":
         return None
-    began = _time(pod.deletion_began)
-    ended = _time(pod.finished_at)
+    began = moment(pod.deletion_began)
+    ended = moment(pod.finished_at)
     if pod.disruption is not None:
-        return Loss(pod, pod.disruption, _time(pod.disrupted_at) or began or ended)
+        return Loss(pod, pod.disruption, moment(pod.disrupted_at) or began or ended)
     if pod.deleting:
         if pod.phase == "Failed" and ended is not None and began is not None and ended < began:
             return Loss(pod, None, ended)
@@ -334,7 +334,7 @@ def plan_retries(
         pod = cause.pod
         assert pod.replica_type is not None
         plan.replacing.append(pod.uid)
-        if not pod.deleting and not pod.uid.startswith("missing/"):
+        if not pod.deleting:
             plan.replace.append(pod)
             restarted, live = plan.restarts[pod.replica_type]
             # The replaced pod's container restarts are counted already; they leave with it.
@@ -450,16 +450,6 @@ def _settling(
     if now >= decide_at:
         return None
     return Settling(pod=first.pod.name, failed_at=failed_at, decide_at=decide_at)
-
-
-def _time(value: str | None) -> dt.datetime | None:
-    if not value:
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
 def _container_restart(pod: PodObservation) -> str:

@@ -28,6 +28,7 @@ from .observed import (
     PodObservation,
     Problem,
     describe_failure,
+    moment,
 )
 from .topology import chief_type
 
@@ -317,10 +318,7 @@ def deciding_successes(
 
 
 def _when(pod: PodObservation) -> dt.datetime | None:
-    try:
-        return dt.datetime.fromisoformat(pod.finished_at) if pod.finished_at else None
-    except ValueError:
-        return None
+    return moment(pod.finished_at)
 
 
 def _latest(pods: list[PodObservation]) -> dt.datetime | None:
