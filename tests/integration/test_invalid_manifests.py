@@ -467,6 +467,36 @@ CASES = [
         id="source-names-two",
     ),
     pytest.param(
+        kubeflow(setter("spec", "checkpoint", value={"mountPath": "/checkpoint"})),
+        ["spec.checkpoint.persistentVolumeClaim: Required value"],
+        id="checkpoint-without-claim",
+    ),
+    pytest.param(
+        estimator(
+            setter(
+                "spec",
+                "checkpoint",
+                value={"persistentVolumeClaim": {"claimName": "ck"}, "mountPath": "ck"},
+            )
+        ),
+        [
+            "spec.checkpoint.mountPath: Invalid value",
+            "spec.checkpoint.mountPath must be an absolute path",
+        ],
+        id="checkpoint-relative-mountPath",
+    ),
+    pytest.param(
+        estimator(
+            setter(
+                "spec",
+                "checkpoint",
+                value={"persistentVolumeClaim": {"claimName": "ck"}, "mountPath": "/workspace/c"},
+            )
+        ),
+        ["outside /workspace (the code's directory)"],
+        id="checkpoint-in-the-code-directory",
+    ),
+    pytest.param(
         estimator(remover("spec", "useGpu")),
         ["spec.gpuCount: Invalid value: spec.gpuCount needs spec.useGpu: true"],
         id="gpuCount-without-useGpu",
@@ -880,6 +910,12 @@ def test_no_refused_job_exists(api_client: k8s.ApiClient, refusal_namespace: str
     [
         pytest.param(kubeflow_form(), id="kubeflow-form"),
         pytest.param(estimator_form(), id="estimator-form"),
+        pytest.param(
+            kubeflow(
+                setter("spec", "checkpoint", value={"persistentVolumeClaim": {"claimName": "c"}})
+            )(),
+            id="kubeflow-form-with-checkpoint",
+        ),
         pytest.param(kubeflow_form(NAME_54), id="kubeflow-form-longest-name"),
         pytest.param(
             # <52>-launcher-0 and <52>-worker-999 are both 63 long.

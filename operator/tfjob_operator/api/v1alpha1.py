@@ -566,6 +566,54 @@ class Source(Model):
     )
 
 
+CHECKPOINT_MOUNT = "/checkpoint"
+CHECKPOINT_DIR_ENV = "TFJOB_CHECKPOINT_DIR"
+
+
+class CheckpointVolume(Model):
+    """The claim a job's checkpoints live on."""
+
+    claim_name: str = Field(min_length=1, max_length=253, description="The claim's name.")
+
+
+class Checkpoint(Model):
+    """Where a job keeps the progress it resumes from when it restarts."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "!has(self.mountPath) || (self.mountPath.startsWith('/') "
+                    f"&& self.mountPath != '/' && self.mountPath != '{SOURCE_MOUNT}' "
+                    f"&& !self.mountPath.startsWith('{SOURCE_MOUNT}/'))",
+                    "spec.checkpoint.mountPath must be an absolute path other than / and "
+                    f"outside {SOURCE_MOUNT} (the code's directory)",
+                    ".mountPath",
+                )
+            ]
+        }
+    )
+
+    persistent_volume_claim: CheckpointVolume = Field(
+        description=(
+            "The claim mounted into every pod of the job (ReadWriteMany when the pods may land "
+            "on more than one node). It must be writable by the trainer's user (uid 1000 in "
+            "the trainer images): a pod fsGroup in spec.template, or a volume prepared so. "
+            "Jobs may share one claim: each writes to a directory of its own name."
+        )
+    )
+    mount_path: str = Field(
+        CHECKPOINT_MOUNT,
+        max_length=512,
+        description=(
+            f"Where the claim is mounted in the trainer container (default {CHECKPOINT_MOUNT}). "
+            f"The job's directory, <mountPath>/<job name>, is given to the script as "
+            f"{CHECKPOINT_DIR_ENV}: the trainer images' train.py backs up to it every epoch "
+            "and on SIGTERM, and resumes from it when the job restarts."
+        ),
+    )
+
+
 class PackageIndex(Model):
     """A Python package index that pipPackages install from, in place of PyPI."""
 
@@ -869,6 +917,13 @@ class TensorFlowJobSpec(Model):
         description=(
             "Estimator form: where entryScript and its files come from. Absent: the image's "
             "working directory."
+        ),
+    )
+    checkpoint: Checkpoint | None = Field(
+        None,
+        description=(
+            "A volume for the job's checkpoints, mounted into every pod (either form), so that "
+            "a job restarted after a failure or a disruption resumes where it was."
         ),
     )
 

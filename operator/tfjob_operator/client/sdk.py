@@ -71,12 +71,16 @@ class TensorFlow:
         image: str | None = None,
         environment_variables: dict[str, str] | None = None,
         pod_template: dict[str, Any] | None = None,
+        checkpoint_claim: str | None = None,
         **unknown: Any,
     ) -> None:
         """The estimator's arguments, plus ``image``, ``environment_variables``,
-        ``pod_template`` (spec.template: volumes, tolerations... merged into every pod) and
+        ``pod_template`` (spec.template: volumes, tolerations... merged into every pod),
         ``pip_index_url`` / ``pip_index_secret``: the index pip_packages come from and a
-        basic-auth Secret (username, password) for it (spec.packageIndex)."""
+        basic-auth Secret (username, password) for it (spec.packageIndex), and
+        ``checkpoint_claim``: a PersistentVolumeClaim for the job's checkpoints, so that a
+        restarted job resumes where it was (spec.checkpoint; the script finds its directory in
+        TFJOB_CHECKPOINT_DIR)."""
         if unknown:
             raise TypeError(
                 f"TensorFlow() got arguments it does not support: {', '.join(sorted(unknown))}"
@@ -121,6 +125,7 @@ class TensorFlow:
         self.image = image
         self.environment_variables = dict(environment_variables or {})
         self.pod_template = pod_template
+        self.checkpoint_claim = checkpoint_claim
 
     def spec(self) -> dict[str, Any]:
         """The TensorFlowJob spec this estimator means (without its source, added at submit)."""
@@ -143,6 +148,8 @@ class TensorFlow:
             spec["environmentVariables"] = self.environment_variables
         if self.pod_template:
             spec["template"] = self.pod_template
+        if self.checkpoint_claim:
+            spec["checkpoint"] = {"persistentVolumeClaim": {"claimName": self.checkpoint_claim}}
         if self.backend == "mpi":
             spec["distribution"] = {
                 "backend": "mpi",

@@ -27,6 +27,7 @@ from tfjob_operator.api.labels import (
 from tfjob_operator.api.v1alpha1 import (
     API_VERSION,
     KIND,
+    Checkpoint,
     MPISpec,
     ReplicaSpec,
     ReplicaSpecs,
@@ -35,6 +36,7 @@ from tfjob_operator.api.v1alpha1 import (
 )
 from tfjob_operator.settings import OperatorSettings
 
+from .checkpoint import apply_checkpoint
 from .mpi import (
     decorate_launcher,
     decorate_worker,
@@ -144,6 +146,7 @@ def build_pod(
     node_pool: str | None,
     settings: OperatorSettings,
     mpi: MPISpec | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> dict[str, Any]:
     template = replica.template.model_dump(by_alias=True, exclude_none=True, mode="json")
     metadata = template.get("metadata") or {}
@@ -181,6 +184,8 @@ def build_pod(
     if cluster is not None:
         own = f"{pod_fqdn(job.name, job.namespace, name, settings.cluster_domain)}:{port}"
         _set_env(trainer, "TF_CONFIG", tf_config(cluster, replica_type, index, own_address=own))
+    if checkpoint is not None:
+        apply_checkpoint(pod_spec, trainer, checkpoint, job.name)
     if requests_gpus(pod_spec):
         _place_on_gpu_pool(pod_spec, node_pool, settings)
 
@@ -240,6 +245,7 @@ def desired_children(
     node_pool: str | None,
     settings: OperatorSettings,
     mpi: MPISpec | None = None,
+    checkpoint: Checkpoint | None = None,
     launcher_allowed: bool = True,
     only: Collection[str] | None = None,
 ) -> DesiredChildren:
@@ -271,6 +277,7 @@ def desired_children(
                 node_pool=node_pool,
                 settings=settings,
                 mpi=mpi,
+                checkpoint=checkpoint,
             )
             pods[pod["metadata"]["name"]] = pod
     return DesiredChildren(service=build_service(job), pods=pods)

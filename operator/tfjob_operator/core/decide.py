@@ -424,6 +424,7 @@ def _create_and_delete(
             node_pool=spec.node_pool,
             settings=settings,
             mpi=mpi,
+            checkpoint=spec.checkpoint,
             launcher_allowed=launcher_allowed,
             only=None if spec_changed else set(missing),
         )

@@ -49,6 +49,18 @@ def test_packages_from_a_team_index_with_credentials_from_a_secret() -> None:
     TensorFlowJobSpec.model_validate(spec)
 
 
+def test_a_checkpoint_claim_keeps_the_jobs_progress_across_restarts() -> None:
+    tf_est = TensorFlow(
+        entry_script="train.py",
+        distributed_backend="multiWorkerMirrored",
+        worker_count=2,
+        checkpoint_claim="team-checkpoints",
+    )
+    spec = tf_est.spec()
+    assert spec["checkpoint"] == {"persistentVolumeClaim": {"claimName": "team-checkpoints"}}
+    assert TensorFlowJobSpec.model_validate(spec).checkpoint is not None
+
+
 @pytest.mark.parametrize(
     ("arguments", "said"),
     [
