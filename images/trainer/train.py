@@ -9,6 +9,10 @@ tests use it as is:
   coordinates, workers and parameter servers serve until the operator stops them, and an
   evaluator scores the checkpoints the chief writes to --model-dir.
 
+With a job checkpoint (TFJOB_CHECKPOINT_DIR, from spec.checkpoint) the training backs up every
+epoch, and under MultiWorkerMirroredStrategy on SIGTERM too, and a restarted job resumes from
+there (tfjob_checkpoint.py). Every role exits at once on SIGTERM.
+
 Keras 3 cannot fit a multi-worker model, so this uses Keras 2 (tf_keras).
 """
 
@@ -25,6 +29,10 @@ try:  # beside this script in the trainer images; optional when the script is co
     import tfjob_metrics
 except ImportError:  # pragma: no cover - a script shipped without the helper
     tfjob_metrics = None
+try:
+    import tfjob_checkpoint
+except ImportError:  # pragma: no cover - a script shipped without the helper
+    tfjob_checkpoint = None
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow is imported
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -107,6 +115,7 @@ def main() -> int:
     strategy = (
         tf.distribute.MultiWorkerMirroredStrategy() if cluster else tf.distribute.get_strategy()
     )
+    exit_on_sigterm()
     say(f"{role} {index}: replicas in sync {strategy.num_replicas_in_sync}")
     with strategy.scope():
         model = build_model(keras, args.learning_rate)
@@ -116,7 +125,10 @@ def main() -> int:
         steps_per_epoch=args.steps_per_epoch,
         verbose=2,
         # The final loss reaches the job's status.metrics (through the termination message).
-        callbacks=[tfjob_metrics.KerasCallback()] if tfjob_metrics else [],
+        callbacks=[
+            *([tfjob_metrics.KerasCallback()] if tfjob_metrics else []),
+            *(tfjob_checkpoint.callbacks(keras, strategy) if tfjob_checkpoint else []),
+        ],
     )
     say(f"{role} {index}: final loss {history.history['loss'][-1]:.6f}")
     deciding = role in ("single", "chief") or (
@@ -125,6 +137,18 @@ def main() -> int:
     if args.onnx_output and deciding:
         export_onnx(args, keras, model, x)
     return 0
+
+
+def exit_on_sigterm() -> None:
+    """Stop at SIGTERM rather than at the kubelet's SIGKILL a grace period later: TensorFlow's
+    multi-worker runtime catches the signal and, with no checkpoint handler, ignores it; a
+    server blocked in join() never returns to Python to run a handler of its own."""
+    if tfjob_checkpoint is not None:
+        tfjob_checkpoint.exit_on_sigterm()
+    else:  # pragma: no cover - a script shipped without the helper
+        import signal
+
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(143))
 
 
 def export_onnx(args: argparse.Namespace, keras, model, x) -> None:
@@ -152,16 +176,20 @@ def parameter_server(args, tf, keras, role, index, dataset) -> int:
             protocol=resolver.rpc_layer or "grpc",
             start=True,
         )
-        say(f"{role} {index}: serving")
-        server.join()  # until the operator stops this pod once the chief has finished
-        return 0
+        say(f"{role} {index}: serving at {server.target}")  # kept: the server lives with it
+        exit_on_sigterm()
+        while True:  # until the operator stops this pod once the chief has finished; not
+            time.sleep(3600)  # server.join(), which would hold SIGTERM's handler off
     if role == "evaluator":
         return evaluate(args, tf, keras)
     strategy = tf.distribute.ParameterServerStrategy(resolver)
+    exit_on_sigterm()
     say(f"chief: coordinating {strategy.num_replicas_in_sync} replicas")
     with strategy.scope():
         model = build_model(keras, args.learning_rate)
     callbacks = [tfjob_metrics.KerasCallback()] if tfjob_metrics else []
+    if tfjob_checkpoint is not None:
+        callbacks += tfjob_checkpoint.callbacks(keras, strategy)
     if args.model_dir:
         callbacks.append(
             keras.callbacks.ModelCheckpoint(
@@ -186,6 +214,7 @@ def parameter_server(args, tf, keras, role, index, dataset) -> int:
 
 def evaluate(args, tf, keras) -> int:
     """Score each new checkpoint the chief writes, until the operator stops this pod."""
+    exit_on_sigterm()
     model = build_model(keras, args.learning_rate)
     seen: set[str] = set()
     say("evaluator: waiting for checkpoints" + (f" in {args.model_dir}" if args.model_dir else ""))

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
+import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -159,39 +163,119 @@ DISRUPTIONS = {
 }
 
 
+@pytest.fixture
+def checkpoint_claim(core: k8s.CoreV1Api, namespace: str) -> Iterator[tuple[str, Path]]:
+    """A claim for a job's checkpoints, bound to a directory of the real node (a hostPath
+    volume: the workers share the node), writable by the trainer's user."""
+    directory = Path(tempfile.mkdtemp(prefix="tfjob-checkpoint-", dir="/var/tmp"))
+    directory.chmod(0o777)
+    volume = directory.name
+    core.create_persistent_volume(
+        {
+            "metadata": {"name": volume},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteMany"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "storageClassName": "",
+                "hostPath": {"path": str(directory), "type": "Directory"},
+                "claimRef": {"namespace": namespace, "name": "checkpoints"},
+            },
+        }
+    )
+    core.create_namespaced_persistent_volume_claim(
+        namespace,
+        {
+            "metadata": {"name": "checkpoints"},
+            "spec": {
+                "accessModes": ["ReadWriteMany"],
+                "storageClassName": "",
+                "volumeName": volume,
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    )
+    try:
+        yield "checkpoints", directory
+    finally:
+        core.delete_persistent_volume(volume)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+class EpochsSeen:
+    """Follows a pod's log in the background until its container ends: the epochs it began."""
+
+    def __init__(self, core: k8s.CoreV1Api, namespace: str, pod: str) -> None:
+        self.epochs: list[int] = []
+        self.lines: list[str] = []
+        self._thread = threading.Thread(
+            target=self._follow, args=(core, namespace, pod), daemon=True
+        )
+        self._thread.start()
+
+    def _follow(self, core: k8s.CoreV1Api, namespace: str, pod: str) -> None:
+        stream = core.read_namespaced_pod_log(pod, namespace, follow=True, _preload_content=False)
+        try:
+            for line in stream.stream():
+                text = line.decode(errors="replace")
+                self.lines.append(text)
+                self.epochs += [int(n) for n in EPOCH.findall(text)]
+        finally:
+            stream.release_conn()
+
+    def ended(self, timeout: float) -> list[int]:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the log did not end"
+        return self.epochs
+
+
+EPOCH = re.compile(r"Epoch (\d+)/\d+")
+EPOCHS = 200
+TRIALS = int(os.environ.get("TFJOB_DISRUPTION_TRIALS", "1"))
+
+
+@pytest.mark.parametrize("trial", range(TRIALS))
 @pytest.mark.parametrize("how", list(DISRUPTIONS))
 @pytest.mark.timeout(480)
-def test_multi_worker_mirrored_restarts_as_a_whole_when_a_worker_is_taken(
+def test_multi_worker_mirrored_restarts_as_a_whole_and_resumes_when_a_worker_is_taken(
     kubectl,
     core: k8s.CoreV1Api,
     api_client: k8s.ApiClient,
     namespace: str,
     trainer_image: str,
+    checkpoint_claim: tuple[str, Path],
     how: str,
+    trial: int,
 ) -> None:
     """Worker 1 killed (SIGKILL, as the OOM killer does), evicted (kubectl drain) or deleted
-    mid-training cannot rejoin worker 0's collective, and worker 0 fails when it breaks: the
-    job restarts both as attempt 2 (the default restart scope of a collective), and that
-    attempt trains to the end. A kill spends the retry budget, an eviction or a delete does
-    not (they are disruptions). Prints the time from the disruption to both workers training
-    again."""
+    mid-training cannot rejoin worker 0's collective: the job restarts both as attempt 2 (the
+    default restart scope of a collective), which resumes from the job's checkpoint and trains
+    to the end. A kill spends the retry budget, an eviction or a delete does not (they are
+    disruptions). An eviction or delete sends SIGTERM: both workers save at the next step and
+    exit. A SIGKILL resumes from the last epoch's backup.
+
+    Prints the time from the disruption to both workers training again and the epochs lost
+    (TFJOB_DISRUPTION_TRIALS=5 runs each kind five times)."""
     name = f"phoenix-{how}"
+    claim, directory = checkpoint_claim
     apply(
         kubectl,
         namespace,
         estimator_job(
             name,
-            scriptParams={"--epochs": 200, "--steps-per-epoch": 20},
+            scriptParams={"--epochs": EPOCHS, "--steps-per-epoch": 20},
             distribution={"backend": "multiWorkerMirrored", "workerCount": 2},
             environmentVariables={"PYTHONUNBUFFERED": "1"},
             successPolicy="AllWorkers",
+            checkpoint={"persistentVolumeClaim": {"claimName": claim}},
         ),
     )
     from tfjob_localcluster import control
 
     says, disrupt = DISRUPTIONS[how]
     control.wait_for_pod_phase(core, namespace, f"{name}-worker-1", "Running", timeout=120)
-    follow_until(core, namespace, f"{name}-worker-1", "Epoch 2/200")
+    first = EpochsSeen(core, namespace, f"{name}-worker-0")
+    follow_until(core, namespace, f"{name}-worker-1", f"Epoch 5/{EPOCHS}")
     taken = time.monotonic()
     assert disrupt(core, namespace, f"{name}-worker-1") is not False
 
@@ -204,6 +288,9 @@ def test_multi_worker_mirrored_restarts_as_a_whole_when_a_worker_is_taken(
     else:
         assert counts.get("disruptions") == 1, counts
         assert "restarts" not in counts, counts
+    reached = max(first.ended(timeout=60))  # the last epoch attempt 1 began
+    assert reached >= 5, first.lines[-20:]
+    second = []
     for index in range(2):
         control.wait_for_pod(
             core,
@@ -215,19 +302,31 @@ def test_multi_worker_mirrored_restarts_as_a_whole_when_a_worker_is_taken(
             timeout=120,
             what=f"worker {index} of attempt 2 running",
         )
-        follow_until(core, namespace, f"{name}-worker-{index}", "Epoch 1/200")
+        second.append(EpochsSeen(core, namespace, f"{name}-worker-{index}"))
+        follow_until(core, namespace, f"{name}-worker-{index}", "Epoch ")
     again = time.monotonic() - taken
     job = wait_for_condition(api_client, namespace, name, "Succeeded", timeout=240)
     assert job["status"]["attempt"] == 2
     pods = job_pods(core, namespace, name)
     assert {p.metadata.labels["tfjob.dev/attempt"] for p in pods.values()} == {"2"}
+    resumed = []
     for index in range(2):
-        output = logs(kubectl, namespace, f"{name}-worker-{index}")
-        assert f"worker {index}: replicas in sync 2" in output, output[-2000:]
+        epochs = second[index].ended(timeout=60)
+        output = "".join(second[index].lines)
+        assert f"checkpoints: /checkpoint/{name}, every epoch" in output, output[-2000:]
         assert re.search(rf"worker {index}: final loss \d+\.\d+", output), output[-2000:]
+        # Attempt 2 went on where attempt 1 was, epoch after epoch, to the epochs asked for:
+        # at most the epoch a SIGKILL interrupted is trained again.
+        assert epochs == list(range(epochs[0], EPOCHS + 1)), epochs
+        assert reached - 1 <= epochs[0] <= reached + 1, (reached, epochs[0])
+        resumed.append(epochs[0])
+    assert resumed[0] == resumed[1]
+    # The backup goes once the training has ended.
+    assert not (directory / name / "chief").exists()
     print(
-        f"\ndisruption: worker 1 {how} at epoch 2 of 200; both workers of attempt 2 training "
-        f"again {again:.1f} s later; attempt 2 started from epoch 1"
+        f"\ndisruption: worker 1 {how} (trial {trial + 1}); both workers of attempt 2 training "
+        f"again {again:.1f} s later; attempt 1 was in epoch {reached}, attempt 2 resumed at "
+        f"epoch {resumed[0]} ({max(0, reached - resumed[0])} epochs lost)"
     )
 
 
