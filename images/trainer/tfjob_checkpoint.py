@@ -96,10 +96,23 @@ def callbacks(keras: Any, strategy: Any, *, save_freq: int | str = "epoch") -> l
             super().on_train_begin(logs)
             handler = getattr(self._training_state, "preemption_handler", None)
             if handler is not None:
+                # tf_keras had the handler restore from where this worker writes, which is a
+                # scratch directory but on the chief: after a SIGKILL every other worker would
+                # start again from epoch 1, out of step with the chief, and the collective
+                # would break. Every worker restores the chief's backup, and counts its steps
+                # from there, so that all agree on the step of the next save.
+                handler._read_checkpoint_manager.restore_or_initialize()
+                handler._run_counter = handler._checkpointed_runs.numpy()
                 # Saved: now exit as a stopped process does, not with tf_keras' 42.
                 handler._exit_fn = _exit_terminated
                 print(f"checkpoints: {backup_dir}, every {save_freq} and on SIGTERM", flush=True)
             else:
                 print(f"checkpoints: {backup_dir}, every {save_freq}", flush=True)
+            state = self._training_state
+            epoch = int(state._ckpt_saved_epoch.numpy())
+            if epoch >= 0:  # -1: nothing was backed up yet
+                step = int(state._ckpt_saved_batch.numpy())
+                where = f"epoch {epoch + 1}" + (f", step {step + 1}" if step >= 0 else "")
+                print(f"checkpoints: restored the training as it was after {where}", flush=True)
 
     return [BackupAndRestore(backup_dir, save_freq=save_freq, save_before_preemption=preemption)]
