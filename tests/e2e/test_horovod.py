@@ -6,13 +6,22 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from pathlib import Path
 
 import pytest
 from kubernetes import client as k8s
 
 from tests.support.constants import ON_REAL_NODE
-from tests.support.jobs import apply, wait_for_condition
+from tests.support.jobs import apply, condition, job_pods, wait_for_condition
+from tests.support.training import (
+    DISRUPTIONS,
+    RESTORED,
+    EpochsSeen,
+    checkpoint_claim,
+    follow_until,
+)
+from tfjob_localcluster import control
 from tfjob_operator.client.sdk import Experiment, TensorFlow
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("operator", "horovod_image")]
@@ -96,3 +105,87 @@ def test_every_rank_runs_as_the_images_user_and_sees_the_jobs_variables(
     ], shown[-3000:]
     pods = core.list_namespaced_pod(namespace, label_selector=f"tfjob.dev/job-name={run.name}")
     assert {p.spec.security_context.fs_group for p in pods.items} == {1000}
+
+
+EPOCHS = 200
+
+
+@pytest.mark.parametrize("how", list(DISRUPTIONS))
+@pytest.mark.timeout(480)
+def test_horovod_restarts_whole_and_resumes_when_a_worker_is_taken(
+    kubectl, core: k8s.CoreV1Api, api_client: k8s.ApiClient, namespace: str, how: str
+) -> None:
+    """A Horovod worker killed (SIGKILL), evicted or deleted mid-training takes a rank with
+    it, and mpirun fails after it: the job restarts whole as attempt 2 (launcher and workers),
+    whatever order the operator sees the two in. Attempt 2's rank 0 restores the last epoch's
+    backup from the job's checkpoint, every rank goes on from that epoch, and the job trains
+    to the end."""
+    name = f"hvd-{how}"
+    says, disrupt = DISRUPTIONS[how]
+    with checkpoint_claim(core, namespace) as (claim, directory):
+        apply(
+            kubectl,
+            namespace,
+            {
+                "apiVersion": "tfjob.dev/v1alpha1",
+                "kind": "TensorFlowJob",
+                "metadata": {"name": name},
+                "spec": {
+                    "entryScript": "train_horovod.py",
+                    "scriptParams": {"--epochs": EPOCHS, "--steps-per-epoch": 20},
+                    "distribution": {"backend": "mpi", "nodeCount": 2},
+                    "template": {"spec": ON_REAL_NODE},
+                    "checkpoint": {"persistentVolumeClaim": {"claimName": claim}},
+                },
+            },
+        )
+        launcher = f"{name}-launcher-0"
+        control.wait_for_pod_phase(core, namespace, launcher, "Running", timeout=180)
+        first = EpochsSeen(core, namespace, launcher)
+        follow_until(core, namespace, launcher, f"Epoch 5/{EPOCHS}")
+        taken = time.monotonic()
+        assert disrupt(core, namespace, f"{name}-worker-1") is not False
+
+        job = wait_for_condition(api_client, namespace, name, "Restarting", timeout=90)
+        assert job["status"]["attempt"] == 2
+        assert f"Worker 1 (pod {name}-worker-1) {says}" in condition(job, "Restarting")["message"]
+        counts = job["status"]["replicaStatuses"]["Worker"]
+        assert counts.get("restarts" if how == "sigkill" else "disruptions") == 1, counts
+        began = first.ended(timeout=60)
+        assert began, "".join(first.lines[-30:])
+        reached = max(began)
+        control.wait_for_pod(
+            core,
+            namespace,
+            launcher,
+            lambda p: (
+                p.metadata.labels.get("tfjob.dev/attempt") == "2" and p.status.phase == "Running"
+            ),
+            timeout=180,
+            what="the launcher of attempt 2 running",
+        )
+        second = EpochsSeen(core, namespace, launcher)
+        second.training(timeout=180)
+        again = time.monotonic() - taken
+        job = wait_for_condition(api_client, namespace, name, "Succeeded", timeout=300)
+        assert job["status"]["attempt"] == 2
+        pods = job_pods(core, namespace, name)
+        assert {p.metadata.labels["tfjob.dev/attempt"] for p in pods.values()} == {"2"}
+        epochs = second.ended(timeout=60)
+        output = "".join(second.lines)
+        restored = RESTORED.search(output)
+        assert restored, output[-3000:]
+        epoch = int(restored["epoch"])
+        # The last epoch's backup: at most the epoch the disruption interrupted is trained
+        # again, and attempt 2 trains from there to the epochs asked for.
+        assert reached - 1 <= epoch <= reached, (reached, output[-3000:])
+        assert epochs == list(range(epoch + 1, EPOCHS + 1)), epochs
+        checksums = re.findall(r"weights checksum (\S+)", output)
+        assert len(checksums) == 2, output[-3000:]
+        assert len(set(checksums)) == 1, checksums
+        # Trained to the end: the backup is gone, so the job made again starts afresh.
+        assert not (directory / name).exists()
+    print(
+        f"\ndisruption: Horovod worker 1 {how}; attempt 2's ranks training again {again:.1f} s "
+        f"later; attempt 1 was in epoch {reached}, attempt 2 resumed after epoch {epoch}"
+    )

@@ -6,12 +6,7 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import signal
-import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +14,13 @@ from kubernetes import client as k8s
 
 from tests.support.constants import ON_REAL_NODE
 from tests.support.jobs import apply, condition, get_job, job_pods, wait_for_condition
+from tests.support.training import (
+    DISRUPTIONS,
+    RESTORED,
+    EpochsSeen,
+    checkpoint_claim,
+    follow_until,
+)
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("operator")]
 
@@ -34,39 +36,6 @@ def estimator_job(name: str, **spec: object) -> dict:
 
 def logs(kubectl, namespace: str, pod: str) -> str:
     return kubectl("logs", "-n", namespace, pod).stdout
-
-
-def follow_until(core: k8s.CoreV1Api, namespace: str, pod: str, text: str) -> None:
-    """Follow a pod's log until a line contains ``text`` (the log server streams it)."""
-    stream = core.read_namespaced_pod_log(pod, namespace, follow=True, _preload_content=False)
-    try:
-        for line in stream.stream():
-            if text.encode() in line:
-                return
-    finally:
-        stream.release_conn()
-    raise AssertionError(f"{pod}'s log ended without {text!r}")
-
-
-def kill_pod(pod: str) -> int:
-    """SIGKILL the processes of a pod's containers, as the OOM killer would; return how many
-    were killed. (The runtime gives each container's processes the pod's HOSTNAME.)"""
-    marker = f"HOSTNAME={pod}".encode()
-    killed = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if marker in environ:
-            try:
-                os.kill(int(entry.name), signal.SIGKILL)
-                killed += 1
-            except ProcessLookupError:
-                pass
-    return killed
 
 
 def test_single_node_job_runs_the_script_with_its_parameters(
@@ -145,92 +114,8 @@ def test_multi_worker_mirrored_trains_in_sync_on_two_workers(
     assert {p.status.phase for p in pods.values()} == {"Succeeded"}
 
 
-def evict(core: k8s.CoreV1Api, namespace: str, pod: str) -> None:
-    """What kubectl drain does to each pod of the node: the Eviction API."""
-    core.create_namespaced_pod_eviction(
-        pod, namespace, k8s.V1Eviction(metadata=k8s.V1ObjectMeta(name=pod, namespace=namespace))
-    )
-
-
-# How a worker of a running job is taken, and how the job's Restarting condition says it.
-DISRUPTIONS = {
-    "sigkill": ("exited with code 137", lambda core, namespace, pod: kill_pod(pod) >= 1),
-    "evicted": ("was evicted", evict),
-    "deleted": (
-        "was deleted by someone other than the operator",
-        lambda core, namespace, pod: core.delete_namespaced_pod(pod, namespace),
-    ),
-}
-
-
-@pytest.fixture
-def checkpoint_claim(core: k8s.CoreV1Api, namespace: str) -> Iterator[tuple[str, Path]]:
-    """A claim for a job's checkpoints, bound to a directory of the real node (a hostPath
-    volume: the workers share the node), writable by the trainer's user."""
-    directory = Path(tempfile.mkdtemp(prefix="tfjob-checkpoint-", dir="/var/tmp"))
-    directory.chmod(0o777)
-    volume = directory.name
-    core.create_persistent_volume(
-        {
-            "metadata": {"name": volume},
-            "spec": {
-                "capacity": {"storage": "1Gi"},
-                "accessModes": ["ReadWriteMany"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                "storageClassName": "",
-                "hostPath": {"path": str(directory), "type": "Directory"},
-                "claimRef": {"namespace": namespace, "name": "checkpoints"},
-            },
-        }
-    )
-    core.create_namespaced_persistent_volume_claim(
-        namespace,
-        {
-            "metadata": {"name": "checkpoints"},
-            "spec": {
-                "accessModes": ["ReadWriteMany"],
-                "storageClassName": "",
-                "volumeName": volume,
-                "resources": {"requests": {"storage": "1Gi"}},
-            },
-        },
-    )
-    try:
-        yield "checkpoints", directory
-    finally:
-        core.delete_persistent_volume(volume)
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-class EpochsSeen:
-    """Follows a pod's log in the background until its container ends: the epochs it began."""
-
-    def __init__(self, core: k8s.CoreV1Api, namespace: str, pod: str) -> None:
-        self.epochs: list[int] = []
-        self.lines: list[str] = []
-        self._thread = threading.Thread(
-            target=self._follow, args=(core, namespace, pod), daemon=True
-        )
-        self._thread.start()
-
-    def _follow(self, core: k8s.CoreV1Api, namespace: str, pod: str) -> None:
-        stream = core.read_namespaced_pod_log(pod, namespace, follow=True, _preload_content=False)
-        try:
-            for line in stream.stream():
-                text = line.decode(errors="replace")
-                self.lines.append(text)
-                self.epochs += [int(n) for n in EPOCH.findall(text)]
-        finally:
-            stream.release_conn()
-
-    def ended(self, timeout: float) -> list[int]:
-        self._thread.join(timeout)
-        assert not self._thread.is_alive(), "the log did not end"
-        return self.epochs
-
-
-EPOCH = re.compile(r"Epoch (\d+)/\d+")
 EPOCHS = 200
+STEPS = 20
 TRIALS = int(os.environ.get("TFJOB_DISRUPTION_TRIALS", "1"))
 
 
@@ -243,7 +128,6 @@ def test_multi_worker_mirrored_restarts_as_a_whole_and_resumes_when_a_worker_is_
     api_client: k8s.ApiClient,
     namespace: str,
     trainer_image: str,
-    checkpoint_claim: tuple[str, Path],
     how: str,
     trial: int,
 ) -> None:
@@ -257,13 +141,29 @@ def test_multi_worker_mirrored_restarts_as_a_whole_and_resumes_when_a_worker_is_
     Prints the time from the disruption to both workers training again and the epochs lost
     (TFJOB_DISRUPTION_TRIALS=5 runs each kind five times)."""
     name = f"phoenix-{how}"
-    claim, directory = checkpoint_claim
+    with checkpoint_claim(core, namespace) as (claim, directory):
+        resumed_at = _taken_and_resumed(
+            kubectl, core, api_client, namespace, name, claim, directory, how
+        )
+    print(f"\ndisruption: worker 1 {how} (trial {trial + 1}); {resumed_at}")
+
+
+def _taken_and_resumed(
+    kubectl,
+    core: k8s.CoreV1Api,
+    api_client: k8s.ApiClient,
+    namespace: str,
+    name: str,
+    claim: str,
+    directory: Path,
+    how: str,
+) -> str:
     apply(
         kubectl,
         namespace,
         estimator_job(
             name,
-            scriptParams={"--epochs": EPOCHS, "--steps-per-epoch": 20},
+            scriptParams={"--epochs": EPOCHS, "--steps-per-epoch": STEPS},
             distribution={"backend": "multiWorkerMirrored", "workerCount": 2},
             environmentVariables={"PYTHONUNBUFFERED": "1"},
             successPolicy="AllWorkers",
@@ -273,7 +173,8 @@ def test_multi_worker_mirrored_restarts_as_a_whole_and_resumes_when_a_worker_is_
     from tfjob_localcluster import control
 
     says, disrupt = DISRUPTIONS[how]
-    control.wait_for_pod_phase(core, namespace, f"{name}-worker-1", "Running", timeout=120)
+    for index in range(2):
+        control.wait_for_pod_phase(core, namespace, f"{name}-worker-{index}", "Running", 120)
     first = EpochsSeen(core, namespace, f"{name}-worker-0")
     follow_until(core, namespace, f"{name}-worker-1", f"Epoch 5/{EPOCHS}")
     taken = time.monotonic()
@@ -288,8 +189,10 @@ def test_multi_worker_mirrored_restarts_as_a_whole_and_resumes_when_a_worker_is_
     else:
         assert counts.get("disruptions") == 1, counts
         assert "restarts" not in counts, counts
-    reached = max(first.ended(timeout=60))  # the last epoch attempt 1 began
-    assert reached >= 5, first.lines[-20:]
+    began = first.ended(timeout=60)
+    assert began, "".join(first.lines[-30:])
+    reached = max(began)  # the last epoch attempt 1 began
+    assert reached >= 5, began
     second = []
     for index in range(2):
         control.wait_for_pod(
@@ -303,30 +206,41 @@ def test_multi_worker_mirrored_restarts_as_a_whole_and_resumes_when_a_worker_is_
             what=f"worker {index} of attempt 2 running",
         )
         second.append(EpochsSeen(core, namespace, f"{name}-worker-{index}"))
-        follow_until(core, namespace, f"{name}-worker-{index}", "Epoch ")
+    for seen in second:
+        seen.training(timeout=120)
     again = time.monotonic() - taken
     job = wait_for_condition(api_client, namespace, name, "Succeeded", timeout=240)
     assert job["status"]["attempt"] == 2
     pods = job_pods(core, namespace, name)
     assert {p.metadata.labels["tfjob.dev/attempt"] for p in pods.values()} == {"2"}
-    resumed = []
+    resumed = set()
     for index in range(2):
         epochs = second[index].ended(timeout=60)
         output = "".join(second[index].lines)
-        assert f"checkpoints: /checkpoint/{name}, every epoch" in output, output[-2000:]
+        assert f"checkpoints: /checkpoint/{name}, every epoch and on SIGTERM" in output, output
         assert re.search(rf"worker {index}: final loss \d+\.\d+", output), output[-2000:]
-        # Attempt 2 went on where attempt 1 was, epoch after epoch, to the epochs asked for:
-        # at most the epoch a SIGKILL interrupted is trained again.
-        assert epochs == list(range(epochs[0], EPOCHS + 1)), epochs
-        assert reached - 1 <= epochs[0] <= reached + 1, (reached, epochs[0])
-        resumed.append(epochs[0])
-    assert resumed[0] == resumed[1]
+        restored = RESTORED.search(output)
+        assert restored, output[-2000:]
+        assert restored["step"] is not None, restored[0]
+        epoch, step = int(restored["epoch"]), int(restored["step"])
+        if how == "sigkill":
+            # The last epoch's backup: the epoch the kill interrupted is trained again.
+            assert (epoch, step) in {(reached - 1, STEPS), (reached, STEPS)}, (reached, output)
+        else:
+            # SIGTERM: every worker saved at the next step of the epoch under way.
+            assert epoch == reached, (reached, output)
+            assert 1 <= step <= STEPS, output
+        first_epoch = epoch + 1 if step == STEPS else epoch
+        # Attempt 2 went on where attempt 1 was, epoch after epoch, to the epochs asked for.
+        assert epochs == list(range(first_epoch, EPOCHS + 1)), epochs
+        resumed.add((epoch, step))
+    assert len(resumed) == 1, resumed
+    ((epoch, step),) = resumed
     # The backup goes once the training has ended.
     assert not (directory / name / "chief").exists()
-    print(
-        f"\ndisruption: worker 1 {how} (trial {trial + 1}); both workers of attempt 2 training "
-        f"again {again:.1f} s later; attempt 1 was in epoch {reached}, attempt 2 resumed at "
-        f"epoch {resumed[0]} ({max(0, reached - resumed[0])} epochs lost)"
+    return (
+        f"both workers of attempt 2 training again {again:.1f} s later; attempt 1 was in "
+        f"epoch {reached}, attempt 2 resumed after epoch {epoch}, step {step} of {STEPS}"
     )
 
 

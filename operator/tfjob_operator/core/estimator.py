@@ -12,6 +12,7 @@ from typing import Any
 
 from tfjob_operator.api.labels import GPU_RESOURCE
 from tfjob_operator.api.v1alpha1 import (
+    CHECKPOINT_DIR_ENV,
     Backend,
     MPISpec,
     PackageIndex,
@@ -194,6 +195,8 @@ def _compile_mpi(spec: TensorFlowJobSpec, settings: OperatorSettings) -> Replica
     launcher = _pod_template(launcher_spec, settings, gpus=0)
     trainer = launcher["spec"]["containers"][0]
     forwarded = [variable["name"] for variable in trainer.get("env", [])]
+    if spec.checkpoint is not None:
+        forwarded.append(CHECKPOINT_DIR_ENV)  # set on every pod later, by the pod builder
     trainer["command"] = mpirun_command(nodes * per_node, script, forwarded)
     user = settings.default_horovod_image_user
     if spec.image is None and user is not None:

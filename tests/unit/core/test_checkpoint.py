@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.support.factories import job, run
+from tests.support.factories import SETTINGS, job, run
+from tfjob_operator.api.v1alpha1 import TensorFlowJobSpec
+from tfjob_operator.core.estimator import compile_replica_specs
 
 KUBEFLOW = {
     "tfReplicaSpecs": {
@@ -89,3 +91,19 @@ def test_adding_a_checkpoint_changes_the_pods_spec_hash() -> None:
     for name, pod in before.items():
         key = "tfjob.dev/spec-hash"
         assert pod["metadata"]["annotations"][key] != after[name]["metadata"]["annotations"][key]
+
+
+@pytest.mark.timeout(10)
+def test_mpirun_forwards_the_directory_to_every_rank() -> None:
+    """The ranks start under the workers' sshd, with only what `-x` names."""
+
+    def launcher_command(spec: dict[str, Any]) -> list[str]:
+        replicas = compile_replica_specs(TensorFlowJobSpec.model_validate(spec), SETTINGS)
+        template = replicas.launcher.template.model_dump(by_alias=True, exclude_none=True)
+        return template["spec"]["containers"][0]["command"]
+
+    command = launcher_command(
+        {**HOROVOD, "checkpoint": {"persistentVolumeClaim": {"claimName": "c"}}}
+    )
+    assert command[command.index("TFJOB_CHECKPOINT_DIR") - 1] == "-x"
+    assert "TFJOB_CHECKPOINT_DIR" not in launcher_command(HOROVOD)
