@@ -2,8 +2,8 @@
 the Eviction API (kubectl drain), a graceful and a forced `kubectl delete pod`, kube-scheduler
 preempting for a higher-priority pod. A collective restarts whole as its next attempt, however
 its peers end after it; a parameter-server job replaces a worker alone and restarts whole for a
-parameter server; none of it spends backoffLimit. And a failure whose pod the operator cannot
-delete yet is counted once."""
+parameter server; none of it spends backoffLimit. And a failure is counted once, whether the
+operator's delete of its pod is refused or the operator is SIGKILLed before it lands."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from kubernetes import client as k8s
 
+from tests.support.admission import DeletesRefused
 from tests.support.jobs import (
     apply,
     condition,
@@ -27,6 +28,7 @@ from tests.support.jobs import (
     wait_for_pods,
 )
 from tfjob_localcluster import control
+from tfjob_localcluster.operator_process import OperatorProcess
 from tfjob_operator.api.labels import ATTEMPT_LABEL
 
 pytestmark = [pytest.mark.timeout(150), pytest.mark.usefixtures("operator")]
@@ -249,64 +251,32 @@ def test_a_parameter_server_job_restarts_whole_when_its_ps_is_evicted(
     assert {attempt_of(p) for p in after.values()} == {"2"}
 
 
-def test_a_failure_whose_pod_cannot_be_deleted_yet_is_counted_once(
-    kubectl, core: k8s.CoreV1Api, api_client: k8s.ApiClient, namespace: str
+@pytest.mark.parametrize("fault", ["delete-refused", "operator-sigkilled"])
+@pytest.mark.parametrize("scope", ["Pod", "Job"])
+def test_a_failure_is_counted_once_whatever_comes_between_the_count_and_the_delete(
+    kubectl,
+    core: k8s.CoreV1Api,
+    api_client: k8s.ApiClient,
+    namespace: str,
+    operator: OperatorProcess,
+    scope: str,
+    fault: str,
 ) -> None:
-    """restartScope Pod: worker 1's 137 is counted on the status, then an admission policy
-    refuses the operator's delete of the pod, pass after pass. Once the policy goes, the pod is
-    replaced, and the failure was counted exactly once."""
-    admission = k8s.AdmissionregistrationV1Api(api_client)
-    policy = f"keep-worker-{namespace}"
-    admission.create_validating_admission_policy(
-        {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingAdmissionPolicy",
-            "metadata": {"name": policy},
-            "spec": {
-                "failurePolicy": "Fail",
-                "matchConstraints": {
-                    "resourceRules": [
-                        {
-                            "apiGroups": [""],
-                            "apiVersions": ["v1"],
-                            "operations": ["DELETE"],
-                            "resources": ["pods"],
-                        }
-                    ]
-                },
-                "validations": [
-                    {
-                        "expression": "oldObject.metadata.name != 'held-worker-1'",
-                        "message": "held for the test",
-                    }
-                ],
-            },
-        }
+    """Worker 1's 137 is counted on the status; then an admission policy refuses the
+    operator's delete of the pod, pass after pass, and meanwhile the operator either keeps
+    retrying or is SIGKILLed (a new one starts once the policy goes, and lists everything
+    afresh). backoffLimit 1 makes a second count fail the job. Once the pod can go it is
+    replaced (restartScope Pod) or the job runs as attempt 2 (Job), and the failure was
+    counted exactly once."""
+    job = kubeflow_job(
+        "held",
+        {"Worker": replica(2, restartPolicy="ExitCode")},
+        runPolicy={"restartScope": scope, "backoffLimit": 1},
     )
-    binding = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {"name": policy},
-        "spec": {
-            "policyName": policy,
-            "validationActions": ["Deny"],
-            "matchResources": {
-                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}
-            },
-        },
-    }
-    admission.create_validating_admission_policy_binding(binding)
-    try:
-        job = kubeflow_job(
-            "held",
-            {"Worker": replica(2, restartPolicy="ExitCode")},
-            runPolicy={"restartScope": "Pod", "backoffLimit": 1},
-        )
-        apply(kubectl, namespace, job)
-        before = wait_for_pods(core, namespace, "held", {"held-worker-0", "held-worker-1"})
-        wait_for_condition(api_client, namespace, "held", "Running")
-        # Bindings take a moment to reach the API server's admission.
-        time.sleep(2)
+    apply(kubectl, namespace, job)
+    before = wait_for_pods(core, namespace, "held", {"held-worker-0", "held-worker-1"})
+    wait_for_condition(api_client, namespace, "held", "Running")
+    with DeletesRefused(api_client, namespace, "held-worker-1"):
         control.end_pod(core, namespace, "held-worker-1", exit_code=137)
         wait_for_job(
             api_client,
@@ -317,14 +287,15 @@ def test_a_failure_whose_pod_cannot_be_deleted_yet_is_counted_once(
             ),
             "the failure counted",
         )
+        if fault == "operator-sigkilled":
+            assert operator.process is not None
+            operator.process.stop(grace_seconds=0)  # SIGKILL, between the count and the delete
         # Passes go on failing to delete it (retried after 1, 2, 4... s); none counts again.
         time.sleep(8)
         held = core.read_namespaced_pod("held-worker-1", namespace)
         assert held.metadata.uid == before["held-worker-1"].metadata.uid
         assert held.metadata.deletion_timestamp is None
-    finally:
-        admission.delete_validating_admission_policy_binding(policy)
-        admission.delete_validating_admission_policy(policy)
+    operator.start()  # the same one, if it still runs
     after = control.wait_for_pod(
         core,
         namespace,
@@ -336,7 +307,14 @@ def test_a_failure_whose_pod_cannot_be_deleted_yet_is_counted_once(
         what="held-worker-1 replaced",
     )
     assert after is not None
-    job = wait_for_condition(api_client, namespace, "held", "Running")
+    job = running_again(api_client, namespace, "held", 2 if scope == "Job" else 1)
     assert job["status"]["replicaStatuses"]["Worker"]["restarts"] == 1
     assert not condition(job, "Failed")
-    assert "replacing" not in job["status"] or job["status"]["replacing"] == []
+    assert not job["status"].get("replacing")
+    pods = job_pods(core, namespace, "held")
+    assert set(pods) == {"held-worker-0", "held-worker-1"}
+    if scope == "Job":
+        assert {attempt_of(p) for p in pods.values()} == {"2"}
+        assert pods["held-worker-0"].metadata.uid != before["held-worker-0"].metadata.uid
+    else:
+        assert pods["held-worker-0"].metadata.uid == before["held-worker-0"].metadata.uid

@@ -19,6 +19,7 @@ from kubernetes import client as k8s
 from kubernetes import watch
 from kubernetes.client.rest import ApiException
 
+from tests.support.admission import DeletesRefused
 from tests.support.jobs import kubeflow_job, replica
 from tests.support.own_cluster import own_cluster
 from tfjob_localcluster import control, processes
@@ -554,6 +555,92 @@ def test_a_job_deleted_while_its_watch_was_broken_is_forgotten_when_it_lists_aga
             f"under a frozen operator; it resumed, listed again ({relisted} watch(es) said "
             f"410 Gone), ran the new 'again' {time.monotonic() - resumed:.1f} s after, and "
             "made no pod of the deleted 'gone' in 15 s"
+        )
+
+
+def restarts_of(custom: k8s.CustomObjectsApi, job: str) -> int | None:
+    body = custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, job)
+    workers = ((body.get("status") or {}).get("replicaStatuses") or {}).get("Worker") or {}
+    return workers.get("restarts")
+
+
+def test_a_failure_is_counted_once_across_a_late_watch_and_a_relist_before_its_delete(
+    tmp_path: Path,
+) -> None:
+    """Under restartScope Pod and Job: worker 1 exits 137 and the operator counts it, but an
+    admission policy refuses the delete that follows. Then, between that count and the
+    delete, the operator is frozen (SIGSTOP) for 20 s, so its watches fall that far behind;
+    the policy goes, etcd is compacted and the API server restarted, so the watches resume
+    with 410 Gone and list again. Each failure is still counted once (backoffLimit 1 would
+    fail a job counted twice): the Pod-scope job replaces worker 1 alone, the Job-scope one
+    runs as attempt 2."""
+    jobs = {"pod-scope": "Pod", "job-scope": "Job"}
+    with own_cluster(tmp_path / "cluster", POOL) as (cluster, api, operator):
+        core, custom = k8s.CoreV1Api(api), k8s.CustomObjectsApi(api)
+        for name, scope in jobs.items():
+            custom.create_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                NAMESPACE,
+                PLURAL,
+                kubeflow_job(
+                    name,
+                    {"Worker": replica(2, restartPolicy="ExitCode")},
+                    runPolicy={"restartScope": scope, "backoffLimit": 1},
+                ),
+            )
+        wait_for_states(custom, dict.fromkeys(jobs, "Running"), 60, "both jobs Running")
+        failed = [f"{name}-worker-1" for name in jobs]
+        before = {pod: core.read_namespaced_pod(pod, NAMESPACE).metadata.uid for pod in failed}
+        assert operator.process is not None
+        pid = operator.process.pid
+        with DeletesRefused(api, NAMESPACE, *failed) as hold:
+            for pod in failed:
+                end_when_running(core, pod, 137)
+            processes.wait_until(
+                lambda: all(restarts_of(custom, name) == 1 for name in jobs),
+                timeout=60,
+                what="both failures counted",
+                interval=0.2,
+            )
+            time.sleep(2)  # a delete or two refused
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                frozen = time.monotonic()
+                hold.release()
+                revision = cluster.compact_etcd()
+                cluster.kill_api()
+                cluster.start_api()
+                time.sleep(max(0.0, 20 - (time.monotonic() - frozen)))
+            finally:
+                os.kill(pid, signal.SIGCONT)
+        resumed = time.monotonic()
+        for pod in failed:
+            control.wait_for_pod(
+                core,
+                NAMESPACE,
+                pod,
+                lambda p, pod=pod: p.metadata.uid != before[pod] and p.status.phase == "Running",
+                timeout=120,
+                what=f"{pod} made again",
+            )
+        wait_for_attempt(custom, "job-scope", 2)
+        wait_for_states(custom, dict.fromkeys(jobs, "Running"), 60, "both jobs Running again")
+        for name in jobs:
+            body = custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
+            assert restarts_of(custom, name) == 1, body["status"]
+            assert not (body["status"].get("replacing")), body["status"]
+        pod_scope = custom.get_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, PLURAL, "pod-scope"
+        )
+        assert pod_scope["status"].get("attempt", 1) == 1
+        relisted = operator.log().count("410 Gone")
+        assert relisted >= 1, "no watch of the operator listed again: the test proved nothing"
+        print(
+            f"\nfault: 2 failures counted, their deletes refused, then the operator frozen "
+            f"20 s while etcd was compacted (revision {revision}) and the API server restarted; "
+            f"it listed again ({relisted} watch(es) said 410 Gone), replaced the pods "
+            f"{time.monotonic() - resumed:.1f} s after, and counted each failure once"
         )
 
 
