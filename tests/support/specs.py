@@ -89,12 +89,19 @@ run_policy = st.fixed_dictionaries(
         ),
     },
 )
+checkpoint = st.fixed_dictionaries(
+    {"persistentVolumeClaim": maybe(st.fixed_dictionaries({"claimName": names}))},
+    optional={
+        "mountPath": maybe(st.sampled_from(["/checkpoint", "/mnt/ck/", "ck", "/workspace/ck"]))
+    },
+)
 kubeflow_form = st.fixed_dictionaries(
     {"tfReplicaSpecs": st.dictionaries(replica_types, replica, min_size=1, max_size=4)},
     optional={
         "runPolicy": run_policy,
         "successPolicy": maybe(st.sampled_from(["", "AllWorkers"])),
         "nodePool": maybe(names),
+        "checkpoint": checkpoint,
     },
 )
 distribution = st.one_of(
@@ -140,6 +147,7 @@ estimator_form = st.fixed_dictionaries(
         ),
         "runPolicy": run_policy,
         "nodePool": maybe(names),
+        "checkpoint": checkpoint,
     },
 )
 specs = st.one_of(
