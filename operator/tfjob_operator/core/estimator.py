@@ -231,7 +231,7 @@ def compiled_job(job: dict[str, Any], settings: OperatorSettings) -> dict[str, A
     mpi = effective_mpi(spec)
     if mpi is not None:
         compiled_spec["mpi"] = mpi.model_dump(by_alias=True, mode="json")
-    for key in ("runPolicy", "successPolicy", "nodePool"):
+    for key in ("runPolicy", "successPolicy", "nodePool", "checkpoint"):
         if key in job.get("spec", {}):
             compiled_spec[key] = job["spec"][key]
     return {

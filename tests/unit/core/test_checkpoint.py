@@ -9,7 +9,7 @@ import pytest
 
 from tests.support.factories import SETTINGS, job, run
 from tfjob_operator.api.v1alpha1 import TensorFlowJobSpec
-from tfjob_operator.core.estimator import compile_replica_specs
+from tfjob_operator.core.estimator import compile_replica_specs, compiled_job
 
 KUBEFLOW = {
     "tfReplicaSpecs": {
@@ -107,3 +107,12 @@ def test_mpirun_forwards_the_directory_to_every_rank() -> None:
     )
     assert command[command.index("TFJOB_CHECKPOINT_DIR") - 1] == "-x"
     assert "TFJOB_CHECKPOINT_DIR" not in launcher_command(HOROVOD)
+
+
+@pytest.mark.timeout(10)
+def test_the_kubeflow_form_a_job_compiles_to_keeps_its_checkpoint() -> None:
+    """What `tfjob-operator compile` prints must run the same: the checkpoint goes along."""
+    checkpoint = {"persistentVolumeClaim": {"claimName": "c"}, "mountPath": "/ck"}
+    compiled = compiled_job(job({**ESTIMATOR, "checkpoint": checkpoint}), SETTINGS)
+    assert compiled["spec"]["checkpoint"] == checkpoint
+    assert "entryScript" not in compiled["spec"]
