@@ -644,6 +644,92 @@ def test_a_failure_is_counted_once_across_a_late_watch_and_a_relist_before_its_d
         )
 
 
+def test_a_failure_one_replica_counted_is_not_counted_again_by_the_one_that_takes_over(
+    tmp_path: Path,
+) -> None:
+    """Two peered replicas, under restartScope Pod and Job with backoffLimit 1: the working one
+    counts worker 1's 137, but an admission policy refuses its delete; then a replica of higher
+    priority starts, so the first pauses between the count and the delete. The new one finds
+    the failures counted on the status: it retries the delete, refused too, and once the
+    policy goes replaces the pod (Pod) or runs attempt 2 (Job), counting nothing again, while
+    the paused one does nothing at all."""
+    jobs = {"pod-scope": "Pod", "job-scope": "Job"}
+    with own_cluster(tmp_path / "cluster", POOL) as (cluster, api, standalone):
+        standalone.stop()  # replaced by two peered replicas
+        for crd in yaml.safe_load_all(PEERING_CRDS.read_text()):
+            cluster.install_crd(crd)
+        custom, core = k8s.CustomObjectsApi(api), k8s.CoreV1Api(api)
+        custom.create_cluster_custom_object(
+            "kopf.dev",
+            "v1",
+            "clusterkopfpeerings",
+            {
+                "apiVersion": "kopf.dev/v1",
+                "kind": "ClusterKopfPeering",
+                "metadata": {"name": PEERING},
+            },
+        )
+        low = peer(cluster, tmp_path / "low", "replica-low", 10)
+        high = peer(cluster, tmp_path / "high", "replica-high", 20)
+        try:
+            low.start()
+            wait_for_turn(low, 1, "resumed", 30)
+            for name, scope in jobs.items():
+                custom.create_namespaced_custom_object(
+                    GROUP,
+                    VERSION,
+                    NAMESPACE,
+                    PLURAL,
+                    kubeflow_job(
+                        name,
+                        {"Worker": replica(2, restartPolicy="ExitCode")},
+                        runPolicy={"restartScope": scope, "backoffLimit": 1},
+                    ),
+                )
+            wait_for_states(custom, dict.fromkeys(jobs, "Running"), 60, "both jobs Running")
+            failed = [f"{name}-worker-1" for name in jobs]
+            before = {pod: core.read_namespaced_pod(pod, NAMESPACE).metadata.uid for pod in failed}
+            with DeletesRefused(api, NAMESPACE, *failed):
+                for pod in failed:
+                    end_when_running(core, pod, 137)
+                processes.wait_until(
+                    lambda: all(restarts_of(custom, name) == 1 for name in jobs),
+                    timeout=60,
+                    what="both failures counted",
+                    interval=0.2,
+                )
+                high.start()
+                wait_for_turn(low, 2, "paused", 30)  # between the count and the delete
+                wait_for_turn(high, 1, "resumed", 30)
+                time.sleep(8)  # the new replica's passes retry the delete, refused
+                for pod in failed:
+                    assert core.read_namespaced_pod(pod, NAMESPACE).metadata.uid == before[pod]
+                assert all(restarts_of(custom, name) == 1 for name in jobs)
+            for pod in failed:
+                control.wait_for_pod(
+                    core,
+                    NAMESPACE,
+                    pod,
+                    lambda p, pod=pod: (
+                        p.metadata.uid != before[pod] and p.status.phase == "Running"
+                    ),
+                    timeout=120,
+                    what=f"{pod} made again",
+                )
+            wait_for_attempt(custom, "job-scope", 2)
+            wait_for_states(custom, dict.fromkeys(jobs, "Running"), 60, "both Running again")
+            for name in jobs:
+                assert restarts_of(custom, name) == 1, name
+            assert acted_while_paused(low.log()) == []
+            print(
+                "\nfault: 2 failures counted by one replica, their deletes refused, that "
+                "replica paused for another; the other replaced them and counted each once"
+            )
+        finally:
+            for process in (low, high):
+                process.stop()
+
+
 def pods_of(core: k8s.CoreV1Api, *jobs: str) -> list[k8s.V1Pod]:
     selector = f"tfjob.dev/job-name in ({','.join(jobs)})"
     return list(core.list_namespaced_pod(NAMESPACE, label_selector=selector).items)
