@@ -276,26 +276,28 @@ def test_a_failure_is_counted_once_whatever_comes_between_the_count_and_the_dele
     apply(kubectl, namespace, job)
     before = wait_for_pods(core, namespace, "held", {"held-worker-0", "held-worker-1"})
     wait_for_condition(api_client, namespace, "held", "Running")
-    with DeletesRefused(api_client, namespace, "held-worker-1"):
-        control.end_pod(core, namespace, "held-worker-1", exit_code=137)
-        wait_for_job(
-            api_client,
-            namespace,
-            "held",
-            lambda job: bool(
-                job and job["status"]["replicaStatuses"]["Worker"].get("restarts") == 1
-            ),
-            "the failure counted",
-        )
-        if fault == "operator-sigkilled":
-            assert operator.process is not None
-            operator.process.stop(grace_seconds=0)  # SIGKILL, between the count and the delete
-        # Passes go on failing to delete it (retried after 1, 2, 4... s); none counts again.
-        time.sleep(8)
-        held = core.read_namespaced_pod("held-worker-1", namespace)
-        assert held.metadata.uid == before["held-worker-1"].metadata.uid
-        assert held.metadata.deletion_timestamp is None
-    operator.start()  # the same one, if it still runs
+    try:
+        with DeletesRefused(api_client, namespace, "held-worker-1"):
+            control.end_pod(core, namespace, "held-worker-1", exit_code=137)
+            wait_for_job(
+                api_client,
+                namespace,
+                "held",
+                lambda job: bool(
+                    job and job["status"]["replicaStatuses"]["Worker"].get("restarts") == 1
+                ),
+                "the failure counted",
+            )
+            if fault == "operator-sigkilled":
+                assert operator.process is not None
+                operator.process.stop(grace_seconds=0)  # SIGKILL, between count and delete
+            # Passes go on failing to delete it (retried after 1, 2, 4... s); none counts again.
+            time.sleep(8)
+            held = core.read_namespaced_pod("held-worker-1", namespace)
+            assert held.metadata.uid == before["held-worker-1"].metadata.uid
+            assert held.metadata.deletion_timestamp is None
+    finally:
+        operator.start()  # a new one if it was killed; the session's other tests need it
     after = control.wait_for_pod(
         core,
         namespace,
