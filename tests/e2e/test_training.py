@@ -20,6 +20,7 @@ from tests.support.training import (
     EpochsSeen,
     checkpoint_claim,
     follow_until,
+    restarted_for,
 )
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("operator")]
@@ -172,7 +173,7 @@ def _taken_and_resumed(
     )
     from tfjob_localcluster import control
 
-    says, disrupt = DISRUPTIONS[how]
+    _, disrupt = DISRUPTIONS[how]
     for index in range(2):
         control.wait_for_pod_phase(core, namespace, f"{name}-worker-{index}", "Running", 120)
     first = EpochsSeen(core, namespace, f"{name}-worker-0")
@@ -180,15 +181,7 @@ def _taken_and_resumed(
     taken = time.monotonic()
     assert disrupt(core, namespace, f"{name}-worker-1") is not False
 
-    job = wait_for_condition(api_client, namespace, name, "Restarting", timeout=60)
-    assert job["status"]["attempt"] == 2
-    assert f"Worker 1 (pod {name}-worker-1) {says}" in condition(job, "Restarting")["message"]
-    counts = job["status"]["replicaStatuses"]["Worker"]
-    if how == "sigkill":
-        assert counts.get("restarts") == 1, counts
-    else:
-        assert counts.get("disruptions") == 1, counts
-        assert "restarts" not in counts, counts
+    restarted_for(api_client, namespace, name, how, timeout=60)
     began = first.ended(timeout=60)
     assert began, "".join(first.lines[-30:])
     reached = max(began)  # the last epoch attempt 1 began

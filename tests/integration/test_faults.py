@@ -296,6 +296,18 @@ def peer(cluster: LocalCluster, state_dir: Path, name: str, priority: int) -> Op
     )
 
 
+def install_peering(cluster: LocalCluster, custom: k8s.CustomObjectsApi) -> None:
+    """kopf's peering CRDs and the cluster-wide peering object the replicas share."""
+    for crd in yaml.safe_load_all(PEERING_CRDS.read_text()):
+        cluster.install_crd(crd)
+    custom.create_cluster_custom_object(
+        "kopf.dev",
+        "v1",
+        "clusterkopfpeerings",
+        {"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": PEERING}},
+    )
+
+
 def turns(log: str) -> list[str]:
     return [match.group(1) for match in PASSES.finditer(log)]
 
@@ -333,19 +345,8 @@ def test_two_replicas_killed_in_turn_never_both_work_and_fail_over_within_the_li
     right with no pod created twice."""
     with own_cluster(tmp_path / "cluster", POOL) as (cluster, api, standalone):
         standalone.stop()  # replaced by two peered replicas
-        for crd in yaml.safe_load_all(PEERING_CRDS.read_text()):
-            cluster.install_crd(crd)
         custom, core = k8s.CustomObjectsApi(api), k8s.CoreV1Api(api)
-        custom.create_cluster_custom_object(
-            "kopf.dev",
-            "v1",
-            "clusterkopfpeerings",
-            {
-                "apiVersion": "kopf.dev/v1",
-                "kind": "ClusterKopfPeering",
-                "metadata": {"name": PEERING},
-            },
-        )
+        install_peering(cluster, custom)
         ledger = PodLedger(core)
         first = peer(cluster, tmp_path / "a", "replica-a", 20)
         second = peer(cluster, tmp_path / "b", "replica-b", 10)
@@ -564,6 +565,64 @@ def restarts_of(custom: k8s.CustomObjectsApi, job: str) -> int | None:
     return workers.get("restarts")
 
 
+# One job under each restartScope, with backoffLimit 1: a failure counted twice fails it.
+SCOPED = {"pod-scope": "Pod", "job-scope": "Job"}
+FAILED = [f"{name}-worker-1" for name in SCOPED]
+
+
+def start_a_job_per_scope(core: k8s.CoreV1Api, custom: k8s.CustomObjectsApi) -> dict[str, str]:
+    """The jobs of SCOPED, Running; the uid of each one's worker 1."""
+    for name, scope in SCOPED.items():
+        custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            NAMESPACE,
+            PLURAL,
+            kubeflow_job(
+                name,
+                {"Worker": replica(2, restartPolicy="ExitCode")},
+                runPolicy={"restartScope": scope, "backoffLimit": 1},
+            ),
+        )
+    wait_for_states(custom, dict.fromkeys(SCOPED, "Running"), 60, "both jobs Running")
+    return {pod: core.read_namespaced_pod(pod, NAMESPACE).metadata.uid for pod in FAILED}
+
+
+def fail_worker_1_and_wait_for_the_counts(
+    core: k8s.CoreV1Api, custom: k8s.CustomObjectsApi
+) -> None:
+    for pod in FAILED:
+        end_when_running(core, pod, 137)
+    processes.wait_until(
+        lambda: all(restarts_of(custom, name) == 1 for name in SCOPED),
+        timeout=60,
+        what="both failures counted",
+        interval=0.2,
+    )
+
+
+def wait_for_the_restarts_counted_once(
+    core: k8s.CoreV1Api, custom: k8s.CustomObjectsApi, before: dict[str, str]
+) -> None:
+    """Worker 1 made again in both jobs, attempt 2 for the Job scope, each failure once."""
+    for pod in FAILED:
+        control.wait_for_pod(
+            core,
+            NAMESPACE,
+            pod,
+            lambda p, pod=pod: p.metadata.uid != before[pod] and p.status.phase == "Running",
+            timeout=120,
+            what=f"{pod} made again",
+        )
+    wait_for_attempt(custom, "job-scope", 2)
+    wait_for_states(custom, dict.fromkeys(SCOPED, "Running"), 60, "both jobs Running again")
+    for name in SCOPED:
+        body = custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
+        assert restarts_of(custom, name) == 1, body["status"]
+        assert not body["status"].get("replacing"), body["status"]
+        assert body["status"].get("attempt", 1) == (2 if name == "job-scope" else 1)
+
+
 def test_a_failure_is_counted_once_across_a_late_watch_and_a_relist_before_its_delete(
     tmp_path: Path,
 ) -> None:
@@ -574,35 +633,13 @@ def test_a_failure_is_counted_once_across_a_late_watch_and_a_relist_before_its_d
     with 410 Gone and list again. Each failure is still counted once (backoffLimit 1 would
     fail a job counted twice): the Pod-scope job replaces worker 1 alone, the Job-scope one
     runs as attempt 2."""
-    jobs = {"pod-scope": "Pod", "job-scope": "Job"}
     with own_cluster(tmp_path / "cluster", POOL) as (cluster, api, operator):
         core, custom = k8s.CoreV1Api(api), k8s.CustomObjectsApi(api)
-        for name, scope in jobs.items():
-            custom.create_namespaced_custom_object(
-                GROUP,
-                VERSION,
-                NAMESPACE,
-                PLURAL,
-                kubeflow_job(
-                    name,
-                    {"Worker": replica(2, restartPolicy="ExitCode")},
-                    runPolicy={"restartScope": scope, "backoffLimit": 1},
-                ),
-            )
-        wait_for_states(custom, dict.fromkeys(jobs, "Running"), 60, "both jobs Running")
-        failed = [f"{name}-worker-1" for name in jobs]
-        before = {pod: core.read_namespaced_pod(pod, NAMESPACE).metadata.uid for pod in failed}
+        before = start_a_job_per_scope(core, custom)
         assert operator.process is not None
         pid = operator.process.pid
-        with DeletesRefused(api, NAMESPACE, *failed) as hold:
-            for pod in failed:
-                end_when_running(core, pod, 137)
-            processes.wait_until(
-                lambda: all(restarts_of(custom, name) == 1 for name in jobs),
-                timeout=60,
-                what="both failures counted",
-                interval=0.2,
-            )
+        with DeletesRefused(api, NAMESPACE, *FAILED) as hold:
+            fail_worker_1_and_wait_for_the_counts(core, custom)
             time.sleep(2)  # a delete or two refused
             os.kill(pid, signal.SIGSTOP)
             try:
@@ -615,25 +652,7 @@ def test_a_failure_is_counted_once_across_a_late_watch_and_a_relist_before_its_d
             finally:
                 os.kill(pid, signal.SIGCONT)
         resumed = time.monotonic()
-        for pod in failed:
-            control.wait_for_pod(
-                core,
-                NAMESPACE,
-                pod,
-                lambda p, pod=pod: p.metadata.uid != before[pod] and p.status.phase == "Running",
-                timeout=120,
-                what=f"{pod} made again",
-            )
-        wait_for_attempt(custom, "job-scope", 2)
-        wait_for_states(custom, dict.fromkeys(jobs, "Running"), 60, "both jobs Running again")
-        for name in jobs:
-            body = custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
-            assert restarts_of(custom, name) == 1, body["status"]
-            assert not (body["status"].get("replacing")), body["status"]
-        pod_scope = custom.get_namespaced_custom_object(
-            GROUP, VERSION, NAMESPACE, PLURAL, "pod-scope"
-        )
-        assert pod_scope["status"].get("attempt", 1) == 1
+        wait_for_the_restarts_counted_once(core, custom, before)
         relisted = operator.log().count("410 Gone")
         assert relisted >= 1, "no watch of the operator listed again: the test proved nothing"
         print(
@@ -653,73 +672,26 @@ def test_a_failure_one_replica_counted_is_not_counted_again_by_the_one_that_take
     the failures counted on the status: it retries the delete, refused too, and once the
     policy goes replaces the pod (Pod) or runs attempt 2 (Job), counting nothing again, while
     the paused one does nothing at all."""
-    jobs = {"pod-scope": "Pod", "job-scope": "Job"}
     with own_cluster(tmp_path / "cluster", POOL) as (cluster, api, standalone):
         standalone.stop()  # replaced by two peered replicas
-        for crd in yaml.safe_load_all(PEERING_CRDS.read_text()):
-            cluster.install_crd(crd)
         custom, core = k8s.CustomObjectsApi(api), k8s.CoreV1Api(api)
-        custom.create_cluster_custom_object(
-            "kopf.dev",
-            "v1",
-            "clusterkopfpeerings",
-            {
-                "apiVersion": "kopf.dev/v1",
-                "kind": "ClusterKopfPeering",
-                "metadata": {"name": PEERING},
-            },
-        )
+        install_peering(cluster, custom)
         low = peer(cluster, tmp_path / "low", "replica-low", 10)
         high = peer(cluster, tmp_path / "high", "replica-high", 20)
         try:
             low.start()
             wait_for_turn(low, 1, "resumed", 30)
-            for name, scope in jobs.items():
-                custom.create_namespaced_custom_object(
-                    GROUP,
-                    VERSION,
-                    NAMESPACE,
-                    PLURAL,
-                    kubeflow_job(
-                        name,
-                        {"Worker": replica(2, restartPolicy="ExitCode")},
-                        runPolicy={"restartScope": scope, "backoffLimit": 1},
-                    ),
-                )
-            wait_for_states(custom, dict.fromkeys(jobs, "Running"), 60, "both jobs Running")
-            failed = [f"{name}-worker-1" for name in jobs]
-            before = {pod: core.read_namespaced_pod(pod, NAMESPACE).metadata.uid for pod in failed}
-            with DeletesRefused(api, NAMESPACE, *failed):
-                for pod in failed:
-                    end_when_running(core, pod, 137)
-                processes.wait_until(
-                    lambda: all(restarts_of(custom, name) == 1 for name in jobs),
-                    timeout=60,
-                    what="both failures counted",
-                    interval=0.2,
-                )
+            before = start_a_job_per_scope(core, custom)
+            with DeletesRefused(api, NAMESPACE, *FAILED):
+                fail_worker_1_and_wait_for_the_counts(core, custom)
                 high.start()
                 wait_for_turn(low, 2, "paused", 30)  # between the count and the delete
                 wait_for_turn(high, 1, "resumed", 30)
                 time.sleep(8)  # the new replica's passes retry the delete, refused
-                for pod in failed:
+                for pod in FAILED:
                     assert core.read_namespaced_pod(pod, NAMESPACE).metadata.uid == before[pod]
-                assert all(restarts_of(custom, name) == 1 for name in jobs)
-            for pod in failed:
-                control.wait_for_pod(
-                    core,
-                    NAMESPACE,
-                    pod,
-                    lambda p, pod=pod: (
-                        p.metadata.uid != before[pod] and p.status.phase == "Running"
-                    ),
-                    timeout=120,
-                    what=f"{pod} made again",
-                )
-            wait_for_attempt(custom, "job-scope", 2)
-            wait_for_states(custom, dict.fromkeys(jobs, "Running"), 60, "both Running again")
-            for name in jobs:
-                assert restarts_of(custom, name) == 1, name
+                assert all(restarts_of(custom, name) == 1 for name in SCOPED)
+            wait_for_the_restarts_counted_once(core, custom, before)
             assert acted_while_paused(low.log()) == []
             print(
                 "\nfault: 2 failures counted by one replica, their deletes refused, that "

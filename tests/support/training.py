@@ -18,6 +18,8 @@ from typing import Any
 
 from kubernetes import client as k8s
 
+from tests.support.jobs import condition, wait_for_condition
+
 
 def follow_until(core: k8s.CoreV1Api, namespace: str, pod: str, text: str) -> None:
     """Follow a pod's log until a line contains ``text`` (the log server streams it)."""
@@ -176,3 +178,22 @@ EPOCH = re.compile(r"Epoch (\d+)/\d+")
 RESTORED = re.compile(
     r"restored the training as it was after epoch (?P<epoch>\d+)(, step (?P<step>\d+))?"
 )
+
+
+def restarted_for(
+    api_client: k8s.ApiClient, namespace: str, job: str, how: str, timeout: float
+) -> dict:
+    """Wait for the job to restart as attempt 2 for worker 1, taken ``how``: the Restarting
+    condition names it, and a kill spends the retry budget where an eviction or a delete
+    counts a disruption."""
+    says, _ = DISRUPTIONS[how]
+    body = wait_for_condition(api_client, namespace, job, "Restarting", timeout=timeout)
+    assert body["status"]["attempt"] == 2
+    assert f"Worker 1 (pod {job}-worker-1) {says}" in condition(body, "Restarting")["message"]
+    counts = body["status"]["replicaStatuses"]["Worker"]
+    if how == "sigkill":
+        assert counts.get("restarts") == 1, counts
+    else:
+        assert counts.get("disruptions") == 1, counts
+        assert "restarts" not in counts, counts
+    return body
