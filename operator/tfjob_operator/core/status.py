@@ -317,18 +317,14 @@ def deciding_successes(
     return [worker0] if worker0 and worker0.phase == "Succeeded" else None
 
 
-def _when(pod: PodObservation) -> dt.datetime | None:
-    return moment(pod.finished_at)
-
-
 def _latest(pods: list[PodObservation]) -> dt.datetime | None:
-    times = [_when(p) for p in pods]
+    times = [moment(p.finished_at) for p in pods]
     return max(times) if times and all(t is not None for t in times) else None  # type: ignore[type-var]
 
 
-def _ended_before(pod: PodObservation, moment: dt.datetime | None) -> bool:
-    ended = _when(pod)
-    return ended is not None and moment is not None and ended < moment
+def _ended_before(pod: PodObservation, cutoff: dt.datetime | None) -> bool:
+    ended = moment(pod.finished_at)
+    return ended is not None and cutoff is not None and ended < cutoff
 
 
 METRICS_KEY = "tfjob.dev/metrics"
