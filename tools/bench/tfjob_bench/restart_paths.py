@@ -127,8 +127,8 @@ def recreated(core: k8s.CoreV1Api, name: str) -> float:
 def in_place(core: k8s.CoreV1Api, name: str) -> float:
     """The kubelet's path: the process ends with the rule's exit code, and the kubelet starts
     every container of the same pod again (same sandbox, volumes and IP)."""
-    uid = core.read_namespaced_pod(name, NAMESPACE).metadata.uid
-    restarts = core.read_namespaced_pod(name, NAMESPACE).status.container_statuses[0].restart_count
+    before = core.read_namespaced_pod(name, NAMESPACE)
+    uid, restarts = before.metadata.uid, before.status.container_statuses[0].restart_count
     start = time.monotonic()
     terminate(name)
 
