@@ -790,6 +790,21 @@ CASES = [
         id="scriptParams-over-128",
     ),
     pytest.param(
+        estimator(setter("spec", "arguments", value=["--epochs", 5])),
+        ['spec.arguments[1]: Invalid value: "integer"', "must be of type string"],
+        id="argument-not-a-string",
+    ),
+    pytest.param(
+        estimator(setter("spec", "arguments", value=[f"a{i}" for i in range(257)])),
+        ["spec.arguments: Too many: 257: must have at most 256 items"],
+        id="arguments-over-256",
+    ),
+    pytest.param(
+        kubeflow(add_estimator_field("arguments", ["data/"])),
+        [COMBINED_FORMS, "arguments"],
+        id="arguments-with-tfReplicaSpecs",
+    ),
+    pytest.param(
         estimator(setter("spec", "pipPackages", value=[f"pkg{i}" for i in range(65)])),
         ["spec.pipPackages: Too many: 65: must have at most 64 items"],
         id="pipPackages-over-64",
@@ -915,6 +930,17 @@ def test_no_refused_job_exists(api_client: k8s.ApiClient, refusal_namespace: str
                 setter("spec", "checkpoint", value={"persistentVolumeClaim": {"claimName": "c"}})
             )(),
             id="kubeflow-form-with-checkpoint",
+        ),
+        pytest.param(
+            estimator(
+                lambda m: m["spec"].update(
+                    # Not null for a flag alone: client-side `kubectl apply` drops null values
+                    # before the API server sees them (server-side apply keeps them).
+                    scriptParams={"--no-cuda": "", "--fp16-allreduce": True, "--lr": 0.01},
+                    arguments=["--model", "MobileNetV2", "data/"],
+                )
+            )(),
+            id="estimator-form-bare-flags-and-arguments",
         ),
         pytest.param(kubeflow_form(NAME_54), id="kubeflow-form-longest-name"),
         pytest.param(

@@ -727,7 +727,7 @@ class MPISpec(Model):
     )
 
 
-ScriptParamValue = str | int | float | bool
+ScriptParamValue = str | int | float | bool | None
 
 
 def _open_scalar_map(schema: dict[str, Any]) -> None:
@@ -757,12 +757,14 @@ class TensorFlowJobSpec(Model):
                 ),
                 _cel(
                     "!has(self.tfReplicaSpecs) || !(has(self.image) || has(self.scriptParams) "
-                    "|| has(self.useGpu) || has(self.gpuCount) || has(self.distribution) "
+                    "|| has(self.arguments) || has(self.useGpu) || has(self.gpuCount) "
+                    "|| has(self.distribution) "
                     "|| has(self.pipPackages) || has(self.packageIndex) "
                     "|| has(self.environmentVariables) || has(self.template) || has(self.source))",
                     "spec.tfReplicaSpecs cannot be combined with the estimator fields image, "
-                    "scriptParams, useGpu, gpuCount, distribution, pipPackages, packageIndex, "
-                    "environmentVariables, template, source: put them in the replica templates",
+                    "scriptParams, arguments, useGpu, gpuCount, distribution, pipPackages, "
+                    "packageIndex, environmentVariables, template, source: put them in the replica "
+                    "templates",
                 ),
                 _cel(
                     "!has(self.packageIndex) || has(self.pipPackages)",
@@ -848,12 +850,24 @@ class TensorFlowJobSpec(Model):
     script_params: dict[str, ScriptParamValue] | None = Field(
         None,
         description=(
-            "Command-line parameters of the entry script, for example `--batch-size: 50`; "
-            "a `true` value passes the flag alone, `false` leaves it out."
+            "Named parameters of the entry script, for example `--batch-size: 50`; a `true`, "
+            "empty or null value passes the flag alone (`--no-cuda: ''`; client-side `kubectl "
+            "apply` drops nulls, so write '' or true), `false` leaves it out. The API server "
+            "keeps a map sorted by name, not in the order written: when order matters use "
+            "spec.arguments. Both together: scriptParams, then arguments."
         ),
         # Values are scalars of any JSON type, which a structural schema cannot say; the
         # operator checks them (see TensorFlowJobSpec) and reports a bad one on the status.
         json_schema_extra=_open_scalar_map,
+    )
+    arguments: list[Annotated[str, Field(max_length=4096)]] | None = Field(
+        None,
+        max_length=256,
+        description=(
+            "The entry script's command line after its name, in order and as written, for "
+            'example `["--model", "MobileNetV2", "--no-cuda", "data/"]`: strings, as a '
+            "container's args. After spec.scriptParams' flags when both are set."
+        ),
     )
     image: str | None = Field(
         None, description="Trainer image (default: the operator's, by useGpu)."
@@ -864,7 +878,7 @@ class TensorFlowJobSpec(Model):
     def _scalar_script_params(cls, value: Any) -> Any:
         """The schema leaves values open (no structural type says "any scalar"): check here."""
         for flag, item in (value or {}).items():
-            if not isinstance(item, str | int | float | bool):
+            if item is not None and not isinstance(item, str | int | float | bool):
                 raise ValueError(
                     f"the value of {flag!r} must be a string, number or boolean, "
                     f"not {type(item).__name__}"

@@ -28,15 +28,13 @@ from .sdk import Run, TensorFlow, job_state
 from .submit import connect, submit_reporting
 
 
-def _param(text: str) -> tuple[str, Any]:
-    """`batch-size=50` (or `--batch-size=50`) -> ("--batch-size", 50); a flag alone is true."""
-    name, sep, value = text.partition("=")
+def _param(text: str) -> tuple[str, str | bool]:
+    """`batch-size=50` (or `--batch-size=50`) -> ("--batch-size", "50"), the value as written;
+    `no-cuda` alone (or `no-cuda=`) is a flag alone."""
+    name, _, value = text.partition("=")
     if not name.startswith("-"):
         name = f"--{name}"
-    if not sep:
-        return name, True
-    loaded = yaml.safe_load(value) if value else ""
-    return name, loaded if isinstance(loaded, int | float | bool | str) else value
+    return (name, value) if value else (name, True)
 
 
 def _connect(args: argparse.Namespace) -> tuple[k8s.ApiClient, str]:
@@ -45,6 +43,13 @@ def _connect(args: argparse.Namespace) -> tuple[k8s.ApiClient, str]:
 
 def _submit(args: argparse.Namespace, out: TextIO) -> int:
     if args.file:
+        if args.arguments:
+            print(
+                "kubectl tfjob submit: arguments after `--` are for --entry-script; with -f put "
+                "them in the file's spec.arguments",
+                file=sys.stderr,
+            )
+            return 2
         manifest = yaml.safe_load(Path(args.file).read_text())
         if args.name:
             manifest.setdefault("metadata", {})["name"] = args.name
@@ -56,6 +61,7 @@ def _submit(args: argparse.Namespace, out: TextIO) -> int:
             estimator = TensorFlow(
                 entry_script=args.entry_script,
                 script_params=dict(_param(p) for p in args.param),
+                arguments=args.arguments,
                 compute_target=args.compute_target,
                 use_gpu=args.use_gpu,
                 pip_packages=args.pip_package,
@@ -210,7 +216,13 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("--context", default=None, help="default: the current context")
     commands = top.add_subparsers(dest="command", required=True)
 
-    sub = commands.add_parser("submit", parents=[common], help="submit a directory or a file")
+    sub = commands.add_parser(
+        "submit",
+        parents=[common],
+        help="submit a directory or a file",
+        usage="kubectl tfjob submit [DIRECTORY] [options] [-- SCRIPT_ARGUMENT ...]",
+        epilog="Everything after `--` reaches the script as written, after the -p flags.",
+    )
     sub.add_argument("directory", nargs="?", help="the source directory to ship with the job")
     sub.add_argument("-f", "--file", help="a TensorFlowJob YAML instead of the options below")
     sub.add_argument("--name", help="the job's name (default: the directory's)")
@@ -221,7 +233,9 @@ def parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a script parameter: batch-size=50 passes --batch-size 50 (repeat for more)",
+        help="a script parameter: batch-size=50 passes --batch-size 50, no-cuda passes "
+        "--no-cuda alone (repeat for more, in order; after `--`, the script's own arguments "
+        "as written)",
     )
     sub.add_argument("--backend", help="mpi, ps or multiWorkerMirrored (default: one node)")
     sub.add_argument("--node-count", type=int, default=1)
@@ -260,7 +274,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, out: TextIO = sys.stdout) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # `submit ... -- ARG...`: the script's own command line, kept whole and in order (argparse
+    # would take its options for ours, or refuse positionals after the source directory).
+    script_arguments: list[str] = []
+    if argv[:1] == ["submit"] and "--" in argv:
+        cut = argv.index("--")
+        argv, script_arguments = argv[:cut], argv[cut + 1 :]
     args = parser().parse_args(argv)
+    args.arguments = script_arguments
     try:
         return int(args.handler(args, out))
     except config.ConfigException as error:

@@ -33,6 +33,7 @@ from kubernetes import config, watch
 
 from tfjob_operator.api.labels import JOB_NAME_LABEL, JOB_ROLE_LABEL
 from tfjob_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
+from tfjob_operator.core.estimator import script_arguments
 
 from .submit import submit
 
@@ -57,6 +58,7 @@ class TensorFlow:
         *,
         entry_script: str,
         script_params: dict[str, Any] | None = None,
+        arguments: list[Any] | None = None,
         compute_target: str | None = None,
         use_gpu: bool = False,
         pip_packages: list[str] | None = None,
@@ -74,7 +76,9 @@ class TensorFlow:
         checkpoint_claim: str | None = None,
         **unknown: Any,
     ) -> None:
-        """The estimator's arguments, plus ``image``, ``environment_variables``,
+        """The estimator's arguments, plus ``arguments``: the script's command line after
+        ``script_params``' flags, in order (ScriptRunConfig's name; positional arguments go
+        here), ``image``, ``environment_variables``,
         ``pod_template`` (spec.template: volumes, tolerations... merged into every pod),
         ``pip_index_url`` / ``pip_index_secret``: the index pip_packages come from and a
         basic-auth Secret (username, password) for it (spec.packageIndex), and
@@ -108,6 +112,13 @@ class TensorFlow:
         self.source_directory = Path(source_directory) if source_directory else None
         self.entry_script = entry_script
         self.script_params = dict(script_params or {})
+        for flag, value in self.script_params.items():
+            if value is not None and not isinstance(value, str | int | float | bool):
+                raise ValueError(
+                    f"script_params[{flag!r}] must be a string, number, boolean or None "
+                    f"(a flag alone), not {type(value).__name__}"
+                )
+        self.arguments = [str(argument) for argument in arguments or []]
         self.compute_target = compute_target
         self.use_gpu = use_gpu
         self.pip_packages = list(pip_packages or [])
@@ -130,8 +141,10 @@ class TensorFlow:
     def spec(self) -> dict[str, Any]:
         """The TensorFlowJob spec this estimator means (without its source, added at submit)."""
         spec: dict[str, Any] = {"entryScript": self.entry_script}
-        if self.script_params:
-            spec["scriptParams"] = self.script_params
+        # Sent as the ordered list: a map (scriptParams) comes back sorted from the API server.
+        command_line = [*script_arguments(self.script_params), *self.arguments]
+        if command_line:
+            spec["arguments"] = command_line
         if self.use_gpu:
             spec["useGpu"] = True
         if self.pip_packages:

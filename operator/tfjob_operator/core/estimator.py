@@ -30,10 +30,11 @@ from .topology import TRAINER_CONTAINER
 
 
 def script_arguments(params: dict[str, ScriptParamValue] | None) -> list[str]:
-    """`{--epochs: 5, --verbose: true, --dry-run: false}` -> `--epochs 5 --verbose`."""
+    """`{--epochs: 5, --verbose: true, --no-cuda: '', --dry-run: false}` ->
+    `--epochs 5 --verbose --no-cuda`: true, empty and null values are flags alone."""
     arguments: list[str] = []
     for flag, value in (params or {}).items():
-        if value is True:
+        if value is True or value is None or value == "":
             arguments.append(flag)
         elif value is False:
             continue
@@ -42,9 +43,15 @@ def script_arguments(params: dict[str, ScriptParamValue] | None) -> list[str]:
     return arguments
 
 
+def command_line(spec: TensorFlowJobSpec) -> list[str]:
+    """What the entry script gets after its name: scriptParams' flags, then arguments as
+    written."""
+    return [*script_arguments(spec.script_params), *(spec.arguments or [])]
+
+
 def trainer_command(spec: TensorFlowJobSpec) -> list[str]:
     assert spec.entry_script is not None
-    return ["python", spec.entry_script, *script_arguments(spec.script_params)]
+    return ["python", spec.entry_script, *command_line(spec)]
 
 
 def package_index(spec: TensorFlowJobSpec, settings: OperatorSettings) -> PackageIndex | None:
@@ -187,7 +194,7 @@ def _compile_mpi(spec: TensorFlowJobSpec, settings: OperatorSettings) -> Replica
     image = spec.image or settings.default_horovod_image
     # The ranks run on the workers, which install the packages; the launcher only starts them.
     python = PACKAGES_PYTHON if spec.pip_packages else "python"
-    script = [python, spec.entry_script or "", *script_arguments(spec.script_params)]
+    script = [python, spec.entry_script or "", *command_line(spec)]
     worker_spec = spec.model_copy(update={"image": image})
     worker = _pod_template(worker_spec, settings, gpus=per_node if spec.use_gpu else 0)
     worker["spec"]["containers"][0]["command"] = sshd_command(mpi.ssh_port)

@@ -16,17 +16,44 @@ pytestmark = pytest.mark.timeout(20)
 @pytest.mark.parametrize(
     ("text", "parsed"),
     [
-        ("batch-size=50", ("--batch-size", 50)),
-        ("--batch-size=50", ("--batch-size", 50)),
-        ("--learning-rate=0.01", ("--learning-rate", 0.01)),
+        ("batch-size=50", ("--batch-size", "50")),
+        ("--batch-size=50", ("--batch-size", "50")),
+        ("--learning-rate=0.01", ("--learning-rate", "0.01")),
+        ("--seed=007", ("--seed", "007")),
         ("--data=/data/train.csv", ("--data", "/data/train.csv")),
         ("--verbose", ("--verbose", True)),
-        ("--shuffle=false", ("--shuffle", False)),
+        ("no-cuda=", ("--no-cuda", True)),
+        ("--shuffle=false", ("--shuffle", "false")),
         ("--layers=[1, 2]", ("--layers", "[1, 2]")),
+        ("--expr=a=b", ("--expr", "a=b")),
     ],
 )
-def test_script_parameters_keep_their_types(text: str, parsed: tuple) -> None:
+def test_script_parameters_pass_as_written(text: str, parsed: tuple) -> None:
     assert _param(text) == parsed
+
+
+def test_parameters_and_arguments_after_the_separator_keep_their_order(tmp_path: Path) -> None:
+    out = io.StringIO()
+    code = main(
+        [
+            "submit", str(tmp_path), "--entry-script", "bench.py", "-p", "model=MobileNetV2",
+            "-p", "batch-size=4", "-p", "no-cuda", "--dry-run", "--", "data/", "--epochs", "2",
+        ],
+        out=out,
+    )  # fmt: skip
+    assert code == 0
+    assert yaml.safe_load(out.getvalue())["spec"]["arguments"] == [
+        "--model", "MobileNetV2", "--batch-size", "4", "--no-cuda", "data/", "--epochs", "2",
+    ]  # fmt: skip
+
+
+def test_arguments_after_the_separator_are_refused_with_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    job = tmp_path / "job.yaml"
+    job.write_text("kind: TensorFlowJob\n")
+    assert main(["submit", "-f", str(job), "--dry-run", "--", "data/"]) == 2
+    assert "spec.arguments" in capsys.readouterr().err
 
 
 def test_submit_dry_run_prints_the_job_its_options_make(tmp_path: Path) -> None:
@@ -47,7 +74,7 @@ def test_submit_dry_run_prints_the_job_its_options_make(tmp_path: Path) -> None:
     assert job["metadata"] == {"name": "my-tf-proj"}
     assert job["spec"] == {
         "entryScript": "train.py",
-        "scriptParams": {"--batch-size": 50},
+        "arguments": ["--batch-size", "50"],
         "useGpu": True,
         "pipPackages": ["scikit-learn"],
         "packageIndex": {"url": "https://pypi.corp/simple", "credentialsSecret": "corp-pypi"},

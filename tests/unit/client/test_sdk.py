@@ -27,11 +27,31 @@ def test_the_single_node_example_with_parameters_and_a_package() -> None:
     )
     assert tf_est.spec() == {
         "entryScript": "train.py",
-        "scriptParams": {"--batch-size": 50, "--learning-rate": 0.01},
+        "arguments": ["--batch-size", "50", "--learning-rate", "0.01"],
         "useGpu": True,
         "pipPackages": ["scikit-learn"],
         "nodePool": "gpu-a100",
     }
+
+
+def test_script_params_keep_their_order_and_bare_flags() -> None:
+    """The SDK sends the ordered list: a scriptParams map would come back sorted by name."""
+    tf_est = TensorFlow(
+        entry_script="tensorflow2_synthetic_benchmark.py",
+        script_params={"--model": "MobileNetV2", "--batch-size": 4, "--no-cuda": ""},
+        arguments=["data/"],
+    )
+    spec = tf_est.spec()
+    assert spec["arguments"] == [
+        "--model", "MobileNetV2", "--batch-size", "4", "--no-cuda", "data/",
+    ]  # fmt: skip
+    assert "scriptParams" not in spec
+    TensorFlowJobSpec.model_validate(spec)
+
+
+def test_a_script_param_that_is_not_a_scalar_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"script_params\['--layers'\]"):
+        TensorFlow(entry_script="train.py", script_params={"--layers": [1, 2]})
 
 
 def test_packages_from_a_team_index_with_credentials_from_a_secret() -> None:

@@ -68,6 +68,28 @@ def test_string_true_is_a_value_not_a_flag() -> None:
     assert script_arguments({"--shuffle": "true"}) == ["--shuffle", "true"]
 
 
+def test_empty_and_null_values_are_flags_alone_not_empty_arguments() -> None:
+    """`--no-cuda: ''` once reached argparse as `--no-cuda ''`: "unrecognized arguments: ''"."""
+    params = {"--no-cuda": "", "--fp16-allreduce": None, "--batch-size": 4}
+    assert script_arguments(params) == ["--no-cuda", "--fp16-allreduce", "--batch-size", "4"]
+
+
+def test_arguments_reach_the_script_in_order_after_the_named_parameters() -> None:
+    spec = job_spec(
+        scriptParams={"--seed": 7},
+        arguments=["--model", "MobileNetV2", "--no-cuda", "data/", "--batch-size", "4"],
+    )
+    assert trainer_command(spec) == [
+        "python", "train.py", "--seed", "7",
+        "--model", "MobileNetV2", "--no-cuda", "data/", "--batch-size", "4",
+    ]  # fmt: skip
+
+
+def test_arguments_are_strings_as_a_containers_args() -> None:
+    with pytest.raises(ValueError, match=r"arguments\.1"):
+        job_spec(arguments=["--epochs", 5])
+
+
 @pytest.mark.parametrize("params", [None, {}])
 def test_no_script_arguments(params: dict[str, Any] | None) -> None:
     assert script_arguments(params) == []
