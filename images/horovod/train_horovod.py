@@ -2,7 +2,8 @@
 averaged with allreduce. The Horovod image runs it; the launcher starts every copy with mpirun.
 
 horovod.tensorflow.keras needs Keras 2: TF_USE_LEGACY_KERAS=1 must be set before TensorFlow is
-imported (the image sets it; so does this script). With a job checkpoint (TFJOB_CHECKPOINT_DIR)
+imported (the image sets it; so does this script), and its callbacks import the standalone
+`keras`, which the image makes tf_keras too. With a job checkpoint (TFJOB_CHECKPOINT_DIR)
 rank 0 backs up after every epoch and a restarted job resumes from there.
 """
 
@@ -68,7 +69,10 @@ def main() -> int:
         keras.optimizers.SGD(learning_rate=args.learning_rate * size)
     )
     model.compile(optimizer=optimizer, loss="mse")
-    callbacks = [hvd.callbacks.BroadcastGlobalVariablesCallback(0)]  # start from rank 0's
+    callbacks = [
+        hvd.callbacks.BroadcastGlobalVariablesCallback(0),  # start from rank 0's weights
+        hvd.callbacks.MetricAverageCallback(),  # each epoch's loss: the ranks' average
+    ]
     directory = os.environ.get("TFJOB_CHECKPOINT_DIR")
     initial_epoch = 0
     if directory:

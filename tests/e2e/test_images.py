@@ -114,3 +114,33 @@ def test_the_horovod_image_has_horovod_with_mpi_and_an_sshd_its_user_can_run(
         "1000",
         "ok",
     ]
+
+
+# Horovod's callbacks import the standalone `keras` (`from keras import backend as K`); with
+# Keras 3 there, MetricAverageCallback failed: "module 'keras.backend' has no attribute
+# 'constant'". In the image every Keras is tf_keras, the one training uses.
+KERAS_CHECK = """\
+import importlib.metadata, keras, keras.backend, tensorflow as tf, tf_keras
+from horovod.tensorflow.keras import callbacks
+import horovod.keras
+print("keras", keras.__version__, keras is tf_keras, keras.backend is tf_keras.backend)
+print("tf.keras", tf.keras.layers.Dense is tf_keras.layers.Dense)
+print("horovod", callbacks.K is tf_keras.backend, float(callbacks.K.constant(2.5)))
+print("spec", tf_keras.backend.__spec__.name)
+try:
+    importlib.metadata.version("keras")
+except importlib.metadata.PackageNotFoundError:
+    print("keras 3 absent")
+"""
+
+
+def test_the_horovod_images_only_keras_is_the_keras_training_and_horovod_use(
+    buildah: images.Buildah, built: dict[str, images.Built]
+) -> None:
+    said = run_in(buildah, built["horovod"].image.tags[0], "python", "-c", KERAS_CHECK)
+    lines = said.splitlines()
+    assert "keras 2.18.0 True True" in lines, said
+    assert "tf.keras True" in lines, said
+    assert "horovod True 2.5" in lines, said
+    assert "spec tf_keras.backend" in lines, said  # tf_keras' own modules, left as they were
+    assert "keras 3 absent" in lines, said
