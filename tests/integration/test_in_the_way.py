@@ -88,6 +88,28 @@ def test_an_unlabelled_service_in_the_way_is_reported_then_replaced_once_gone(
     wait_for_condition(api_client, namespace, "taken", "Running", timeout=30)
 
 
+def test_a_labelled_service_of_another_name_does_not_stand_in_for_the_jobs_own(
+    kubectl, core: k8s.CoreV1Api, api_client: k8s.ApiClient, namespace: str
+) -> None:
+    """A TensorBoard Service applied with the job, labelled with the job's name: the job still
+    makes its own headless Service, which its pods' hostnames need."""
+    core.create_namespaced_service(
+        namespace,
+        {
+            "metadata": {"name": "board-tb", "labels": {"tfjob.dev/job-name": "board"}},
+            "spec": {
+                "selector": {"tfjob.dev/job-name": "board"},
+                "ports": [{"port": 6006}],
+            },
+        },
+    )
+    apply(kubectl, namespace, kubeflow_job("board", {"Worker": replica(2)}))
+    wait_for_owned(core.list_namespaced_service, namespace, "board", timeout=60)
+    job = wait_for_condition(api_client, namespace, "board", "Running", timeout=60)
+    assert not (job.get("status") or {}).get("waiting"), job["status"]
+    assert core.read_namespaced_service("board-tb", namespace).spec.ports[0].port == 6006
+
+
 def test_an_mpi_jobs_config_map_in_the_way_holds_its_pods_back_until_gone(
     kubectl, core: k8s.CoreV1Api, api_client: k8s.ApiClient, namespace: str
 ) -> None:

@@ -267,6 +267,7 @@ class Observed:
     """What the cache holds of a job's children (any owner: ``decide`` keeps the job's own)."""
 
     pods: tuple[PodObservation, ...] = ()
-    service_owners: tuple[str | None, ...] = ()  # controller uid of each Service of the job
+    # controller uid of the Service named as the job (one, or none; two only while one goes)
+    service_owners: tuple[str | None, ...] = ()
     # (kind, name, controller uid) of the Secrets and ConfigMaps an MPI job's pods mount
     objects: tuple[tuple[str, str, str | None], ...] = ()

@@ -113,7 +113,7 @@ class Controller:
         self.settings = settings
         self.clock = clock
         self.pods: ChildCache[PodObservation] = {}
-        self.services: ChildCache[str | None] = {}
+        self.services: ChildCache[tuple[str, str | None]] = {}
         # ConfigMaps of MPI jobs, by kind: (name, owner). (Secrets are never read: see decide.)
         self.mounted: dict[str, ChildCache[tuple[str, str | None]]] = {}
         self._synced: list[asyncio.Event] = []
@@ -140,7 +140,7 @@ class Controller:
     def watch_children(
         self,
         pods: ChildCache[PodObservation],
-        services: ChildCache[str | None],
+        services: ChildCache[tuple[str, str | None]],
         mounted: dict[str, ChildCache[tuple[str, str | None]]] | None = None,
     ) -> None:
         """Read children from these caches (``mounted``: the ConfigMaps of MPI jobs, by kind);
@@ -290,7 +290,9 @@ class Controller:
         """``observe``, and when a name held by somebody else is due to be tried again."""
         key = (state.body["metadata"]["namespace"], state.body["metadata"]["name"])
         pods = list(self.pods.get(key, ()))
-        service_owners = tuple(self.services.get(key, ()))
+        service_owners = tuple(
+            owner for name, owner in self.services.get(key, ()) if name == key[1]
+        )
         objects = [
             (kind, name, owner)
             for kind, cache in self.mounted.items()

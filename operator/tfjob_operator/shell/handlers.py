@@ -89,7 +89,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         kube,
         "services",
         JOB_NAME_LABEL,
-        lambda service: controller_uid(service["metadata"]),
+        # By name too: only the Service named as the job is its headless Service; another of
+        # its label (a TensorBoard's, say) neither stands in for it nor holds its name.
+        lambda service: (service["metadata"]["name"], controller_uid(service["metadata"])),
         controller.children_changed,
         namespaces,
     )

@@ -84,7 +84,7 @@ def job_body(replicas: int = 2) -> dict[str, Any]:
 def controller() -> tuple[Controller, RecordingKube, dict, dict]:
     recorder = RecordingKube()
     pods: dict[tuple[str, str], list[PodObservation]] = defaultdict(list)
-    services: dict[tuple[str, str], list[str | None]] = defaultdict(list)
+    services: dict[tuple[str, str], list[tuple[str, str | None]]] = defaultdict(list)
     ctl = Controller(recorder, OperatorSettings())  # type: ignore[arg-type]
     ctl.watch_children(pods, services)
     jobs = ListWatch(
@@ -144,9 +144,20 @@ async def test_pods_just_created_are_not_created_again_before_the_watch_shows_th
         pods[KEY].append(
             PodObservation(name=name, replica_type=None, index=None, phase="Running", uid=name)
         )
-    services[KEY].append("job-uid")
+    services[KEY].append(("mnist", "job-uid"))
     assert [p.name for p in ctl.observe(KEY).pods] == ["mnist-worker-0", "mnist-worker-1"]
     assert ctl.jobs[KEY].expected.empty()
+
+
+async def test_a_labelled_service_of_another_name_does_not_stand_in_for_the_jobs_own() -> None:
+    """A TensorBoard Service labelled with the job's name once kept the job's headless Service
+    from ever being made (and was reported as holding its name)."""
+    ctl, recorder, _, services = controller()
+    services[KEY].append(("mnist-tb", None))
+    ctl.job_seen(job_body())
+    await ctl.drain()
+    assert ("create", "mnist") in recorder.writes
+    assert not (ctl.jobs[KEY].body.get("status") or {}).get("waiting")
 
 
 async def test_a_pass_that_keeps_failing_says_so_on_the_status_once_and_backs_off(
@@ -279,7 +290,7 @@ async def test_pods_failed_and_removed_with_a_lost_node_count_once_as_one_failur
     await ctl.drain()
     running = [dataclasses.replace(lost_pod(i, f"uid-{i}"), phase="Running") for i in (0, 1)]
     pods[KEY][:] = running
-    services[KEY].append("job-uid")
+    services[KEY].append(("mnist", "job-uid"))
     ctl.children_changed(KEY)
     await ctl.drain()
     recorder.writes.clear()
@@ -306,7 +317,7 @@ async def test_a_running_pod_someone_else_deleted_restarts_the_collective_once()
     ctl.job_seen(job_body())
     await ctl.drain()
     pods[KEY][:] = [dataclasses.replace(lost_pod(i, f"uid-{i}"), phase="Running") for i in (0, 1)]
-    services[KEY].append("job-uid")
+    services[KEY].append(("mnist", "job-uid"))
     ctl.children_changed(KEY)
     await ctl.drain()
     recorder.writes.clear()
@@ -340,7 +351,7 @@ async def test_the_operators_own_delete_of_a_failed_pod_is_not_a_second_failure(
     running = dataclasses.replace(lost_pod(1, "uid-1"), phase="Running")
     failed = dataclasses.replace(lost_pod(0, "uid-0"), exit_code=137, reason="Error")
     pods[KEY][:] = [failed, running]
-    services[KEY].append("job-uid")
+    services[KEY].append(("mnist", "job-uid"))
     ctl.children_changed(KEY)
     await ctl.drain()
     assert ("delete", "mnist-worker-0") in recorder.writes
