@@ -790,6 +790,41 @@ CASES = [
         id="scriptParams-over-128",
     ),
     pytest.param(
+        kubeflow(
+            lambda m: worker(m)["template"]["spec"].update(securityContext={"runAsUser": "1000a"})
+        ),
+        [
+            "spec.tfReplicaSpecs.Worker.template.spec.securityContext.runAsUser: "
+            'Invalid value: "string"'
+        ],
+        id="runAsUser-not-a-number",
+    ),
+    pytest.param(
+        kubeflow(set_container(securityContext={"runAsGroup": -1})),
+        [
+            "spec.tfReplicaSpecs.Worker.template.spec.containers[0].securityContext.runAsGroup: "
+            "Invalid value: -1"
+        ],
+        id="container-runAsGroup-negative",
+    ),
+    pytest.param(
+        kubeflow(
+            lambda m: worker(m)["template"]["spec"].update(
+                ephemeralContainers=[{"name": "debug", "image": "busybox:1"}]
+            )
+        ),
+        [
+            "spec.tfReplicaSpecs.Worker.template.spec.ephemeralContainers: Invalid value",
+            "a pod template cannot have ephemeralContainers",
+        ],
+        id="ephemeralContainers-in-a-template",
+    ),
+    pytest.param(
+        kubeflow(set_container(resources={"claims": [{"name": "gpu"}, {"name": "gpu"}]})),
+        ["spec.tfReplicaSpecs.Worker.template.spec.containers[0].resources.claims[1]: Duplicate"],
+        id="resource-claim-twice",
+    ),
+    pytest.param(
         estimator(setter("spec", "arguments", value=["--epochs", 5])),
         ['spec.arguments[1]: Invalid value: "integer"', "must be of type string"],
         id="argument-not-a-string",
@@ -941,6 +976,23 @@ def test_no_refused_job_exists(api_client: k8s.ApiClient, refusal_namespace: str
                 )
             )(),
             id="estimator-form-bare-flags-and-arguments",
+        ),
+        pytest.param(
+            kubeflow(
+                lambda m: worker(m)["template"]["spec"].update(
+                    resourceClaims=[{"name": "gpu", "resourceClaimTemplateName": "one-a100"}],
+                    securityContext={"runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000},
+                    topologySpreadConstraints=[
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": "topology.kubernetes.io/zone",
+                            "whenUnsatisfiable": "ScheduleAnyway",
+                        }
+                    ],
+                    containers=[container(resources={"claims": [{"name": "gpu"}]})],
+                )
+            )(),
+            id="kubeflow-form-dra-claims-and-security-context",
         ),
         pytest.param(kubeflow_form(NAME_54), id="kubeflow-form-longest-name"),
         pytest.param(

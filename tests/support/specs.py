@@ -44,9 +44,6 @@ container = st.fixed_dictionaries(
     {"name": st.just("tensorflow"), "image": maybe(st.just("tf:2.21"))},
     optional={
         "command": st.lists(st.sampled_from(["python", "train.py", "--epochs", "2"]), max_size=3),
-        "resources": st.fixed_dictionaries(
-            {"limits": st.fixed_dictionaries({"nvidia.com/gpu": st.integers(0, 8)})}
-        ),
         "ports": st.lists(
             st.fixed_dictionaries(
                 {"name": st.just("tfjob-port"), "containerPort": maybe(st.integers(1, 65535))}
@@ -57,10 +54,80 @@ container = st.fixed_dictionaries(
             st.fixed_dictionaries({"name": st.sampled_from(["A", "B"]), "value": st.just("1")}),
             max_size=2,
         ),
+        # Dynamic Resource Allocation: the container uses a claim the pod spec names.
+        "resources": st.fixed_dictionaries(
+            {},
+            optional={
+                "limits": st.fixed_dictionaries({"nvidia.com/gpu": st.integers(0, 8)}),
+                "claims": st.lists(
+                    st.fixed_dictionaries({"name": maybe(st.just("gpu"))}), max_size=1
+                ),
+            },
+        ),
+        "securityContext": st.fixed_dictionaries(
+            {},
+            optional={
+                "runAsUser": maybe(st.integers(0, 2000)),
+                "runAsGroup": maybe(st.integers(0, 2000)),
+                "runAsNonRoot": maybe(st.booleans()),
+            },
+        ),
     },
 )
+pod_extras = {
+    "resourceClaims": st.lists(
+        st.fixed_dictionaries(
+            # Open fields (the CRD keeps them as written): odd values only in typed ones.
+            {"name": st.just("gpu"), "resourceClaimTemplateName": st.just("one-gpu")}
+        ),
+        max_size=1,
+    ),
+    "securityContext": st.fixed_dictionaries(
+        {},
+        optional={
+            "runAsUser": maybe(st.integers(0, 2000)),
+            "runAsGroup": maybe(st.integers(0, 2000)),
+            "fsGroup": maybe(st.integers(0, 2000)),
+        },
+    ),
+    "ephemeralContainers": st.lists(
+        st.fixed_dictionaries({"name": st.just("debug"), "image": st.just("busybox:1")}),
+        min_size=1,
+        max_size=1,
+    ),
+    "topologySpreadConstraints": st.lists(
+        st.fixed_dictionaries(
+            {
+                "maxSkew": st.integers(1, 3),
+                "topologyKey": st.just("topology.kubernetes.io/zone"),
+                "whenUnsatisfiable": st.sampled_from(["DoNotSchedule", "ScheduleAnyway"]),
+                "labelSelector": st.just({"matchLabels": {"app": "train"}}),
+            }
+        ),
+        max_size=1,
+    ),
+}
 template = st.fixed_dictionaries(
-    {"spec": st.fixed_dictionaries({"containers": st.lists(container, min_size=1, max_size=2)})}
+    {
+        "spec": st.fixed_dictionaries(
+            {"containers": st.lists(container, min_size=1, max_size=2)}, optional=pod_extras
+        )
+    }
+)
+# The estimator form's spec.template: merged into every pod it generates.
+partial_template = st.fixed_dictionaries(
+    {
+        "spec": st.fixed_dictionaries(
+            {},
+            optional={
+                "containers": st.lists(
+                    container.map(lambda c: {k: v for k, v in c.items() if k != "image"}),
+                    max_size=1,
+                ),
+                **pod_extras,
+            },
+        )
+    }
 )
 replica = st.fixed_dictionaries(
     {"replicas": maybe(small), "template": template},
@@ -126,6 +193,10 @@ estimator_form = st.fixed_dictionaries(
             maybe(st.one_of(st.integers(0, 100), st.floats(0, 1), st.booleans(), odd_text)),
             max_size=3,
         ),
+        "arguments": st.lists(
+            maybe(st.sampled_from(["--model", "MobileNetV2", "--no-cuda", "data/", ""])),
+            max_size=4,
+        ),
         "useGpu": maybe(st.booleans()),
         "gpuCount": maybe(st.integers(1, 8)),
         "pipPackages": st.lists(
@@ -148,6 +219,7 @@ estimator_form = st.fixed_dictionaries(
         "runPolicy": run_policy,
         "nodePool": maybe(names),
         "checkpoint": checkpoint,
+        "template": partial_template,
     },
 )
 specs = st.one_of(
@@ -172,6 +244,10 @@ def first_pass(spec: dict[str, Any]) -> tuple[dict[str, Any], Decision]:
     body = job(spec)
     compiled = compile_job(spec, SETTINGS)
     decision = decide(body, compiled, Observed(), SETTINGS, NOW)
+    # The operator's safety net (a spec nothing foresaw fails as InvalidSpec) never catches a
+    # generated spec: each refusal is one the operator means, naming its field.
+    for condition in (decision.status or {}).get("conditions", []):
+        assert "cannot build this job" not in condition.get("message", ""), condition
     if compiled.problem is not None:
         assert NAMES_A_FIELD.search(compiled.problem.message), compiled.problem
         assert decision.create == []

@@ -81,6 +81,16 @@ Quantity = Annotated[
 """A resource quantity: `8`, `"500m"`, `"16Gi"` (kept as the string Kubernetes prints)."""
 
 
+# Lists keyed by name, as in a Pod: the API server refuses two items of one name at apply.
+_BY_NAME = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
+
+
+class ResourceClaim(OpenModel):
+    """A claim of the pod's `spec.resourceClaims` that the container uses."""
+
+    name: str = Field(min_length=1, description="An entry of spec.resourceClaims.")
+
+
 class ResourceRequirements(OpenModel):
     """Compute resources, as in a Pod: `nvidia.com/gpu` in limits requests GPUs."""
 
@@ -90,10 +100,28 @@ class ResourceRequirements(OpenModel):
     requests: dict[str, Quantity] | None = Field(
         None, description="Minimum resources the scheduler reserves."
     )
+    claims: list[ResourceClaim] | None = Field(
+        None,
+        description="Dynamic Resource Allocation: the pod's resourceClaims it uses.",
+        json_schema_extra=_BY_NAME,
+    )
 
 
-# Lists keyed by name, as in a Pod: the API server refuses two items of one name at apply.
-_BY_NAME = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]}
+_ID = Annotated[int, Field(ge=0, le=2147483647)]
+
+
+class SecurityContext(OpenModel):
+    """A container's security settings, as in a Pod: the user the operator must know of."""
+
+    run_as_user: _ID | None = Field(None, description="User ID.")
+    run_as_group: _ID | None = Field(None, description="Primary group ID.")
+    run_as_non_root: bool | None = Field(None, description="Refuse to start as root.")
+
+
+class PodSecurityContext(SecurityContext):
+    """The pod's security settings, as in a Pod."""
+
+    fs_group: _ID | None = Field(None, description="Volumes' group ID.")
 
 
 class Container(OpenModel):
@@ -108,6 +136,7 @@ class Container(OpenModel):
     )
     ports: list[ContainerPort] | None = Field(None, description="Ports to expose.")
     resources: ResourceRequirements | None = Field(None, description="Compute resources.")
+    security_context: SecurityContext | None = Field(None, description="Security settings.")
 
 
 class ImageContainer(Container):
@@ -125,6 +154,19 @@ class Toleration(OpenModel):
 class PodSpec(OpenModel):
     """A Pod spec; any other PodSpec field is accepted and passed to the pods."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    "!has(self.ephemeralContainers)",
+                    "a pod template cannot have ephemeralContainers (kubectl debug adds them "
+                    "to a running pod)",
+                    ".ephemeralContainers",
+                )
+            ]
+        }
+    )
+
     containers: list[ImageContainer] = Field(
         min_length=1,
         description="Containers; the one named `tensorflow` (or the first) trains.",
@@ -136,6 +178,43 @@ class PodSpec(OpenModel):
     )
     node_selector: dict[str, str] | None = Field(None, description="Node labels to match.")
     tolerations: list[Toleration] | None = Field(None, description="Taints to tolerate.")
+    security_context: PodSecurityContext | None = Field(None, description="Security settings.")
+    ephemeral_containers: list[dict[str, Any]] | None = Field(
+        None,
+        description="Refused: only a running pod gets them.",
+        json_schema_extra={
+            "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        },
+    )
+
+    @model_validator(mode="after")
+    def _claims_the_pod_names(self) -> PodSpec:
+        """A container's claim must be one of the pod's resourceClaims, or the API server
+        refuses every pod: said here, on the job, before any pod is made."""
+        declared = {
+            claim.get("name")
+            for claim in (self.model_extra or {}).get("resourceClaims") or []
+            if isinstance(claim, dict)
+        }
+        for i, container in enumerate(self.containers or []):
+            claims = container.resources.claims if container.resources else None
+            for j, claim in enumerate(claims or []):
+                if claim.name not in declared:
+                    raise ValueError(
+                        f"containers[{i}].resources.claims[{j}].name: {claim.name!r} is not "
+                        "one of the pod's resourceClaims"
+                    )
+        return self
+
+    @field_validator("ephemeral_containers")
+    @classmethod
+    def _no_ephemeral_containers(cls, value: list[dict[str, Any]] | None) -> None:
+        """The CRD refuses them at apply; a job stored some other way is refused here."""
+        if value is not None:
+            raise ValueError(
+                "a pod template cannot have ephemeralContainers (kubectl debug adds them to a "
+                "running pod)"
+            )
 
 
 class ObjectMeta(OpenModel):
@@ -1019,7 +1098,8 @@ class PendingPod(Model):
     reason: str = Field(
         description="Unschedulable, ErrImagePull, CreateContainerConfigError..., NameInUse: "
         "an object that is not this job's holds the name of a pod (or of the job's Service or "
-        "ConfigMap), or WaitingForSource: the job's source directory has not been uploaded."
+        "ConfigMap), WaitingForSource: the job's source directory has not been uploaded, or "
+        "NotReady: an MPI worker runs but its readiness probe fails, and the launcher waits."
     )
     message: str = Field(
         description="The scheduler's or the kubelet's words, e.g. `0/7 nodes are available: "

@@ -100,4 +100,16 @@ def compile_job(raw_spec: dict[str, Any] | None, settings: OperatorSettings) -> 
         return CompiledJob(spec, problem=Problem("InvalidSpec", describe_validation_error(error)))
     except ValueError as error:
         return CompiledJob(spec, problem=Problem("InvalidSpec", str(error)))
+    except Exception as error:  # noqa: BLE001 - a spec nothing foresaw: fail it, never retry it
+        return CompiledJob(spec, problem=cannot_build(error))
     return CompiledJob(spec, replica_specs, effective_mpi(spec))
+
+
+def cannot_build(error: Exception) -> Problem:
+    """A spec the schema and the checks let through, that compiling or building still could not
+    take: the job fails saying so (a retry would meet the same spec), never retried for ever."""
+    return Problem(
+        "InvalidSpec",
+        f"spec: the operator cannot build this job's pods ({type(error).__name__}: {error}); "
+        "please report it with the job's spec",
+    )

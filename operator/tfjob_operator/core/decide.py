@@ -33,7 +33,7 @@ from tfjob_operator.api.v1alpha1 import (
 from tfjob_operator.settings import OperatorSettings
 
 from .builders import JobRef, desired_children, mpi_hostfile_config_map
-from .compile import CompiledJob, compile_job
+from .compile import CompiledJob, cannot_build, compile_job
 from .events import JobEvent
 from .gang import gang_members, join, pod_group, pod_group_name
 from .mpi import hostfile_config_map_name
@@ -52,6 +52,7 @@ from .topology import pod_names
 
 NAME_IN_USE = "NameInUse"
 WAITING_FOR_SOURCE = "WaitingForSource"
+NOT_READY = "NotReady"
 # Status fields that count pods: they change with every pod that starts or ends (a change of
 # their restart counts is news, though: see _without_counts).
 COUNT_FIELDS = ("ready", "replicaStatuses")
@@ -90,6 +91,38 @@ def launcher_may_start(
         p.index for p in pods if p.replica_type is ReplicaType.WORKER and p.ready and not p.deleting
     }
     return workers is not None and ready >= set(range(workers.replicas))
+
+
+def _workers_not_ready(
+    ref: JobRef, replica_specs: ReplicaSpecs, mpi: MPISpec, pods: list[PodObservation]
+) -> list[PendingPod]:
+    """The running workers an MPI launcher waits for, and what it waits on: without this a job
+    whose workers' sshd listens on another port sat in Created saying nothing."""
+    workers = dict(replica_specs.items())[ReplicaType.WORKER]
+    own_probe = any(
+        c.model_extra and "readinessProbe" in c.model_extra
+        for c in workers.template.spec.containers
+    )
+    probe = (
+        "its own readinessProbe"
+        if own_probe
+        else f"its readiness probe, a TCP connection to port {mpi.ssh_port} (spec.mpi.sshPort): "
+        "does its sshd listen there?"
+    )
+    return [
+        PendingPod(
+            pod=p.name,
+            reason=NOT_READY,
+            message=f"running, not Ready: the launcher {ref.name}-launcher-0 starts once every "
+            f"worker is Ready (spec.mpi.launcherCreation WaitForWorkersReady), and this one "
+            f"has not passed {probe}",
+        )
+        for p in sorted(pods, key=lambda p: p.index or 0)
+        if p.replica_type is ReplicaType.WORKER
+        and p.phase == "Running"
+        and not p.ready
+        and not p.deleting
+    ]
 
 
 def pods_to_clean(policy: CleanPodPolicy, pods: list[PodObservation]) -> list[PodObservation]:
@@ -203,19 +236,31 @@ def decide(
         )
     if acting and problem is None:
         assert spec is not None
-        _create_and_delete(
+        # Built on a copy: a spec that building cannot take fails the job with nothing made.
+        trial = dataclasses.replace(
             decision,
-            ref,
-            spec,
-            compiled,
-            pods,
-            observed,
-            previous,
-            generation,
-            settings,
-            plan,
-            queue,
+            create=list(decision.create),
+            delete=list(decision.delete),
+            events=list(decision.events),
+            in_the_way=list(decision.in_the_way),
         )
+        try:
+            _create_and_delete(
+                trial,
+                ref,
+                spec,
+                compiled,
+                pods,
+                observed,
+                previous,
+                generation,
+                settings,
+                plan,
+                queue,
+            )
+            decision = trial
+        except Exception as error:  # noqa: BLE001 - a spec nothing foresaw: fail, never retry
+            problem = cannot_build(error)
 
     # The status tells the world after this decision: the pods it deletes (an earlier
     # attempt's among them, whose delete an earlier pass may not have got through) are going,
@@ -376,6 +421,8 @@ def _create_and_delete(
     if plan.new_attempt or earlier:
         return
     launcher_allowed = mpi is None or launcher_may_start(mpi, replica_specs, pods)
+    if mpi is not None and not launcher_allowed:
+        decision.in_the_way += _workers_not_ready(ref, replica_specs, mpi, pods)
     wanted = pod_names(
         ref.name, replica_specs, outside=() if launcher_allowed else (ReplicaType.LAUNCHER,)
     )

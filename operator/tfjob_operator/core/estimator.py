@@ -91,7 +91,10 @@ def _merge_container(generated: dict[str, Any], user: dict[str, Any]) -> dict[st
     if user.get("resources"):
         resources = copy.deepcopy(generated.get("resources", {}))
         for kind, amounts in user["resources"].items():
-            resources[kind] = {**resources.get(kind, {}), **amounts}
+            if isinstance(amounts, dict):  # limits, requests: amount by amount
+                resources[kind] = {**resources.get(kind, {}), **amounts}
+            else:  # claims (Dynamic Resource Allocation): the user's, as written
+                resources[kind] = amounts
         merged["resources"] = resources
     return merged
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,11 @@ def test_check_mode_reports_drift_of_the_chart_copy(
 
 
 def test_crd_is_small_enough_for_client_side_apply() -> None:
-    size = len(committed().encode())
-    print(f"\nCRD size: {size} bytes ({size / LAST_APPLIED_LIMIT:.0%} of the 256 KiB annotation)")
+    """Client-side `kubectl apply` keeps the whole object, as compact JSON, in its
+    last-applied-configuration annotation, and annotations may take 256 KiB in all."""
+    stored = json.dumps(yaml.safe_load(committed()), separators=(",", ":"))
+    size = len(stored.encode())
+    print(f"\nCRD as kubectl stores it: {size} bytes ({size / LAST_APPLIED_LIMIT:.0%} of 256 KiB)")
     assert size < LAST_APPLIED_LIMIT * 0.5
 
 

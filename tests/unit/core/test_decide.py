@@ -12,6 +12,7 @@ import pytest
 from tests.support.factories import (
     NOW,
     SETTINGS,
+    TEMPLATE,
     UID,
     conditions,
     job,
@@ -224,6 +225,50 @@ def test_an_invalid_spec_fails_the_job_and_creates_nothing() -> None:
     assert conditions(decision)["Failed"][1] == "InvalidSpec"
 
 
+@pytest.mark.parametrize(
+    ("template_spec", "field"),
+    [
+        (
+            {"securityContext": {"runAsUser": "1000a"}},
+            "spec.tfReplicaSpecs.Worker.template.spec.securityContext.runAsUser",
+        ),
+        (
+            {"ephemeralContainers": [{"name": "debug", "image": "busybox:1"}]},
+            "spec.tfReplicaSpecs.Worker.template.spec.ephemeralContainers",
+        ),
+    ],
+)
+def test_a_pod_template_field_the_pods_cannot_take_fails_the_job_naming_it(
+    template_spec: dict[str, Any], field: str
+) -> None:
+    """Once a pass raised on these and was retried for ever, the job left Created."""
+    spec = kubeflow_spec(Worker=1)
+    spec["tfReplicaSpecs"]["Worker"]["template"] = {"spec": {**TEMPLATE["spec"], **template_spec}}
+    decision = run(job(spec), service=False)
+    assert decision.create == []
+    failed = next(c for c in decision.status["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "InvalidSpec"
+    assert field in failed["message"]
+
+
+def test_a_spec_building_cannot_take_fails_the_job_with_nothing_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The last net: an exception nothing foresaw fails the job, never a pass retried for ever."""
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise KeyError("runAsUser")
+
+    from tfjob_operator.core import decide as decide_module
+
+    monkeypatch.setattr(decide_module, "desired_children", broken)
+    decision = run(job(kubeflow_spec(Worker=2)), service=False)
+    assert decision.create == []
+    failed = next(c for c in decision.status["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "InvalidSpec"
+    assert "cannot build this job's pods (KeyError: 'runAsUser')" in failed["message"]
+
+
 def test_a_child_the_api_server_refused_fails_the_job() -> None:
     refusal = Problem("TFJobFailed", "TFJob ml/mnist has failed: the API server refused pod x")
     decision = run(job(kubeflow_spec(Worker=1)), [], service=False, refused=refusal)
@@ -298,6 +343,20 @@ def test_an_mpi_launcher_comes_once_every_worker_is_ready_with_the_key_it_mounts
     assert names(decision.create) == [("Pod", "mnist-launcher-0")]
     # Asked for with every pod that mounts it; the API server keeps the one that exists (409).
     assert decision.create_ssh_secret
+
+
+def test_the_workers_an_mpi_launcher_waits_for_are_on_the_status_with_the_probes_port() -> None:
+    """A worker whose sshd listens on another port runs but is never Ready: say so."""
+    one_ready = [pod("worker", 0, ready=True), pod("worker", 1, ready=False)]
+    decision = run(job(MPI_SPEC), one_ready)
+    (waiting,) = decision.status["waiting"]
+    assert (waiting["pod"], waiting["reason"]) == ("mnist-worker-1", "NotReady")
+    assert "the launcher mnist-launcher-0 starts once every worker is Ready" in waiting["message"]
+    assert "a TCP connection to port 2222 (spec.mpi.sshPort)" in waiting["message"]
+    # Said once: the next pass over the same pods writes nothing.
+    assert run(settle(job(MPI_SPEC), decision), one_ready).status is None
+    ready = [pod("worker", 0, ready=True), pod("worker", 1, ready=True)]
+    assert "waiting" not in run(settle(job(MPI_SPEC), decision), ready).status
 
 
 def test_an_mpi_jobs_configmap_is_made_again_when_gone_and_its_key_with_any_pod() -> None:

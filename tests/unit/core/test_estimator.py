@@ -514,3 +514,65 @@ def test_compiled_job_validates_as_a_kubeflow_form_spec() -> None:
     assert spec.tf_replica_specs is not None
     assert spec.tf_replica_specs.worker is not None
     assert spec.tf_replica_specs.worker.replicas == 2
+
+
+# ----- GPUs through Dynamic Resource Allocation ---------------------------------------------
+
+
+DRA_TEMPLATE = {
+    "spec": {
+        "resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "one-a100"}],
+        "containers": [
+            {
+                "name": "tensorflow",
+                "resources": {"claims": [{"name": "gpu"}], "limits": {"memory": "8Gi"}},
+            }
+        ],
+    }
+}
+
+
+def test_gpus_claimed_through_dra_are_on_every_pod_and_left_to_the_scheduler() -> None:
+    """resources.claims once crashed every pass (a list merged as a map); the claims are kept
+    as written on each pod, and the nvidia.com/gpu logic (node pool, limits) leaves them be."""
+    spec = job_spec(
+        nodePool="gpu-t4",
+        template=DRA_TEMPLATE,
+        distribution={"backend": "multiWorkerMirrored", "workerCount": 2},
+    )
+    pods = desired_children(
+        JobRef("dra", "ml", "uid"),
+        compile_replica_specs(spec, SETTINGS),
+        node_pool=spec.node_pool,
+        settings=SETTINGS,
+    ).pods
+    assert sorted(pods) == ["dra-worker-0", "dra-worker-1"]
+    for pod in pods.values():
+        assert pod["spec"]["resourceClaims"] == DRA_TEMPLATE["spec"]["resourceClaims"]
+        (trainer,) = pod["spec"]["containers"]
+        assert trainer["resources"] == {"claims": [{"name": "gpu"}], "limits": {"memory": "8Gi"}}
+        assert "nodeSelector" not in pod["spec"]  # the claim's devices decide the node
+
+
+def test_use_gpu_and_dra_claims_both_reach_the_pod_as_asked() -> None:
+    """useGpu asks the device plugin (nvidia.com/gpu), a claim asks DRA: each as written."""
+    (worker,) = compiled(useGpu=True, template=DRA_TEMPLATE)["Worker"]["template"]["spec"][
+        "containers"
+    ]
+    assert worker["resources"]["claims"] == [{"name": "gpu"}]
+    assert worker["resources"]["limits"] == {"nvidia.com/gpu": "1", "memory": "8Gi"}
+
+
+def test_a_claim_the_pod_does_not_name_fails_the_job_naming_the_field() -> None:
+    from tfjob_operator.core.compile import compile_job
+
+    template = {
+        "spec": {"containers": [{"name": "tensorflow", "resources": {"claims": [{"name": "gpu"}]}}]}
+    }
+    compiled = compile_job({"entryScript": "train.py", "template": template}, SETTINGS)
+    assert compiled.problem is not None
+    assert compiled.problem.reason == "InvalidSpec"
+    assert (
+        "spec.template.spec: containers[0].resources.claims[0].name: 'gpu' is not one of the "
+        "pod's resourceClaims"
+    ) in compiled.problem.message
