@@ -14,7 +14,6 @@ from tests.support.install import session_operator_stopped, wait_for_log
 from tests.support.jobs import apply, estimator_job, wait_for_condition, wait_for_pods
 from tfjob_localcluster import control, processes
 from tfjob_localcluster.operator_process import OperatorProcess
-from tfjob_operator.api.labels import JOB_NAME_LABEL
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -54,11 +53,12 @@ def test_metrics_and_json_logs_of_a_job_run(
             "--metrics-address=127.0.0.1",
         ],
     )
-    # A Service the job will want, made by someone else: the operator's create answers 409.
+    # A Service the job will want, made by someone else, without the job's label (so the
+    # operator's watch cannot show it): the operator's create answers 409.
     core.create_namespaced_service(
         namespace,
         {
-            "metadata": {"name": "metered", "labels": {JOB_NAME_LABEL: "metered"}},
+            "metadata": {"name": "metered"},
             "spec": {"clusterIP": "None", "ports": [{"port": 2222}]},
         },
     )
