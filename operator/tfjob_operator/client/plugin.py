@@ -73,8 +73,11 @@ def _submit(args: argparse.Namespace, out: TextIO) -> int:
                 parameter_server_count=args.parameter_server_count,
                 distributed_backend=args.backend,
                 image=args.image,
+                pod_template=yaml.safe_load(Path(args.pod_template).read_text())
+                if args.pod_template
+                else None,
             )
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, OSError, yaml.YAMLError) as error:
             print(f"kubectl tfjob submit: {error}; nothing was created", file=sys.stderr)
             return 2
         manifest = estimator.to_manifest(args.name or Path(args.directory or ".").absolute().name)
@@ -250,6 +253,11 @@ def parser() -> argparse.ArgumentParser:
         "--pip-index-secret", help="a basic-auth Secret (username, password) for that index"
     )
     sub.add_argument("--image", help="the trainer image (default: the operator's)")
+    sub.add_argument(
+        "--pod-template",
+        metavar="FILE",
+        help="YAML merged into every pod, the job's spec.template (volumes, tolerations...)",
+    )
     sub.add_argument("--dry-run", action="store_true", help="print the job, create nothing")
     sub.add_argument("--wait", action="store_true", help="then wait for its end, as `wait`")
     sub.add_argument("--timeout", type=float, default=None)

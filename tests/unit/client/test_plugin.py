@@ -115,3 +115,29 @@ def test_wait_prints_a_line_per_change_not_per_poll(monkeypatch: pytest.MonkeyPa
         "Succeeded  pods: 0 created, 0 scheduled, 0 running, 0 done",
     ]
     assert lines[-1] == "mnist succeeded"
+
+
+def test_a_pod_template_file_becomes_the_jobs_template(tmp_path: Path) -> None:
+    template = tmp_path / "pods.yaml"
+    template.write_text("spec:\n  nodeSelector: {pool: real}\n")
+    out = io.StringIO()
+    code = main(
+        ["submit", str(tmp_path), "--entry-script", "t.py", "--pod-template", str(template),
+         "--dry-run"],
+        out=out,
+    )  # fmt: skip
+    assert code == 0
+    assert yaml.safe_load(out.getvalue())["spec"]["template"] == {
+        "spec": {"nodeSelector": {"pool": "real"}}
+    }
+
+
+def test_a_missing_pod_template_file_is_said_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    code = main(
+        ["submit", "--entry-script", "t.py", "--pod-template", str(tmp_path / "no.yaml"),
+         "--dry-run"]
+    )  # fmt: skip
+    assert code == 2
+    assert "no.yaml" in capsys.readouterr().err
