@@ -91,13 +91,17 @@ def _priority(text: str) -> int:
     return int(text)
 
 
+# What compile keeps of a job's metadata: who the job is, not what the cluster wrote of it.
+_IDENTITY = ("name", "namespace", "uid", "labels", "annotations")
+
+
 def _compile(args: argparse.Namespace) -> int:
     import datetime as dt
 
     from pydantic import ValidationError
 
     from .core.compile import describe_validation_error
-    from .core.decide import decide_new_job
+    from .core.decide import children_of_new_job
     from .core.estimator import compiled_job
     from .settings import OperatorSettings
 
@@ -116,17 +120,22 @@ def _compile(args: argparse.Namespace) -> int:
             )
             return 2
         if args.pods:
-            # What the operator's first pass over this job creates, built by the same code.
-            metadata = {"namespace": "default", **(job.get("metadata") or {}), "uid": "<uid>"}
-            compiled, decision = decide_new_job(
-                {**job, "metadata": metadata}, settings, dt.datetime.now(dt.UTC)
-            )
+            # What the operator creates for this job, built by the operator's own passes. A
+            # job read back from the cluster (kubectl get -o yaml) keeps its uid, so the names
+            # that carry it (the MPI key's Secret) are the ones it really has.
+            metadata = {
+                "namespace": "default",
+                "uid": "<uid>",
+                **{k: v for k, v in (job.get("metadata") or {}).items() if k in _IDENTITY},
+            }
+            new_job = {k: v for k, v in job.items() if k != "status"} | {"metadata": metadata}
+            compiled, children = children_of_new_job(new_job, settings, dt.datetime.now(dt.UTC))
             if compiled.problem is not None:
                 print(
                     f"tfjob-operator compile: {name}: {compiled.problem.message}", file=sys.stderr
                 )
                 return 2
-            out.extend(decision.create)
+            out.extend(children)
     yaml.safe_dump_all(out, sys.stdout, sort_keys=False)
     return 0
 

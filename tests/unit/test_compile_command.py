@@ -90,3 +90,37 @@ def test_compile_with_pods_shows_what_the_operators_first_pass_creates(
     for pod in pods:
         assert pod["metadata"]["labels"]["tfjob.dev/attempt"] == "1"
         assert pod["spec"]["priorityClassName"] == "training-high"
+
+
+def test_compile_with_pods_shows_an_mpi_jobs_launcher_and_a_live_jobs_own_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The launcher, which the operator makes once the workers are Ready, is shown too; a job
+    read back from the cluster keeps its uid (its key Secret's name carries it), and its
+    status is not taken for the first pass's."""
+    job = {
+        "apiVersion": "tfjob.dev/v1alpha1",
+        "kind": "TensorFlowJob",
+        "metadata": {"name": "hvd", "namespace": "ml", "uid": "0123abcd-ffff", "generation": 3},
+        "spec": {
+            "entryScript": "train_horovod.py",
+            "distribution": {"backend": "mpi", "nodeCount": 2},
+        },
+        "status": {"state": "Failed", "attempt": 4},
+    }
+    manifest = tmp_path / "job.yaml"
+    manifest.write_text(yaml.safe_dump(job))
+    assert main(["compile", "-f", str(manifest), "--pods"]) == 0
+    children = [d for d in yaml.safe_load_all(capsys.readouterr().out)][1:]
+    assert [(c["kind"], c["metadata"]["name"]) for c in children] == [
+        ("ConfigMap", "hvd-mpi"),
+        ("Service", "hvd"),
+        ("Pod", "hvd-worker-0"),
+        ("Pod", "hvd-worker-1"),
+        ("Pod", "hvd-launcher-0"),
+    ]
+    launcher = children[-1]
+    assert launcher["metadata"]["namespace"] == "ml"
+    assert launcher["metadata"]["labels"]["tfjob.dev/attempt"] == "1"
+    secrets = {v["secret"]["secretName"] for v in launcher["spec"]["volumes"] if "secret" in v}
+    assert secrets == {"hvd-ssh-0123abcd"}

@@ -156,6 +156,43 @@ def decide_new_job(
     return compiled, decide(job, compiled, Observed(), settings, now)
 
 
+def children_of_new_job(
+    job: dict[str, Any], settings: OperatorSettings, now: dt.datetime
+) -> tuple[CompiledJob, list[dict[str, Any]]]:
+    """Everything the operator creates for a new job whose pods start as they should: its
+    first pass, then the passes once those pods run and are Ready (an MPI launcher waits for
+    its workers), by the operator's own code. `tfjob-operator compile --pods` prints it."""
+    compiled, decision = decide_new_job(job, settings, now)
+    created = list(decision.create)
+    uid = job["metadata"]["uid"]
+    body = job
+    for _ in range(3):  # an MPI launcher comes on the second pass; the third makes nothing
+        if not decision.create:
+            break
+        body = {**body, "status": decision.status or body.get("status")}
+        running = [
+            {
+                **child,
+                "metadata": {**child["metadata"], "uid": f"{uid}-{child['metadata']['name']}"},
+                "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+            }
+            for child in created
+            if child["kind"] == "Pod"
+        ]
+        observed = Observed(
+            tuple(PodObservation.from_pod(pod) for pod in running),
+            tuple(uid for child in created if child["kind"] == "Service"),
+            tuple(
+                (child["kind"], child["metadata"]["name"], uid)
+                for child in created
+                if child["kind"] == "ConfigMap"
+            ),
+        )
+        decision = decide(body, compiled, observed, settings, now)
+        created += decision.create
+    return compiled, created
+
+
 def decide(
     job: dict[str, Any],
     compiled: CompiledJob,
