@@ -33,6 +33,16 @@ def compiled(settings: OperatorSettings = SETTINGS, **fields: Any) -> dict[str, 
     return replica_specs.model_dump(by_alias=True, exclude_none=True, mode="json")
 
 
+def built_pods(name: str, spec: TensorFlowJobSpec) -> dict[str, dict[str, Any]]:
+    """The pods the builders make of the compiled spec, by name."""
+    return desired_children(
+        JobRef(name, "ml", "uid"),
+        compile_replica_specs(spec, SETTINGS),
+        node_pool=spec.node_pool,
+        settings=SETTINGS,
+    ).pods
+
+
 def containers_of(replicas: dict[str, Any], replica_type: str) -> list[dict[str, Any]]:
     return replicas[replica_type]["template"]["spec"]["containers"]
 
@@ -425,12 +435,7 @@ def test_compiled_parameter_server_job_places_only_workers_on_the_gpu_pool() -> 
         nodePool="gpu-t4",
         distribution={"backend": "parameterServer", "workerCount": 2},
     )
-    pods = desired_children(
-        JobRef("t4", "ml", "uid"),
-        compile_replica_specs(spec, SETTINGS),
-        node_pool=spec.node_pool,
-        settings=SETTINGS,
-    ).pods
+    pods = built_pods("t4", spec)
     placed = {name: pod["spec"].get("nodeSelector") for name, pod in pods.items()}
     assert placed == {
         "t4-chief-0": None,
@@ -540,12 +545,7 @@ def test_gpus_claimed_through_dra_are_on_every_pod_and_left_to_the_scheduler() -
         template=DRA_TEMPLATE,
         distribution={"backend": "multiWorkerMirrored", "workerCount": 2},
     )
-    pods = desired_children(
-        JobRef("dra", "ml", "uid"),
-        compile_replica_specs(spec, SETTINGS),
-        node_pool=spec.node_pool,
-        settings=SETTINGS,
-    ).pods
+    pods = built_pods("dra", spec)
     assert sorted(pods) == ["dra-worker-0", "dra-worker-1"]
     for pod in pods.values():
         assert pod["spec"]["resourceClaims"] == DRA_TEMPLATE["spec"]["resourceClaims"]
