@@ -1,15 +1,19 @@
 """Real Horovod over MPI through the operator, in containers of the Horovod image on the real
 node: sshd and the ranks as the image's uid 1000, the launcher's mpirun using the operator's
-hostfile, generated keys and the cluster DNS."""
+hostfile, generated keys and the cluster DNS; Horovod's Keras callbacks and its
+DistributedGradientTape; and, given a checkout of Horovod 0.28.1 (TFJOB_HOROVOD_EXAMPLES), its
+own TensorFlow 2 examples."""
 
 from __future__ import annotations
 
 import io
+import os
 import re
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 from kubernetes import client as k8s
 
 from tests.support.constants import ON_REAL_NODE
@@ -58,10 +62,13 @@ def test_horovod_trains_on_four_ranks_over_ssh(
         "hvd-worker-1",
         "hvd-worker-1",
     ]
-    checksums = re.findall(r"rank \d: loss \S+, average loss \S+, weights checksum (\S+)", output)
-    assert len(checksums) == 4, output[-3000:]
+    finals = re.findall(r"rank \d: loss (\S+), average loss (\S+), weights checksum (\S+)", output)
+    assert len(finals) == 4, output[-3000:]
     # Each rank trained on its own shard, yet all hold one model: gradients were all-reduced.
-    assert len(set(checksums)) == 1, checksums
+    assert len({checksum for _, _, checksum in finals}) == 1, finals
+    # Horovod's MetricAverageCallback (it imports the standalone keras, tf_keras in the image)
+    # made each rank's epoch loss the ranks' average.
+    assert all(loss == average for loss, average, _ in finals), finals
 
 
 # Says which rank it is, as whom, and what it was given; then all-reduces across the ranks.
@@ -186,3 +193,165 @@ def test_horovod_restarts_whole_and_resumes_when_a_worker_is_taken(
         f"\ndisruption: Horovod worker 1 {how}; attempt 2's ranks training again {again:.1f} s "
         f"later; attempt 1 was in epoch {reached}, attempt 2 resumed after epoch {epoch}"
     )
+
+
+# A custom training loop as Horovod's TensorFlow 2 examples write it: DistributedGradientTape
+# all-reduces the gradients, the first step broadcasts rank 0's variables; argparse flags as
+# its synthetic benchmark has them.
+TAPE = """\
+import argparse, os, socket
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import horovod.tensorflow as hvd
+import numpy as np
+import tensorflow as tf
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--steps", type=int, default=10)
+parser.add_argument("--batch-size", type=int, default=16)
+parser.add_argument("--no-cuda", action="store_true")
+parser.add_argument("tag")
+args = parser.parse_args()
+hvd.init()
+rng = np.random.default_rng(hvd.rank())
+x = rng.normal(size=(args.steps * args.batch_size, 4)).astype("float32")
+y = x.sum(axis=1, keepdims=True)
+tf.random.set_seed(hvd.rank())  # different starting weights: the broadcast makes them one
+model = tf.keras.Sequential([tf.keras.layers.Dense(8, activation="relu"), tf.keras.layers.Dense(1)])
+opt = tf.keras.optimizers.SGD(0.01 * hvd.size())
+
+@tf.function
+def step(xb, yb, first):
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(tf.square(model(xb, training=True) - yb))
+    tape = hvd.DistributedGradientTape(tape)
+    grads = tape.gradient(loss, model.trainable_variables)
+    opt.apply_gradients(zip(grads, model.trainable_variables))
+    if first:
+        hvd.broadcast_variables(model.variables, root_rank=0)
+    return loss
+
+for i in range(args.steps):
+    batch = slice(i * args.batch_size, (i + 1) * args.batch_size)
+    loss = step(x[batch], y[batch], i == 0)
+checksum = sum(float(tf.reduce_sum(w)) for w in model.get_weights())
+print(f"tape {args.tag} rank {hvd.rank()} of {hvd.size()} no_cuda={args.no_cuda} "
+      f"loss {float(loss):.4f} checksum {checksum:.6f}", flush=True)
+"""
+
+
+def test_a_distributed_gradient_tape_loop_submitted_with_kubectl_tfjob(
+    kubectl, cluster, namespace: str, tmp_path: Path
+) -> None:
+    from tfjob_operator.client.plugin import main as kubectl_tfjob
+
+    project = tmp_path / "tape-proj"
+    project.mkdir()
+    (project / "tape.py").write_text(TAPE)
+    template = tmp_path / "real-node.yaml"
+    template.write_text(yaml.safe_dump({"spec": ON_REAL_NODE}))
+    out = io.StringIO()
+    code = kubectl_tfjob(
+        [
+            "submit", str(project), "--name", "tape", "--entry-script", "tape.py",
+            "--backend", "mpi", "--node-count", "2", "--pod-template", str(template),
+            "-p", "steps=8", "-p", "no-cuda", "--wait", "--timeout", "240",
+            "-n", namespace, "--kubeconfig", str(cluster.kubeconfig), "--", "run-1",
+        ],
+        out=out,
+    )  # fmt: skip
+    assert code == 0, out.getvalue()[-3000:]
+    logs = kubectl("logs", "-n", namespace, "tape-launcher-0").stdout
+    ranks = re.findall(r"tape run-1 rank (\d) of 2 no_cuda=True loss \S+ checksum (\S+)", logs)
+    assert sorted(rank for rank, _ in ranks) == ["0", "1"], logs[-3000:]
+    # Started apart (each rank its own seed), trained as one: the same weights on both.
+    assert len({checksum for _, checksum in ranks}) == 1, ranks
+
+
+# ----- Horovod's own examples (v0.28.1 examples/tensorflow2), given a checkout ---------------
+
+EXAMPLES = os.environ.get("TFJOB_HOROVOD_EXAMPLES")
+# Horovod publishes its examples only in its Git repository (not in the sdist or wheels this
+# machine's package indexes serve), and the project carries no copy of them.
+needs_examples = pytest.mark.skipif(
+    not EXAMPLES, reason="set TFJOB_HOROVOD_EXAMPLES to a Horovod 0.28.1 examples/tensorflow2"
+)
+MNIST_DOWNLOAD = "tf.keras.datasets.mnist.load_data(path='mnist-%d.npz' % hvd.rank())"
+# Pods have no egress: the same arrays MNIST has, made up, in place of the download.
+SYNTHETIC_MNIST = """\
+def _synthetic_mnist():
+    import numpy as np
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(60000, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=(60000,), dtype=np.uint8)
+    return (images, labels), (images[:10000], labels[:10000])
+"""
+
+
+def submit_example(
+    kubectl, cluster, namespace: str, tmp_path: Path, name: str, script: str, *options: str
+) -> str:
+    """Submit one of Horovod's examples on 2 workers with `kubectl tfjob submit --wait`; the
+    launcher's log (every rank's output)."""
+    from tfjob_operator.client.plugin import main as kubectl_tfjob
+
+    template = tmp_path / "real-node.yaml"
+    template.write_text(yaml.safe_dump({"spec": ON_REAL_NODE}))
+    out = io.StringIO()
+    started = time.monotonic()
+    code = kubectl_tfjob(
+        [
+            "submit", str(tmp_path / "examples"), "--name", name, "--entry-script", script,
+            "--backend", "mpi", "--node-count", "2", "--pod-template", str(template),
+            *options, "--wait", "-n", namespace, "--kubeconfig", str(cluster.kubeconfig),
+        ],
+        out=out,
+    )  # fmt: skip
+    print(f"\n{name}: {time.monotonic() - started:.0f} s\n{out.getvalue()[-2000:]}")
+    log = kubectl("logs", "-n", namespace, f"{name}-launcher-0").stdout
+    print(log[-1500:])
+    assert code == 0, out.getvalue()[-2000:] + log[-3000:]
+    return log
+
+
+@needs_examples
+@pytest.mark.timeout(3600)
+def test_horovods_keras_mnist_example_with_metric_average_callback(
+    kubectl, cluster, namespace: str, tmp_path: Path
+) -> None:
+    assert EXAMPLES is not None
+    source = (Path(EXAMPLES) / "tensorflow2_keras_mnist.py").read_text()
+    assert MNIST_DOWNLOAD in source
+    assert "MetricAverageCallback" in source
+    examples = tmp_path / "examples"
+    examples.mkdir()
+    head, _, rest = source.partition("\ndef main():")
+    (examples / "tensorflow2_keras_mnist.py").write_text(
+        head
+        + SYNTHETIC_MNIST
+        + "\ndef main():"
+        + rest.replace(MNIST_DOWNLOAD, "_synthetic_mnist()")
+    )
+    log = submit_example(
+        kubectl, cluster, namespace, tmp_path, "hvd-keras-mnist", "tensorflow2_keras_mnist.py"
+    )
+    assert "Epoch 24/24" in log, log[-3000:]  # rank 0's, every epoch's metrics averaged
+
+
+@needs_examples
+@pytest.mark.timeout(3600)
+def test_horovods_synthetic_benchmark_with_distributed_gradient_tape(
+    kubectl, cluster, namespace: str, tmp_path: Path
+) -> None:
+    assert EXAMPLES is not None
+    source = (Path(EXAMPLES) / "tensorflow2_synthetic_benchmark.py").read_text()
+    assert "DistributedGradientTape" in source
+    examples = tmp_path / "examples"
+    examples.mkdir()
+    (examples / "tensorflow2_synthetic_benchmark.py").write_text(source)  # unchanged
+    log = submit_example(
+        kubectl, cluster, namespace, tmp_path, "hvd-synthetic",
+        "tensorflow2_synthetic_benchmark.py",
+        "-p", "model=MobileNetV2", "-p", "batch-size=4", "-p", "num-warmup-batches=1",
+        "-p", "num-batches-per-iter=2", "-p", "num-iters=2", "-p", "no-cuda",
+    )  # fmt: skip
+    assert re.search(r"Total img/sec on 2 CPU\(s\): \d", log), log[-3000:]
