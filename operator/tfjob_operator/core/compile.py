@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from tfjob_operator.api.v1alpha1 import (
     MPISpec,
     ReplicaSpecs,
+    ReplicaType,
     TensorFlowJobSpec,
 )
 from tfjob_operator.settings import OperatorSettings
@@ -75,6 +76,16 @@ def check_min_available(replica_specs: ReplicaSpecs, spec: TensorFlowJobSpec) ->
         )
 
 
+def check_mpi_workers(replica_specs: ReplicaSpecs, mpi: MPISpec | None) -> None:
+    """An MPI launcher starts over SSH on its workers: without any it would never start."""
+    workers = dict(replica_specs.items()).get(ReplicaType.WORKER)
+    if mpi is not None and (workers is None or workers.replicas < 1):
+        raise ValueError(
+            "spec.tfReplicaSpecs.Worker: an MPI job needs at least one Worker, where its "
+            "launcher's mpirun starts the ranks"
+        )
+
+
 def with_priority_class(replica_specs: ReplicaSpecs, spec: TensorFlowJobSpec) -> ReplicaSpecs:
     """runPolicy.schedulingPolicy.priorityClass, for the pod templates that name none."""
     policy = spec.run_policy.scheduling_policy if spec.run_policy else None
@@ -96,6 +107,7 @@ def compile_job(raw_spec: dict[str, Any] | None, settings: OperatorSettings) -> 
         replica_specs = with_priority_class(compile_replica_specs(spec, settings), spec)
         check_node_pools(replica_specs, spec.node_pool, settings)
         check_min_available(replica_specs, spec)
+        check_mpi_workers(replica_specs, effective_mpi(spec))
     except ValidationError as error:
         return CompiledJob(spec, problem=Problem("InvalidSpec", describe_validation_error(error)))
     except ValueError as error:

@@ -98,7 +98,9 @@ def _workers_not_ready(
 ) -> list[PendingPod]:
     """The running workers an MPI launcher waits for, and what it waits on: without this a job
     whose workers' sshd listens on another port sat in Created saying nothing."""
-    workers = dict(replica_specs.items())[ReplicaType.WORKER]
+    workers = dict(replica_specs.items()).get(ReplicaType.WORKER)
+    if workers is None:
+        return []  # compile refuses an MPI job without workers
     own_probe = any(
         c.model_extra and "readinessProbe" in c.model_extra
         for c in workers.template.spec.containers

@@ -359,6 +359,21 @@ def test_the_workers_an_mpi_launcher_waits_for_are_on_the_status_with_the_probes
     assert "waiting" not in run(settle(job(MPI_SPEC), decision), ready).status
 
 
+def test_an_mpi_job_without_workers_fails_at_once_naming_the_field() -> None:
+    """Its launcher would wait for workers for ever."""
+    spec = {
+        "tfReplicaSpecs": {
+            "Launcher": {"replicas": 1, "restartPolicy": "Never", "template": TEMPLATE}
+        },
+        "mpi": {},
+    }
+    decision = run(job(spec), service=False)
+    assert decision.create == []
+    failed = next(c for c in decision.status["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "InvalidSpec"
+    assert failed["message"].startswith("spec.tfReplicaSpecs.Worker: an MPI job needs")
+
+
 def test_an_mpi_jobs_configmap_is_made_again_when_gone_and_its_key_with_any_pod() -> None:
     running = [pod("worker", 0, ready=True), pod("worker", 1, ready=True), pod("launcher", 0)]
     decision = run(job(MPI_SPEC), running, objects=())
