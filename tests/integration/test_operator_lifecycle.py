@@ -406,7 +406,8 @@ def test_spec_the_schema_cannot_check_is_reported_on_the_status(
     failed = condition(job, "Failed")
     assert failed["reason"] == "InvalidSpec"
     assert failed["message"] == (
-        "spec.scriptParams: the value of '--config' must be a string, number or boolean, not dict"
+        "spec.scriptParams: the value of '--config' must be a string, number, boolean or null, "
+        "not dict"
     )
     assert job_pods(core, namespace, "nested") == {}
 

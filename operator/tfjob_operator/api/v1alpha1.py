@@ -959,7 +959,7 @@ class TensorFlowJobSpec(Model):
         for flag, item in (value or {}).items():
             if item is not None and not isinstance(item, str | int | float | bool):
                 raise ValueError(
-                    f"the value of {flag!r} must be a string, number or boolean, "
+                    f"the value of {flag!r} must be a string, number, boolean or null, "
                     f"not {type(item).__name__}"
                 )
         return value
