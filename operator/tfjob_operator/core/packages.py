@@ -19,6 +19,7 @@ from typing import Any
 
 from tfjob_operator.api.v1alpha1 import PackageIndex
 
+from .injected import like_the_trainer
 from .topology import TRAINER_CONTAINER
 
 PACKAGES_CONTAINER = "tfjob-packages"
@@ -70,6 +71,7 @@ def apply_packages(
         "env": [*variables, *index_environment(index)],
         # The trainer's volumes too, so a package can come from the shipped source ("./lib").
         "volumeMounts": [*trainer.get("volumeMounts", []), mount],
+        **like_the_trainer(trainer),
     }
     if "workingDir" in trainer:
         init["workingDir"] = trainer["workingDir"]

@@ -11,6 +11,7 @@ from typing import Any
 
 from tfjob_operator.api.v1alpha1 import SOURCE_MOUNT, Source
 
+from .injected import like_the_trainer
 from .topology import TRAINER_CONTAINER
 
 ARCHIVE_KEY = "source.tar.gz"
@@ -76,6 +77,7 @@ def apply_source(template: dict[str, Any], source: Source) -> dict[str, Any]:
                     mount,
                     {"name": ARCHIVE_VOLUME, "mountPath": ARCHIVE_MOUNT, "readOnly": True},
                 ],
+                **like_the_trainer(trainer),
             },
         )
     trainer.setdefault("volumeMounts", []).append(mount)

@@ -240,3 +240,60 @@ def test_horovod_ranks_run_the_layer_on_the_workers_and_the_launcher_installs_no
     assert mpirun[mpirun.index("TF_USE_LEGACY_KERAS=1") + 1 :] == [PACKAGES_PYTHON, "train.py"]
     assert init_named(worker, PACKAGES_CONTAINER)
     assert "sshd" in " ".join(worker["containers"][0]["command"])
+
+
+# ----- the added containers take the trainer's securityContext and resources ---------------
+
+RESTRICTED_TRAINER = {
+    "spec": {
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [
+            {
+                "name": "tensorflow",
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "capabilities": {"drop": ["ALL"]},
+                    "runAsUser": 1000,
+                },
+                "resources": {
+                    "requests": {"cpu": "2", "memory": "4Gi"},
+                    "limits": {"cpu": "4", "memory": "8Gi", "nvidia.com/gpu": "1"},
+                    "claims": [{"name": "gpu"}],
+                },
+            }
+        ],
+        "resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "one-gpu"}],
+    }
+}
+
+
+def test_added_containers_take_the_trainers_security_context_and_cpu_memory_not_gpus() -> None:
+    """A namespace enforcing Pod Security `restricted`, or a quota on limits, once refused
+    every pod that shipped code or installed packages: the added containers said nothing."""
+    (pod,) = pod_specs(
+        pipPackages=["pandas"],
+        source={"directory": {"configMap": "job-source"}},
+        template=RESTRICTED_TRAINER,
+    ).values()
+    trainer = RESTRICTED_TRAINER["spec"]["containers"][0]
+    for name in (UNPACK_CONTAINER, PACKAGES_CONTAINER):
+        added = init_named(pod, name)
+        assert added["securityContext"] == trainer["securityContext"], name
+        assert added["resources"] == {
+            "requests": {"cpu": "2", "memory": "4Gi"},
+            "limits": {"cpu": "4", "memory": "8Gi"},
+        }, name
+
+
+def test_added_containers_of_a_trainer_that_says_nothing_meet_the_restricted_profile() -> None:
+    (pod,) = pod_specs(
+        pipPackages=["pandas"], source={"directory": {"configMap": "job-source"}}
+    ).values()
+    for name in (UNPACK_CONTAINER, PACKAGES_CONTAINER):
+        added = init_named(pod, name)
+        assert added["securityContext"] == {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }, name
+        assert "resources" not in added, name
