@@ -5,15 +5,12 @@ trainer is, and runs (kwok's nodes: admission is the point here; tests/e2e train
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from kubernetes import client as k8s
-from kubernetes.client.rest import ApiException
 
 from tests.support.jobs import estimator_job, job_pods, wait_for_condition
 
@@ -40,22 +37,21 @@ RESTRICTED_TEMPLATE = {
 
 
 @pytest.fixture
-def restricted(core: k8s.CoreV1Api) -> Iterator[str]:
-    name = f"restricted-{secrets.token_hex(3)}"
-    core.create_namespace(
+def restricted(core: k8s.CoreV1Api, namespace: str) -> str:
+    """The test's namespace, made a shared cluster's: `restricted` enforced, limits quota'd."""
+    core.patch_namespace(
+        namespace,
         {
             "metadata": {
-                "name": name,
                 "labels": {
-                    "tfjob.dev/test": "true",
                     "pod-security.kubernetes.io/enforce": "restricted",
                     "pod-security.kubernetes.io/enforce-version": "latest",
-                },
+                }
             }
-        }
+        },
     )
     core.create_namespaced_resource_quota(
-        name,
+        namespace,
         {
             "metadata": {"name": "team"},
             "spec": {
@@ -68,12 +64,7 @@ def restricted(core: k8s.CoreV1Api) -> Iterator[str]:
             },
         },
     )
-    yield name
-    try:
-        core.delete_namespace(name)
-    except ApiException as error:
-        if error.status != 404:
-            raise
+    return namespace
 
 
 def test_shipped_code_and_packages_are_admitted_under_restricted_pod_security_and_a_quota(

@@ -107,14 +107,15 @@ def compile_job(raw_spec: dict[str, Any] | None, settings: OperatorSettings) -> 
         replica_specs = with_priority_class(compile_replica_specs(spec, settings), spec)
         check_node_pools(replica_specs, spec.node_pool, settings)
         check_min_available(replica_specs, spec)
-        check_mpi_workers(replica_specs, effective_mpi(spec))
+        mpi = effective_mpi(spec)
+        check_mpi_workers(replica_specs, mpi)
     except ValidationError as error:
         return CompiledJob(spec, problem=Problem("InvalidSpec", describe_validation_error(error)))
     except ValueError as error:
         return CompiledJob(spec, problem=Problem("InvalidSpec", str(error)))
     except Exception as error:  # noqa: BLE001 - a spec nothing foresaw: fail it, never retry it
         return CompiledJob(spec, problem=cannot_build(error))
-    return CompiledJob(spec, replica_specs, effective_mpi(spec))
+    return CompiledJob(spec, replica_specs, mpi)
 
 
 def cannot_build(error: Exception) -> Problem:
