@@ -121,14 +121,17 @@ def _compile(args: argparse.Namespace) -> int:
             return 2
         if args.pods:
             # What the operator creates for this job, built by the operator's own passes. A
-            # job read back from the cluster (kubectl get -o yaml) keeps its uid, so the names
-            # that carry it (the MPI key's Secret) are the ones it really has.
+            # job read back from the cluster (kubectl get -o yaml) keeps its uid and its MPI
+            # key Secret's name, so the names it prints are the ones it really has.
             metadata = {
                 "namespace": "default",
                 "uid": "<uid>",
                 **{k: v for k, v in (job.get("metadata") or {}).items() if k in _IDENTITY},
             }
+            status = {k: v for k, v in (job.get("status") or {}).items() if k == "sshSecret"}
             new_job = {k: v for k, v in job.items() if k != "status"} | {"metadata": metadata}
+            if status:
+                new_job["status"] = status
             compiled, children = children_of_new_job(new_job, settings, dt.datetime.now(dt.UTC))
             if compiled.problem is not None:
                 print(

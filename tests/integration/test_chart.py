@@ -157,14 +157,15 @@ JOB_RULES = {
     ("", "services", "watch", ""),
     ("", "services", "create", ""),
     ("", "events", "create", ""),
-    # MPI jobs: the SSH key Secret, created and never read back; the hostfile ConfigMap,
-    # watched (its metadata) to be made again when gone.
+    # MPI jobs: the SSH key Secret, created under a generated name and never read; the
+    # hostfile ConfigMap, watched (its metadata) to be made again when gone.
     ("", "secrets", "create", ""),
     ("", "configmaps", "list", ""),
     ("", "configmaps", "watch", ""),
     ("", "configmaps", "create", ""),
-    # Gang scheduling: a PodGroup per attempt, never read back.
+    # Gang scheduling: a PodGroup per attempt, read when its name is taken.
     ("scheduling.k8s.io", "podgroups", "create", ""),
+    ("scheduling.k8s.io", "podgroups", "get", ""),
 }
 
 

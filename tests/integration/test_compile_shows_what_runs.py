@@ -161,6 +161,15 @@ def test_compile_pods_prints_what_the_operator_creates(
     manifest = JOBS[kind]
     name = manifest["metadata"]["name"]
     apply(kubectl, namespace, manifest)
+    # Read back once its pods come: an MPI job's key Secret then has its generated name.
+    processes.wait_until(
+        lambda: bool(
+            get_json(kubectl, namespace, "pods", "-l", f"tfjob.dev/job-name={name}")["items"]
+        ),
+        timeout=60,
+        what=f"a pod of {name}",
+        interval=0.5,
+    )
     live_job = get_json(kubectl, namespace, "tensorflowjob", name)
     printed = compile_pods(yaml.safe_dump(live_job), operator_env)
     pods = [p["metadata"]["name"] for p in printed if p["kind"] == "Pod"]

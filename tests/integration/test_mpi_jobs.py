@@ -84,15 +84,18 @@ def test_horovod_job_runs_workers_then_launcher_and_succeeds(
     assert hostfile.data == {
         "hostfile": f"hvd-worker-0.{domain} slots=2\nhvd-worker-1.{domain} slots=2\n"
     }
-    uid = get_job(api_client, namespace, "hvd")["metadata"]["uid"]
-    secret = core.read_namespaced_secret(f"hvd-ssh-{uid[:8]}", namespace)
+    secret_name = get_job(api_client, namespace, "hvd")["status"]["sshSecret"]
+    assert secret_name.startswith("hvd-ssh-")
+    secret = core.read_namespaced_secret(secret_name, namespace)
     assert secret.type == "kubernetes.io/ssh-auth"
+    assert secret.immutable is True
     assert secret.metadata.owner_references[0].name == "hvd"
     private = base64.b64decode(secret.data["ssh-privatekey"])
     public = base64.b64decode(secret.data["ssh-publickey"])
     assert load_ssh_private_key(private, password=None) is not None
     assert base64.b64decode(secret.data["authorized_keys"]) == public
     mounts = {v.name: v for v in launcher.spec.volumes}
+    assert mounts["tfjob-ssh"].secret.secret_name == secret_name
     # The default Horovod image runs as its uid 1000: the key is that group's to read.
     assert mounts["tfjob-ssh"].secret.default_mode == 0o440
     assert launcher.spec.security_context.fs_group == 1000

@@ -96,8 +96,8 @@ def test_compile_with_pods_shows_an_mpi_jobs_launcher_and_a_live_jobs_own_names(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The launcher, which the operator makes once the workers are Ready, is shown too; a job
-    read back from the cluster keeps its uid (its key Secret's name carries it), and its
-    status is not taken for the first pass's."""
+    read back from the cluster keeps its uid and its key Secret's generated name, and the rest
+    of its status is not taken for the first pass's."""
     job = {
         "apiVersion": "tfjob.dev/v1alpha1",
         "kind": "TensorFlowJob",
@@ -106,7 +106,7 @@ def test_compile_with_pods_shows_an_mpi_jobs_launcher_and_a_live_jobs_own_names(
             "entryScript": "train_horovod.py",
             "distribution": {"backend": "mpi", "nodeCount": 2},
         },
-        "status": {"state": "Failed", "attempt": 4},
+        "status": {"state": "Failed", "attempt": 4, "sshSecret": "hvd-ssh-b7x2q"},
     }
     manifest = tmp_path / "job.yaml"
     manifest.write_text(yaml.safe_dump(job))
@@ -123,4 +123,12 @@ def test_compile_with_pods_shows_an_mpi_jobs_launcher_and_a_live_jobs_own_names(
     assert launcher["metadata"]["namespace"] == "ml"
     assert launcher["metadata"]["labels"]["tfjob.dev/attempt"] == "1"
     secrets = {v["secret"]["secretName"] for v in launcher["spec"]["volumes"] if "secret" in v}
-    assert secrets == {"hvd-ssh-0123abcd"}
+    assert secrets == {"hvd-ssh-b7x2q"}
+    assert launcher["metadata"]["ownerReferences"][0]["uid"] == "0123abcd-ffff"
+    # A job not yet in the cluster: the name is the API server's to make up.
+    del job["status"]
+    manifest.write_text(yaml.safe_dump(job))
+    assert main(["compile", "-f", str(manifest), "--pods"]) == 0
+    launcher = [d for d in yaml.safe_load_all(capsys.readouterr().out)][-1]
+    secrets = {v["secret"]["secretName"] for v in launcher["spec"]["volumes"] if "secret" in v}
+    assert secrets == {"hvd-ssh-<generated>"}

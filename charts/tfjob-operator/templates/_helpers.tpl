@@ -89,8 +89,8 @@ the passes' creates, deletes and status writes; Events).
   verbs: [create]
 # MPI (Horovod) jobs: a hostfile ConfigMap each, listed and watched (by label, metadata
 # alone) so a pass sees it deleted or held by another object, and created when missing; and an
-# SSH key Secret each, created with the job's pods and never read back: its name carries the
-# job's uid, so nobody else holds it. Garbage collection deletes both with the job.
+# SSH key Secret each, never read: the API server generates its name (on the job's status), so
+# nobody else can create it first. Garbage collection deletes both with the job.
 - apiGroups: [""]
   resources: [configmaps]
   verbs: [list, watch, create]
@@ -98,10 +98,11 @@ the passes' creates, deletes and status writes; Events).
   resources: [secrets]
   verbs: [create]
 {{- if .Values.gangScheduling.enabled }}
-# Gang scheduling: a PodGroup per attempt of a distributed job, created with its pods and never
-# read back (its name carries the job's uid); garbage collection deletes it with the job.
+# Gang scheduling: a PodGroup per attempt of a distributed job, created before its pods. When
+# the name is taken it is read, and joined only if it is the job's (its owner and policy);
+# garbage collection deletes it with the job.
 - apiGroups: [scheduling.k8s.io]
   resources: [podgroups]
-  verbs: [create]
+  verbs: [create, get]
 {{- end }}
 {{- end }}

@@ -1180,6 +1180,15 @@ class TensorFlowJobStatus(Model):
             "updated as it changes."
         ),
     )
+    ssh_secret: str | None = Field(
+        None,
+        description=(
+            "An MPI job's SSH key Secret. The API server generates its name (<job>-ssh-xxxxx) "
+            "when the operator creates it, before any pod: nobody else in the namespace can "
+            "create it first and have the job trust their key. The pods mount the Secret "
+            "named here."
+        ),
+    )
     reconcile_failure: ReconcileFailure | None = Field(
         None,
         description=(

@@ -44,7 +44,7 @@ from .mpi import (
     hostfile_config_map,
     hostfile_config_map_name,
     ssh_secret,
-    ssh_secret_name,
+    ssh_secret_prefix,
 )
 from .topology import (
     PORT_NAME,
@@ -134,6 +134,12 @@ def spec_hash(pod: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
+def _required(ssh_secret: str | None) -> str:
+    if ssh_secret is None:
+        raise ValueError("an MPI job's pods are built once its SSH key Secret is named")
+    return ssh_secret
+
+
 def build_pod(
     job: JobRef,
     replica_type: ReplicaType,
@@ -147,7 +153,9 @@ def build_pod(
     settings: OperatorSettings,
     mpi: MPISpec | None = None,
     checkpoint: Checkpoint | None = None,
+    ssh_secret: str | None = None,
 ) -> dict[str, Any]:
+    """One pod; an MPI job's pods mount its key from the Secret ``ssh_secret``."""
     template = replica.template.model_dump(by_alias=True, exclude_none=True, mode="json")
     metadata = template.get("metadata") or {}
     pod_spec = copy.deepcopy(template["spec"])
@@ -174,11 +182,11 @@ def build_pod(
             trainer,
             job.name,
             mpi,
-            ssh_secret=ssh_secret_name(job.name, job.uid),
+            ssh_secret=_required(ssh_secret),
             hide_gpus=not requests_gpus(pod_spec),
         )
     elif mpi is not None:
-        decorate_worker(pod_spec, trainer, ssh_secret_name(job.name, job.uid), mpi)
+        decorate_worker(pod_spec, trainer, _required(ssh_secret), mpi)
     else:
         _ensure_port(trainer, port)
     if cluster is not None:
@@ -246,6 +254,7 @@ def desired_children(
     settings: OperatorSettings,
     mpi: MPISpec | None = None,
     checkpoint: Checkpoint | None = None,
+    ssh_secret: str | None = None,
     launcher_allowed: bool = True,
     only: Collection[str] | None = None,
 ) -> DesiredChildren:
@@ -278,6 +287,7 @@ def desired_children(
                 settings=settings,
                 mpi=mpi,
                 checkpoint=checkpoint,
+                ssh_secret=ssh_secret,
             )
             pods[pod["metadata"]["name"]] = pod
     return DesiredChildren(service=build_service(job), pods=pods)
@@ -312,12 +322,19 @@ def mpi_hostfile_config_map(
     )
 
 
-def mpi_ssh_secret(job: JobRef, private_key: bytes, public_key: bytes) -> dict[str, Any]:
-    return ssh_secret(
-        ssh_secret_name(job.name, job.uid),
+def mpi_ssh_secret(
+    job: JobRef, name: str | None, private_key: bytes, public_key: bytes
+) -> dict[str, Any]:
+    """The job's key Secret: under ``name`` (the one on the job's status), or, the first time,
+    a name the API server generates."""
+    body = ssh_secret(
+        name or ssh_secret_prefix(job.name),
         job.namespace,
         job_labels(job.name),
         job.owner_reference(),
         private_key,
         public_key,
     )
+    if name is None:
+        body["metadata"]["generateName"] = body["metadata"].pop("name")
+    return body

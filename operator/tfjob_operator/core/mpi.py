@@ -23,10 +23,16 @@ SSH_VOLUME = "tfjob-ssh"
 HOSTFILE_VOLUME = "tfjob-mpi-hostfile"
 
 
-def ssh_secret_name(job_name: str, job_uid: str) -> str:
-    """`<job>-ssh-<first 8 of the job's uid>`: no other object holds it (a deleted job of the
-    same name had another uid), so the operator never needs to read a Secret to know the one
-    of this name is the job's."""
+def ssh_secret_prefix(job_name: str) -> str:
+    """The start of an MPI job's SSH key Secret's name; the API server adds a random suffix
+    (generateName). A name a tenant could work out (the job's uid is on the job) would let them
+    create the Secret first, with their own key, and reach the job's workers through its sshd."""
+    return f"{job_name}-ssh-"
+
+
+def legacy_ssh_secret_name(job_name: str, job_uid: str) -> str:
+    """The key Secret's name before status.sshSecret (from the job's uid): the pods of jobs
+    that ran through an operator upgrade mount it, and their replacements must too."""
     return f"{job_name}-ssh-{job_uid[:8]}"
 
 
@@ -149,6 +155,8 @@ def ssh_secret(
         "apiVersion": "v1",
         "kind": "Secret",
         "type": "kubernetes.io/ssh-auth",
+        # Nobody changes a job's key under its running workers (replacement pods mount the same).
+        "immutable": True,
         "metadata": {
             "name": name,
             "namespace": namespace,

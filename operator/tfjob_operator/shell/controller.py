@@ -430,7 +430,14 @@ class Controller:
         first = [body for body in decision.create if body["kind"] in _FIRST]
         rest = [body for body in decision.create if body["kind"] not in _FIRST]
         if decision.create_ssh_secret:
-            first.insert(0, mpi_ssh_secret(ref, *generate_ssh_keypair()))
+            recorded = (state.body.get("status") or {}).get("sshSecret")
+            secret = mpi_ssh_secret(ref, recorded, *generate_ssh_keypair())
+            if recorded is None:
+                refused = await self._create_ssh_secret(key, state, decision, secret)
+                if refused is not None:
+                    return refused
+            else:
+                first.insert(0, secret)
         for body in first:
             refused = await self._create(key, state.expected, body)
             if refused is not None:
@@ -442,6 +449,30 @@ class Controller:
         outcomes = await asyncio.gather(*(self._create(key, state.expected, body) for body in rest))
         await asyncio.gather(*(self._delete(key, state.expected, pod) for pod in decision.delete))
         return next((problem for problem in outcomes if problem is not None), None)
+
+    async def _create_ssh_secret(
+        self, key: JobKey, state: JobState, decision: Decision, secret: dict[str, Any]
+    ) -> Problem | None:
+        """Create an MPI job's first key Secret under a name the API server generates, and put
+        that name on the status this pass writes: the pods that mount it come next pass."""
+        try:
+            stored = await self.kube.create(secret)
+        except Rejected as rejected:
+            return Problem(
+                "SecretRejected",
+                f"TFJob {key[0]}/{key[1]} has failed: the API server refused its SSH key "
+                f"Secret: {rejected.message}",
+            )
+        if stored is None:
+            return None  # a generated name taken (the API server retries): next pass, again
+        name = stored["metadata"]["name"]
+        log.info("%s/%s: created secret %s", *key, name)
+        decision.status = {
+            **(decision.status or state.body.get("status") or {}),
+            "sshSecret": name,
+        }
+        decision.status_urgent = True
+        return None
 
     async def _create(
         self, key: JobKey, expected: Expectations, body: dict[str, Any]
@@ -455,8 +486,14 @@ class Controller:
                 f"TFJob {key[0]}/{key[1]} has failed: the API server refused "
                 f"{kind.lower()} {name}: {rejected.message}",
             )
-        if stored is None and kind in ("Secret", "PodGroup"):
-            pass  # an MPI job's key, an attempt's gang: their names carry the job's uid
+        if stored is None and kind == "PodGroup" and not await self._ours(body):
+            # Its name is the job's and attempt's, known to anyone who reads the job: a group
+            # made by somebody else (a minCount the pods can never meet, say) is not joined.
+            log.warning("%s/%s: podgroup %s exists and is not the job's", *key, name)
+            expected.conflicts[(kind, name)] = time.monotonic()
+            self.queue.trigger(key)  # the next pass reports it
+        elif stored is None and kind in ("Secret", "PodGroup"):
+            pass  # the job's key under the name on its status; the attempt's gang, checked
         elif stored is None:
             # The name is taken. Expectations keep a pass from creating what an earlier one
             # did, so it is somebody else's: the job says so, and looks again in a while
@@ -476,6 +513,27 @@ class Controller:
                 metrics.PODS_CREATED.labels(replica_type=replica_type).inc()
             log.info("%s/%s: created %s %s", *key, kind.lower(), name)
         return None
+
+    async def _ours(self, body: dict[str, Any]) -> bool:
+        """Whether the stored object of ``body``'s name is what the operator would create:
+        controlled by the job, with the same scheduling policy. An owner reference anyone may
+        write; the policy, then, makes a copy planted by another harmless."""
+        stored = await self.kube.read(body)
+        if stored is None:
+            stored = await self.kube.create(body)  # gone meanwhile: the job's after all
+            if stored is not None:
+                return True
+            stored = await self.kube.read(body)
+            if stored is None:
+                return False  # coming and going: the next pass tries again
+        owner = body["metadata"]["ownerReferences"][0]["uid"]
+        controllers = [
+            ref.get("uid")
+            for ref in stored["metadata"].get("ownerReferences") or []
+            if ref.get("controller")
+        ]
+        policy = (stored.get("spec") or {}).get("schedulingPolicy")
+        return controllers == [owner] and policy == body["spec"]["schedulingPolicy"]
 
     async def _delete(self, key: JobKey, expected: Expectations, pod: PodObservation) -> None:
         log.info("%s/%s: deleting pod %s", *key, pod.name)

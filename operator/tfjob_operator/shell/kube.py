@@ -268,6 +268,23 @@ class Kube:
         except Conflict:
             return None
 
+    async def read(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The stored object of ``body``'s kind, namespace and name; None when there is none."""
+        metadata = body["metadata"]
+        namespace = metadata["namespace"]
+        resource = _CORE_PATHS.get(body["kind"]) or _GROUP_PATHS[body["kind"]]
+        prefix = "/api/v1" if body["apiVersion"] == "v1" else f"/apis/{body['apiVersion']}"
+        try:
+            return await self.request(
+                "GET",
+                f"{prefix}/namespaces/{namespace}/{resource}/{metadata['name']}",
+                verb="get",
+                resource=resource,
+                namespace=namespace,
+            )
+        except NotFound:
+            return None
+
     async def delete_pod(self, namespace: str, name: str, uid: str) -> None:
         """Delete exactly this pod (by uid), in the background; gone already is fine."""
         try:

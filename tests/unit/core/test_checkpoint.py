@@ -36,7 +36,7 @@ HOROVOD = {"entryScript": "train.py", "distribution": {"backend": "mpi", "nodeCo
 
 
 def created_pods(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    decision = run(job(spec))
+    decision = run(job(spec, status={"sshSecret": "mnist-ssh-k4x9z"}))
     return {o["metadata"]["name"]: o for o in decision.create if o["kind"] == "Pod"}
 
 

@@ -156,6 +156,7 @@ def test_mpi_pods_hostfile_and_labels() -> None:
         node_pool=None,
         settings=SETTINGS,
         mpi=effective_mpi(spec),
+        ssh_secret="hvd-ssh-k4x9z",
     )
     assert set(children.pods) == {"hvd-launcher-0", "hvd-worker-0", "hvd-worker-1"}
     hostfile = mpi_hostfile_config_map(
@@ -213,7 +214,12 @@ def test_the_default_horovod_image_runs_as_its_user_who_can_read_the_key() -> No
     spec = mpi_spec(nodeCount=2)
     replicas = compile_replica_specs(spec, SETTINGS)
     children = desired_children(
-        JOB, replicas, node_pool=None, settings=SETTINGS, mpi=effective_mpi(spec)
+        JOB,
+        replicas,
+        node_pool=None,
+        settings=SETTINGS,
+        mpi=effective_mpi(spec),
+        ssh_secret="hvd-ssh-k4x9z",
     )
     for name in ("hvd-launcher-0", "hvd-worker-0"):
         pod_spec = children.pods[name]["spec"]
@@ -272,6 +278,7 @@ def test_launcher_is_left_out_until_allowed() -> None:
         node_pool=None,
         settings=SETTINGS,
         mpi=effective_mpi(spec),
+        ssh_secret="hvd-ssh-k4x9z",
         launcher_allowed=False,
     )
     assert set(children.pods) == {"hvd-worker-0", "hvd-worker-1"}
