@@ -149,6 +149,8 @@ JOB_RULES = {
     ("tfjob.dev", "tensorflowjobs", "watch", ""),
     ("tfjob.dev", "tensorflowjobs", "delete", ""),
     ("tfjob.dev", "tensorflowjobs/status", "patch", ""),
+    # Children block their job's deletion: OwnerReferencesPermissionEnforcement asks for it.
+    ("tfjob.dev", "tensorflowjobs/finalizers", "update", ""),
     ("", "pods", "list", ""),
     ("", "pods", "watch", ""),
     ("", "pods", "create", ""),

@@ -171,8 +171,13 @@ ATTEMPT = re.compile(
 
 @pytest.mark.parametrize(
     ("resource", "verb"),
-    [("pods", "create"), ("tensorflowjobs/status", "patch")],
-    ids=["create-pods", "update-status"],
+    [
+        ("pods", "create"),
+        ("tensorflowjobs/status", "patch"),
+        # The control plane enforces owner references (OwnerReferencesPermissionEnforcement).
+        ("tensorflowjobs/finalizers", "update"),
+    ],
+    ids=["create-pods", "update-status", "owner-references"],
 )
 def test_a_missing_verb_is_reported_on_the_job_and_retried_with_backoff(
     helm, kubectl, cluster, crd, operator, core, api_client, namespace, tmp_path, resource, verb
@@ -183,8 +188,10 @@ def test_a_missing_verb_is_reported_on_the_job_and_retried_with_backoff(
         rbac.replace_cluster_role(
             release.fullname, without_verb(rbac.read_cluster_role(release.fullname), resource, verb)
         )
+        base, _, sub = resource.partition("/")
+        subresource = [f"--subresource={sub}"] if sub else []
         processes.wait_until(
-            lambda: not can_i(kubectl, release, verb, resource, "-n", namespace),
+            lambda: not can_i(kubectl, release, verb, base, *subresource, "-n", namespace),
             timeout=30,
             what=f"RBAC to refuse {verb} {resource}",
         )

@@ -74,6 +74,12 @@ the passes' creates, deletes and status writes; Events).
 - apiGroups: [tfjob.dev]
   resources: [tensorflowjobs/status]
   verbs: [patch]
+# Every child names its job as owner with blockOwnerDeletion: where the
+# OwnerReferencesPermissionEnforcement admission plugin runs (OpenShift), that takes update on
+# the job's finalizers. The operator never writes them.
+- apiGroups: [tfjob.dev]
+  resources: [tensorflowjobs/finalizers]
+  verbs: [update]
 # The operator's informer lists and watches the jobs' pods (by label); passes create and
 # delete them.
 - apiGroups: [""]

@@ -26,6 +26,9 @@ from . import metrics
 
 # How RBAC words a refusal: `... User "u" cannot create resource "pods" in API group "" ...`
 _RBAC_REFUSAL = re.compile(r'cannot (\w+) resource "([^"]+)"')
+# The OwnerReferencesPermissionEnforcement admission plugin (on in OpenShift): a child that
+# blocks its owner's deletion needs update on the owner's finalizers, which RBAC grants.
+_FINALIZERS_REFUSAL = "cannot set blockOwnerDeletion if an ownerReference refers to a resource"
 REQUEST_TIMEOUT = 60.0
 # Connections the client keeps open to the API server at most (aiohttp speaks HTTP/1.1: one
 # in-flight request per connection).
@@ -120,6 +123,8 @@ def error_for(status: int, message: str, namespace: str | None) -> Exception:
         refusal = _RBAC_REFUSAL.search(message)
         if refusal is not None:
             return Forbidden(refusal.group(1), refusal.group(2), namespace, message)
+        if _FINALIZERS_REFUSAL in message:
+            return Forbidden("update", f"{PLURAL}/finalizers", namespace, message)
     if status == 409:
         return Conflict(status, message)
     if status == 404:

@@ -58,6 +58,18 @@ def test_rbac_refusal_becomes_forbidden_naming_verb_and_resource() -> None:
     assert "grant the verb 'create' on 'pods'" in str(refusal)
 
 
+def test_an_owner_reference_refusal_names_the_finalizers_permission() -> None:
+    """OwnerReferencesPermissionEnforcement refuses a child with blockOwnerDeletion unless the
+    operator may update its job's finalizers: a permission to grant, not a job to fail."""
+    message = (
+        'pods "x" is forbidden: cannot set blockOwnerDeletion if an ownerReference refers to a '
+        "resource you can't set finalizers on: , <nil>"
+    )
+    refusal = kube.error_for(403, message, "team-a")
+    assert isinstance(refusal, kube.Forbidden)
+    assert (refusal.verb, refusal.resource) == ("update", "tensorflowjobs/finalizers")
+
+
 @pytest.mark.parametrize(
     ("status", "message", "meaning"),
     [

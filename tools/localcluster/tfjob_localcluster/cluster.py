@@ -515,6 +515,9 @@ class LocalCluster:
             f"--tls-private-key-file={serving.key}",
             f"--client-ca-file={self._ca.cert_path}",
             "--authorization-mode=Node,RBAC",
+            # As OpenShift runs: a child that blocks its owner's deletion needs update on the
+            # owner's finalizers (the chart's RBAC must grant it; tests/integration/test_rbac).
+            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
             # Logs and exec reach a real kubelet at its node IP (its name resolves nowhere).
             "--kubelet-preferred-address-types=InternalIP,Hostname",
             f"--service-account-issuer=https://127.0.0.1:{self.ports.apiserver}",
