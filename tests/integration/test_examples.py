@@ -40,6 +40,7 @@ def test_example_runs_to_success(
         node_pool=spec.node_pool,
         settings=OperatorSettings(),
         mpi=effective_mpi(spec),
+        ssh_secret=f"{name}-ssh-x",  # pod names and labels are what this test reads
     )
     pods = wait_for_pods(core, namespace, name, set(expected.pods))
     for pod_name, pod in pods.items():

@@ -86,6 +86,11 @@ def test_the_api_server_accepts_every_child_the_core_builds(
             try:
                 dry_run_create(api_client, namespace, child)
             except ApiException as refused:
+                if refused.status == 403 and "no PriorityClass with name" in str(refused.body):
+                    # A class the cluster lacks: the operator fails the job with these words
+                    # when its pod is refused (kube.is_policy_denial).
+                    built["refused later"] += 1
+                    return
                 raise AssertionError(
                     f"the API server refused {child['kind']} {child['metadata']['name']} "
                     f"built from spec {spec!r}: {refused.body}"

@@ -620,6 +620,11 @@ CASES = [
         id="schedulingPolicy-unknown-field",
     ),
     pytest.param(
+        kubeflow(setter("spec", "runPolicy", "schedulingPolicy", value={"queue": "team a:gpu"})),
+        ["spec.runPolicy.schedulingPolicy.queue: Invalid value", "should match"],
+        id="queue-not-a-label-value",
+    ),
+    pytest.param(
         kubeflow(setter("spec", "runPolicy", "managedBy", value="volcano.sh/scheduler")),
         [
             'spec.runPolicy.managedBy: Unsupported value: "volcano.sh/scheduler": supported '
@@ -819,6 +824,77 @@ CASES = [
         ],
         id="ephemeralContainers-in-a-template",
     ),
+    # Names the operator gives what it adds: a template using one would take its place.
+    pytest.param(
+        kubeflow(
+            lambda m: worker(m)["template"]["spec"].update(
+                volumes=[{"name": "tfjob-ssh", "secret": {"secretName": "other-job-ssh-x"}}]
+            )
+        ),
+        [
+            "spec.tfReplicaSpecs.Worker.template.spec.volumes: Invalid value",
+            "volume names tfjob-ssh, tfjob-mpi-hostfile, tfjob-checkpoint are the operator's",
+        ],
+        id="volume-named-as-the-mpi-key",
+    ),
+    pytest.param(
+        kubeflow(set_container(env=[{"name": "TF_CONFIG", "value": '{"cluster": {}}'}])),
+        [
+            "spec.tfReplicaSpecs.Worker.template.spec.containers[0].env[0].name: Invalid value",
+            "TF_CONFIG is the operator's",
+        ],
+        id="TF_CONFIG-in-a-template",
+    ),
+    pytest.param(
+        estimator(setter("spec", "environmentVariables", value={"TF_CONFIG": "{}"})),
+        ["spec.environmentVariables: Invalid value", "TF_CONFIG and variables starting"],
+        id="TF_CONFIG-in-environmentVariables",
+    ),
+    pytest.param(
+        estimator(
+            setter(
+                "spec",
+                "template",
+                value={"spec": {"volumes": [{"name": "tfjob-packages", "emptyDir": {}}]}},
+            )
+        ),
+        ["spec.template.spec.volumes: Invalid value", "volume names starting tfjob- are"],
+        id="estimator-volume-named-tfjob",
+    ),
+    pytest.param(
+        estimator(
+            setter(
+                "spec",
+                "template",
+                value={"spec": {"initContainers": [{"name": "tfjob-source", "image": "x:1"}]}},
+            )
+        ),
+        ["spec.template.spec.initContainers: Invalid value", "init container names starting"],
+        id="estimator-init-container-named-tfjob",
+    ),
+    pytest.param(
+        estimator(
+            setter(
+                "spec",
+                "template",
+                value={
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "tensorflow",
+                                "env": [{"name": "TFJOB_PIP_PASSWORD", "value": "x"}],
+                            }
+                        ]
+                    }
+                },
+            )
+        ),
+        [
+            "spec.template.spec.containers[0].env[0].name: Invalid value",
+            "variables starting TFJOB_PIP_ are the operator's",
+        ],
+        id="estimator-package-index-variable",
+    ),
     pytest.param(
         kubeflow(set_container(resources={"claims": [{"name": "gpu"}, {"name": "gpu"}]})),
         ["spec.tfReplicaSpecs.Worker.template.spec.containers[0].resources.claims[1]: Duplicate"],
@@ -993,6 +1069,23 @@ def test_no_refused_job_exists(api_client: k8s.ApiClient, refusal_namespace: str
                 )
             )(),
             id="kubeflow-form-dra-claims-and-security-context",
+        ),
+        pytest.param(
+            # What `tfjob-operator compile` prints for shipped source and pipPackages: the
+            # Kubeflow form may carry the tfjob- names that compiling gave it.
+            kubeflow(
+                lambda m: worker(m)["template"]["spec"].update(
+                    initContainers=[
+                        {"name": "tfjob-source", "image": "t:1", "command": ["python"]},
+                        {"name": "fetch-data", "image": "busybox:1", "args": ["true"]},
+                    ],
+                    volumes=[
+                        {"name": "tfjob-packages", "emptyDir": {}},
+                        {"name": "data", "configMap": {"name": "data", "optional": True}},
+                    ],
+                )
+            )(),
+            id="kubeflow-form-init-containers-and-volumes",
         ),
         pytest.param(kubeflow_form(NAME_54), id="kubeflow-form-longest-name"),
         pytest.param(

@@ -253,6 +253,14 @@ def first_pass(spec: dict[str, Any]) -> tuple[dict[str, Any], Decision]:
         assert decision.create == []
         assert decision.status is not None
         assert decision.status["conditions"][-1]["type"] == "Failed"
+    if decision.create_ssh_secret and "sshSecret" not in (decision.status or {}):
+        # An MPI job: the shell creates its key Secret under a generated name and puts it on
+        # the status; the pods come with the next pass. Both passes' children, as one.
+        body, observed = settled(body, decision)
+        body["status"] = {**body["status"], "sshSecret": f"{body['metadata']['name']}-ssh-k4x9z"}
+        made = decision.create
+        decision = decide(body, compiled, observed, SETTINGS, NOW)
+        decision.create[:0] = made
     return body, decision
 
 

@@ -11,6 +11,7 @@ A job is written one of two ways, never both:
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -66,11 +67,64 @@ class ContainerPort(OpenModel):
     container_port: int = Field(ge=1, le=65535, description="Port number in the container.")
 
 
+# Names the operator gives what it adds to a job's pods; a template that used one would replace
+# the operator's (a volume named tfjob-ssh once took the place of an MPI job's key) or clash
+# with it. TF_CONFIG is the operator's in every pod of a distributed job.
+RESERVED_VOLUMES = ("tfjob-ssh", "tfjob-mpi-hostfile", "tfjob-checkpoint")
+RESERVED_ENV = "TF_CONFIG"
+# In the estimator form the operator adds more (shipped source, pipPackages): every tfjob- name
+# of volumes and containers is its own there, and so are the package index's variables.
+RESERVED_PREFIX = "tfjob-"
+RESERVED_ENV_PREFIX = "TFJOB_PIP_"
+# Bounds the CEL rules over these lists need (the API server refuses a CRD whose rules could
+# cost too much); far above what a training pod has.
+MAX_CONTAINERS = 64
+MAX_VOLUMES = 256
+_RESERVED_VOLUMES_CEL = "[" + ", ".join(f"'{name}'" for name in RESERVED_VOLUMES) + "]"
+
+
 class EnvVar(OpenModel):
     """An environment variable (`value` or `valueFrom`, as in a Pod)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    f"self.name != '{RESERVED_ENV}'",
+                    f"{RESERVED_ENV} is the operator's: it writes each pod's own (remove it "
+                    "from the template)",
+                    ".name",
+                )
+            ]
+        }
+    )
+
     name: str = Field(min_length=1, description="Variable name.")
     value: str | None = Field(None, description="Literal value.")
+
+    @field_validator("name")
+    @classmethod
+    def _not_the_operators(cls, name: str) -> str:
+        if name == RESERVED_ENV:
+            raise ValueError(
+                f"{RESERVED_ENV} is the operator's: it writes each pod's own (remove it from "
+                "the template)"
+            )
+        return name
+
+
+class InitContainer(OpenModel):
+    """An init container, as in a Pod (any Container field)."""
+
+    name: str = Field(min_length=1, max_length=63, description="Container name.")
+
+
+class Volume(OpenModel):
+    """A volume of the pod, as in a Pod (any volume source)."""
+
+    name: str = Field(
+        min_length=1, max_length=63, description="Volume name; tfjob- names are the operator's."
+    )
 
 
 Quantity = Annotated[
@@ -151,21 +205,53 @@ class Toleration(OpenModel):
     key: str | None = Field(None, description="Taint key the toleration applies to.")
 
 
+_POD_SPEC_RULES = [
+    _cel(
+        "!has(self.ephemeralContainers)",
+        "a pod template cannot have ephemeralContainers (kubectl debug adds them to a running pod)",
+        ".ephemeralContainers",
+    ),
+    _cel(
+        f"!has(self.volumes) || self.volumes.all(v, !(v.name in {_RESERVED_VOLUMES_CEL}))",
+        f"volume names {', '.join(RESERVED_VOLUMES)} are the operator's (an MPI job's key and "
+        "hostfile, spec.checkpoint's claim): name the volume otherwise",
+        ".volumes",
+    ),
+]
+_ESTIMATOR_RULES = [
+    *_POD_SPEC_RULES,
+    _cel(
+        f"!has(self.volumes) || self.volumes.all(v, !v.name.startsWith('{RESERVED_PREFIX}'))",
+        f"volume names starting {RESERVED_PREFIX} are the operator's (shipped source, "
+        "pipPackages, an MPI job's key, checkpoints): name the volume otherwise",
+        ".volumes",
+    ),
+    _cel(
+        "!has(self.initContainers) || "
+        f"self.initContainers.all(c, !c.name.startsWith('{RESERVED_PREFIX}'))",
+        f"init container names starting {RESERVED_PREFIX} are the operator's (it unpacks "
+        "shipped source and installs pipPackages in them): name the container otherwise",
+        ".initContainers",
+    ),
+    _cel(
+        f"!has(self.containers) || self.containers.all(c, !c.name.startsWith('{RESERVED_PREFIX}'))",
+        f"container names starting {RESERVED_PREFIX} are the operator's: name the container "
+        "otherwise",
+        ".containers",
+    ),
+]
+
+
+def _reserved(kind: str, names: list[str], reserved: Callable[[str], bool]) -> None:
+    for name in names:
+        if reserved(name):
+            raise ValueError(f"{kind} name {name!r} is the operator's: name it otherwise")
+
+
 class PodSpec(OpenModel):
     """A Pod spec; any other PodSpec field is accepted and passed to the pods."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                _cel(
-                    "!has(self.ephemeralContainers)",
-                    "a pod template cannot have ephemeralContainers (kubectl debug adds them "
-                    "to a running pod)",
-                    ".ephemeralContainers",
-                )
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": _POD_SPEC_RULES})
 
     containers: list[ImageContainer] = Field(
         min_length=1,
@@ -179,6 +265,18 @@ class PodSpec(OpenModel):
     node_selector: dict[str, str] | None = Field(None, description="Node labels to match.")
     tolerations: list[Toleration] | None = Field(None, description="Taints to tolerate.")
     security_context: PodSecurityContext | None = Field(None, description="Security settings.")
+    init_containers: list[InitContainer] | None = Field(
+        None,
+        max_length=MAX_CONTAINERS,
+        description="Init containers, as in a Pod.",
+        json_schema_extra=_BY_NAME,
+    )
+    volumes: list[Volume] | None = Field(
+        None,
+        max_length=MAX_VOLUMES,
+        description=f"Volumes, as in a Pod; {', '.join(RESERVED_VOLUMES)} are the operator's.",
+        json_schema_extra=_BY_NAME,
+    )
     ephemeral_containers: list[dict[str, Any]] | None = Field(
         None,
         description="Refused: only a running pod gets them.",
@@ -206,6 +304,12 @@ class PodSpec(OpenModel):
                     )
         return self
 
+    @field_validator("volumes")
+    @classmethod
+    def _volumes_not_the_operators(cls, volumes: list[Volume] | None) -> list[Volume] | None:
+        _reserved("volume", [v.name for v in volumes or []], RESERVED_VOLUMES.__contains__)
+        return volumes
+
     @field_validator("ephemeral_containers")
     @classmethod
     def _no_ephemeral_containers(cls, value: list[dict[str, Any]] | None) -> None:
@@ -231,17 +335,66 @@ class PodTemplateSpec(OpenModel):
     spec: PodSpec = Field(description="Pod spec.")
 
 
+class EstimatorEnvVar(EnvVar):
+    """An environment variable of an estimator-style job's container."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    f"self.name != '{RESERVED_ENV}' && "
+                    f"!self.name.startsWith('{RESERVED_ENV_PREFIX}')",
+                    f"{RESERVED_ENV} and variables starting {RESERVED_ENV_PREFIX} are the "
+                    "operator's (each pod's TF_CONFIG; the package index of pipPackages: set "
+                    "spec.packageIndex instead)",
+                    ".name",
+                )
+            ]
+        }
+    )
+
+
+class EstimatorContainer(Container):
+    """A container of an estimator-style job's template, merged by name."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=63,
+        description="Container name; the trainer is `tensorflow`, tfjob- names the operator's.",
+    )
+    env: list[EstimatorEnvVar] | None = Field(  # type: ignore[assignment]
+        None, description="Environment variables.", json_schema_extra=_BY_NAME
+    )
+
+
 class PartialPodSpec(PodSpec):
     """A pod spec fragment merged into every replica of an estimator-style job."""
 
-    containers: list[Container] | None = Field(  # type: ignore[assignment]
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": _ESTIMATOR_RULES})
+
+    containers: list[EstimatorContainer] | None = Field(  # type: ignore[assignment]
         None,
+        max_length=MAX_CONTAINERS,
         description=(
             "Merged by name into the generated containers (the trainer container is named "
             "`tensorflow`): add env, volumeMounts, resources..."
         ),
         json_schema_extra=_BY_NAME,
     )
+
+    @model_validator(mode="after")
+    def _names_not_the_operators(self) -> PartialPodSpec:
+        """What the CRD refuses at apply, for a job stored some other way."""
+        operators = lambda name: name.startswith(RESERVED_PREFIX)  # noqa: E731
+        _reserved("volume", [v.name for v in self.volumes or []], operators)
+        _reserved("init container", [c.name for c in self.init_containers or []], operators)
+        _reserved("container", [c.name for c in self.containers or []], operators)
+        _reserved(
+            "variable",
+            [e.name for c in self.containers or [] for e in c.env or []],
+            lambda name: name.startswith(RESERVED_ENV_PREFIX),
+        )
+        return self
 
 
 class PartialPodTemplateSpec(OpenModel):
@@ -446,7 +599,9 @@ class SchedulingPolicy(Model):
     )
     queue: str | None = Field(
         None,
-        max_length=253,
+        max_length=63,
+        # A LocalQueue's name that is also a label value: the pods carry it as one.
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
         description=(
             "A Kueue LocalQueue in the job's namespace (the label kueue.x-k8s.io/queue-name on "
             "the job says the same). The pods of each attempt (but an MPI launcher) form a "
@@ -465,7 +620,12 @@ class SchedulingPolicy(Model):
     )
     priority_class: str | None = Field(
         None,
-        description="PriorityClass of the pods whose template names none.",
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description=(
+            "PriorityClass of the pods whose template names none. A class that does not "
+            "exist fails the job when its first pod is refused."
+        ),
     )
     schedule_timeout_seconds: int | None = Field(
         None,
@@ -996,9 +1156,32 @@ class TensorFlowJobSpec(Model):
         None,
         description=(
             "Environment variables of the trainer container; with backend mpi, the launcher's "
-            "mpirun forwards each to every rank."
+            f"mpirun forwards each to every rank. {RESERVED_ENV} and {RESERVED_ENV_PREFIX}* are "
+            "the operator's."
         ),
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    f"!('{RESERVED_ENV}' in self) && "
+                    f"self.all(name, !name.startsWith('{RESERVED_ENV_PREFIX}'))",
+                    f"{RESERVED_ENV} and variables starting {RESERVED_ENV_PREFIX} are the "
+                    "operator's (each pod's TF_CONFIG; the package index of pipPackages: set "
+                    "spec.packageIndex instead)",
+                )
+            ]
+        },
     )
+
+    @field_validator("environment_variables")
+    @classmethod
+    def _variables_not_the_operators(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        _reserved(
+            "variable",
+            list(value or {}),
+            lambda name: name == RESERVED_ENV or name.startswith(RESERVED_ENV_PREFIX),
+        )
+        return value
+
     distribution: Distribution | None = Field(
         None, description="How the training is distributed; absent for a single-node job."
     )

@@ -190,12 +190,14 @@ def hostfile_config_map(
 def _mount(
     pod_spec: dict[str, Any], container: dict[str, Any], volume: dict[str, Any], mount_path: str
 ) -> None:
-    volumes = pod_spec.setdefault("volumes", [])
-    if not any(v["name"] == volume["name"] for v in volumes):
-        volumes.append(volume)
+    """The operator's volume, in place of any of its name (the CRD refuses a template that has
+    one: it once replaced an MPI job's key), mounted at ``mount_path``."""
+    name = volume["name"]
+    pod_spec["volumes"] = [v for v in pod_spec.get("volumes") or [] if v["name"] != name]
+    pod_spec["volumes"].append(volume)
     mounts = container.setdefault("volumeMounts", [])
-    if not any(m["name"] == volume["name"] for m in mounts):
-        mounts.append({"name": volume["name"], "mountPath": mount_path, "readOnly": True})
+    if not any(m["name"] == name and m["mountPath"] == mount_path for m in mounts):
+        mounts.append({"name": name, "mountPath": mount_path, "readOnly": True})
 
 
 def _non_root_group(pod_spec: dict[str, Any], container: dict[str, Any]) -> int | None:

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from tfjob_operator.api.v1alpha1 import ReplicaSpec, ReplicaSpecs, ReplicaType, RestartPolicy
 from tfjob_operator.core.builders import (
@@ -505,33 +506,23 @@ def test_gpu_in_an_init_container_places_the_pod_too() -> None:
 # ----- TF_CONFIG ------------------------------------------------------------------------------
 
 
-def test_tf_config_replaces_a_user_set_tf_config() -> None:
-    container = trainer(
-        env=[
-            {"name": "TF_CONFIG", "value": '{"cluster":{}}'},
-            {"name": "DATA", "value": "/data"},
-        ]
-    )
-    pods = children(specs(Worker=replica(2, containers=[container])))
-    env = pods["mnist-worker-0"]["spec"]["containers"][0]["env"]
-    assert env == [
-        {"name": "DATA", "value": "/data"},
-        {
-            "name": "TF_CONFIG",
-            "value": '{"cluster":{"worker":["mnist-worker-0.mnist.ml.svc.cluster.local:2222",'
-            '"mnist-worker-1.mnist.ml.svc.cluster.local:2222"]},'
-            '"task":{"type":"worker","index":0},"environment":"cloud"}',
-        },
-    ]
-
-
-def test_tf_config_replaces_a_user_tf_config_from_a_config_map() -> None:
-    from_map = {"name": "TF_CONFIG", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}}
-    pods = children(specs(Worker=replica(2, containers=[trainer(env=[from_map])])))
-    env = pods["mnist-worker-1"]["spec"]["containers"][0]["env"]
-    assert [e["name"] for e in env] == ["TF_CONFIG"]
-    assert "valueFrom" not in env[0]
-    assert json.loads(env[0]["value"])["task"] == {"type": "worker", "index": 1}
+@pytest.mark.parametrize(
+    "variable",
+    [
+        {"name": "TF_CONFIG", "value": '{"cluster":{}}'},
+        {"name": "TF_CONFIG", "valueFrom": {"configMapKeyRef": {"name": "c", "key": "k"}}},
+    ],
+    ids=["value", "from-a-config-map"],
+)
+def test_a_template_that_sets_tf_config_is_refused_naming_the_field(variable: dict) -> None:
+    """It was replaced silently; each pod's TF_CONFIG is the operator's (the CRD refuses it at
+    apply: tests/integration/test_invalid_manifests.py)."""
+    container = trainer(env=[{"name": "DATA", "value": "/data"}, variable])
+    with pytest.raises(ValidationError) as refused:
+        specs(Worker=replica(2, containers=[container]))
+    (error,) = refused.value.errors()
+    assert error["loc"] == ("Worker", "template", "spec", "containers", 0, "env", 1, "name")
+    assert "TF_CONFIG is the operator's" in error["msg"]
 
 
 def test_tf_config_goes_to_the_tensorflow_container_not_the_sidecar() -> None:
@@ -548,12 +539,6 @@ def test_single_pod_job_gets_no_tf_config() -> None:
     pod = children(specs(Worker=replica(1)))["mnist-worker-0"]
     assert "env" not in pod["spec"]["containers"][0]
     assert pod["spec"]["containers"][0]["ports"] == [TFJOB_PORT]
-
-
-def test_single_pod_job_keeps_a_user_set_tf_config() -> None:
-    own = {"name": "TF_CONFIG", "value": '{"cluster":{}}'}
-    pod = children(specs(Worker=replica(1, containers=[trainer(env=[own])])))["mnist-worker-0"]
-    assert pod["spec"]["containers"][0]["env"] == [own]
 
 
 def test_evaluator_is_out_of_the_training_cluster_but_in_its_own() -> None:

@@ -235,6 +235,13 @@ def test_an_invalid_spec_fails_the_job_and_creates_nothing() -> None:
             {"ephemeralContainers": [{"name": "debug", "image": "busybox:1"}]},
             "spec.tfReplicaSpecs.Worker.template.spec.ephemeralContainers",
         ),
+        # Names the operator reserves (the CRD refuses them at apply; a job stored before it
+        # did is failed here, never built with the template's volume in place of the key).
+        (
+            {"volumes": [{"name": "tfjob-ssh", "secret": {"secretName": "other-ssh-x"}}]},
+            "spec.tfReplicaSpecs.Worker.template.spec.volumes: volume name 'tfjob-ssh' is the "
+            "operator's",
+        ),
     ],
 )
 def test_a_pod_template_field_the_pods_cannot_take_fails_the_job_naming_it(
@@ -247,6 +254,30 @@ def test_a_pod_template_field_the_pods_cannot_take_fails_the_job_naming_it(
     assert decision.create == []
     failed = next(c for c in decision.status["conditions"] if c["type"] == "Failed")
     assert failed["reason"] == "InvalidSpec"
+    assert field in failed["message"]
+
+
+@pytest.mark.parametrize(
+    ("template_spec", "field"),
+    [
+        ({"volumes": [{"name": "tfjob-packages", "emptyDir": {}}]}, "volume name 'tfjob-packages'"),
+        ({"initContainers": [{"name": "tfjob-source", "image": "x:1"}]}, "init container name"),
+        ({"containers": [{"name": "tfjob-sidecar", "image": "x:1"}]}, "container name"),
+        (
+            {"containers": [{"name": "tensorflow", "env": [{"name": "TFJOB_PIP_INDEX_URL"}]}]},
+            "variable name 'TFJOB_PIP_INDEX_URL'",
+        ),
+    ],
+)
+def test_an_estimator_template_with_the_operators_names_fails_the_job(
+    template_spec: dict[str, Any], field: str
+) -> None:
+    spec = {"entryScript": "train.py", "template": {"spec": template_spec}}
+    decision = run(job(spec), service=False)
+    assert decision.create == []
+    failed = next(c for c in decision.status["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "InvalidSpec"
+    assert "spec.template.spec" in failed["message"]
     assert field in failed["message"]
 
 
