@@ -107,6 +107,14 @@ def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
     return patch
 
 
+def _collection(body: dict[str, Any]) -> tuple[str, str]:
+    """The resource of a namespaced object (core, or a PodGroup), and the path of its kind in
+    its namespace."""
+    resource = _CORE_PATHS.get(body["kind"]) or _GROUP_PATHS[body["kind"]]
+    prefix = "/api/v1" if body["apiVersion"] == "v1" else f"/apis/{body['apiVersion']}"
+    return resource, f"{prefix}/namespaces/{body['metadata']['namespace']}/{resource}"
+
+
 def status_message(status: int, raw: bytes) -> str:
     """The `message` of a Kubernetes Status body, or the raw text."""
     text = raw.decode(errors="replace")
@@ -258,16 +266,14 @@ class Kube:
     async def create(self, body: dict[str, Any]) -> dict[str, Any] | None:
         """Create a namespaced object (core, or a PodGroup); None when it exists already (a
         retried create)."""
-        namespace = body["metadata"]["namespace"]
-        resource = _CORE_PATHS.get(body["kind"]) or _GROUP_PATHS[body["kind"]]
-        prefix = "/api/v1" if body["apiVersion"] == "v1" else f"/apis/{body['apiVersion']}"
+        resource, collection = _collection(body)
         try:
             return await self.request(
                 "POST",
-                f"{prefix}/namespaces/{namespace}/{resource}",
+                collection,
                 verb="create",
                 resource=resource,
-                namespace=namespace,
+                namespace=body["metadata"]["namespace"],
                 body=body,
             )
         except Conflict:
@@ -275,17 +281,14 @@ class Kube:
 
     async def read(self, body: dict[str, Any]) -> dict[str, Any] | None:
         """The stored object of ``body``'s kind, namespace and name; None when there is none."""
-        metadata = body["metadata"]
-        namespace = metadata["namespace"]
-        resource = _CORE_PATHS.get(body["kind"]) or _GROUP_PATHS[body["kind"]]
-        prefix = "/api/v1" if body["apiVersion"] == "v1" else f"/apis/{body['apiVersion']}"
+        resource, collection = _collection(body)
         try:
             return await self.request(
                 "GET",
-                f"{prefix}/namespaces/{namespace}/{resource}/{metadata['name']}",
+                f"{collection}/{body['metadata']['name']}",
                 verb="get",
                 resource=resource,
-                namespace=namespace,
+                namespace=body["metadata"]["namespace"],
             )
         except NotFound:
             return None
