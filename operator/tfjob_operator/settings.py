@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tfjob_operator.api.labels import (
     GPU_RESOURCE,
 )
+from tfjob_operator.api.v1alpha1 import INDEX_URL_PATTERN, INDEX_USERINFO, INDEX_USERINFO_MESSAGE
 
 
 class NodePoolSetting(BaseModel):
@@ -68,9 +70,10 @@ class OperatorSettings(BaseModel):
     )
     package_index_url: str | None = Field(
         None,
-        pattern=r"^https?://[^\s]+$",
+        pattern=INDEX_URL_PATTERN,
         description=(
-            "Index that jobs' pipPackages install from when the job names none (None: PyPI)."
+            "Index that jobs' pipPackages install from when the job names none (None: PyPI), "
+            "without credentials: every job's pod would show them (package_index_secret)."
         ),
     )
     package_index_secret: str | None = Field(
@@ -125,6 +128,15 @@ class OperatorSettings(BaseModel):
             "the tfjob_operator_queue_depth metric)."
         ),
     )
+
+    @field_validator("package_index_url")
+    @classmethod
+    def _index_without_credentials(cls, url: str | None) -> str | None:
+        if url is not None and re.match(INDEX_USERINFO, url):
+            raise ValueError(
+                INDEX_USERINFO_MESSAGE.replace("credentialsSecret", "package_index_secret")
+            )
+        return url
 
     @classmethod
     def from_environment(cls, overrides: dict[str, Any] | None = None) -> OperatorSettings:

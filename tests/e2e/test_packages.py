@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 import tempfile
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from kubernetes import client as k8s
 
 from tests.support.constants import ON_REAL_NODE
 from tests.support.jobs import get_job
-from tests.support.package_index import build_wheel
+from tests.support.package_index import build_sdist, build_wheel
 from tfjob_localcluster import control
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("operator")]
@@ -23,6 +25,13 @@ pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("operator")]
 INDEX_PORT = 8080
 USERNAME, PASSWORD = "trainer", "in-cluster/s3cret"
 CREDENTIALS = "pypi-creds"  # the basic-auth Secret with them
+# Every form the password could take on its way: raw, URL-quoted, in a Basic header.
+PASSWORD_FORMS = (
+    PASSWORD,
+    urllib.parse.quote(PASSWORD, safe=""),
+    base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode(),
+)
+SPY_HELPER = "tfjob-spy-helper==1.0.0"
 GREETING = """\
 import numpy
 
@@ -48,13 +57,24 @@ def package_index(core: k8s.CoreV1Api, namespace: str, trainer_image: str) -> st
             Path(scratch), "tfjob-demo-greeting", "1.0.0", GREETING, ["numpy>=1.20"]
         )
         content = wheel.read_bytes()
+        # Two packages pip must build, the second needing the first to build: pip installs
+        # that one with a pip it runs, the index URL on its command line.
+        helper = build_sdist(Path(scratch), "tfjob-spy-helper", "1.0.0", "", [])
+        spy = build_sdist(Path(scratch), "tfjob-spy-build", "1.0.0", "", [SPY_HELPER])
+        sdists = {path.name: path.read_bytes() for path in (helper, spy)}
     server = (Path(__file__).parents[1] / "support" / "package_index.py").read_text()
     core.create_namespaced_config_map(
         namespace,
         {
             "metadata": {"name": "package-index"},
             "data": {"package_index.py": server},
-            "binaryData": {"wheel": base64.b64encode(content).decode()},
+            "binaryData": {
+                "wheel": base64.b64encode(content).decode(),
+                **{
+                    f"sdist-{i}": base64.b64encode(data).decode()
+                    for i, data in enumerate(sdists.values())
+                },
+            },
         },
     )
     core.create_namespaced_secret(
@@ -97,6 +117,10 @@ def package_index(core: k8s.CoreV1Api, namespace: str, trainer_image: str) -> st
                             "items": [
                                 {"key": "package_index.py", "path": "package_index.py"},
                                 {"key": "wheel", "path": f"wheels/{wheel.name}"},
+                                *(
+                                    {"key": f"sdist-{i}", "path": f"wheels/{name}"}
+                                    for i, name in enumerate(sdists)
+                                ),
                             ],
                         },
                     }
@@ -156,16 +180,17 @@ def submit(
     folder: Path,
     index: str,
     credentials: str = CREDENTIALS,
+    packages: tuple[str, ...] = ("tfjob-demo-greeting==1.0.0",),
     **estimator: object,
 ):  # -> tfjob_operator.client.sdk.Run
-    """The SDK's submit of ``folder``'s train.py, installing the demo package from ``index``."""
+    """The SDK's submit of ``folder``'s train.py, installing ``packages`` from ``index``."""
     from tfjob_operator.client.sdk import Experiment, TensorFlow
 
     return Experiment("packages", namespace=namespace, api=api_client).submit(
         TensorFlow(
             source_directory=str(folder),
             entry_script="train.py",
-            pip_packages=["tfjob-demo-greeting==1.0.0"],
+            pip_packages=list(packages),
             pip_index_url=index,
             pip_index_secret=credentials,
             pod_template={"spec": ON_REAL_NODE},
@@ -201,11 +226,76 @@ def test_a_job_installs_its_package_from_an_index_inside_the_cluster(
     assert not [r for r in requests if "numpy" in r or "tensorflow" in r], requests
 
 
+SPY_SCRIPT = """\
+import tfjob_spy_build
+
+# What every process of the pod showed on its command line while the packages were built.
+for line in tfjob_spy_build.SEEN:
+    print("seen:", line, flush=True)
+"""
+
+
+def everything_said(
+    core: k8s.CoreV1Api, api_client: k8s.ApiClient, namespace: str, job: str, operator: object
+) -> dict[str, str]:
+    """Where a credential could show: each pod of the job (its spec, so every container's
+    argv, and its status, so every termination message), each container's log, the job, the
+    namespace's Events, and the operator's log."""
+    found: dict[str, str] = {}
+    pods = core.list_namespaced_pod(namespace, label_selector=f"tfjob.dev/job-name={job}").items
+    assert pods
+    for pod in pods:
+        name = pod.metadata.name
+        found[f"pod {name}"] = json.dumps(api_client.sanitize_for_serialization(pod))
+        containers = [*(pod.spec.init_containers or []), *pod.spec.containers]
+        for container in containers:
+            found[f"log {name}/{container.name}"] = core.read_namespaced_pod_log(
+                name, namespace, container=container.name
+            )
+    found["job"] = json.dumps(get_job(api_client, namespace, job))
+    events = core.list_namespaced_event(namespace).items
+    found["events"] = json.dumps([api_client.sanitize_for_serialization(e) for e in events])
+    found["operator"] = operator.log()  # type: ignore[attr-defined]
+    return found
+
+
+def test_the_credentials_never_leave_their_place_even_through_a_build_step(
+    core: k8s.CoreV1Api,
+    api_client: k8s.ApiClient,
+    namespace: str,
+    package_index: str,
+    operator: object,
+    tmp_path: Path,
+) -> None:
+    """A package that pip must build, whose build needs another it builds with a pip of its
+    own: the credentials reach pip alone, in a file for the index's host, and appear in no
+    argv, log, termination message, status, Event or operator log, in any form."""
+    run = submit(
+        api_client,
+        namespace,
+        project(tmp_path, SPY_SCRIPT),
+        package_index,
+        packages=("tfjob-spy-build==1.0.0",),
+    )
+    out = io.StringIO()
+    assert run.wait_for_completion(show_output=True, timeout=240, out=out) == "Succeeded"
+    said = everything_said(core, api_client, namespace, run.name, operator)
+    trainer = said[f"log {run.name}-worker-0/tensorflow"]
+    # The spy did see the pip that installed the build requirement, the index on its line.
+    runner = re.search(r"__pip-runner__\.py install .* -i (\S+) .*tfjob-spy-helper", trainer)
+    assert runner, trainer[-3000:]
+    assert runner.group(1) == package_index
+    for where, text in said.items():
+        for form in PASSWORD_FORMS:
+            assert form not in text, f"the password ({form!r}) shows in {where}"
+
+
 def test_wrong_credentials_fail_the_job_with_pips_words_and_the_indexs_refusal(
     core: k8s.CoreV1Api,
     api_client: k8s.ApiClient,
     namespace: str,
     package_index: str,
+    operator: object,
     tmp_path: Path,
 ) -> None:
     from tfjob_operator.client.sdk import RunFailed
@@ -227,6 +317,8 @@ def test_wrong_credentials_fail_the_job_with_pips_words_and_the_indexs_refusal(
     assert "init container tfjob-packages: pip install failed" in message, message
     assert "No matching distribution found for tfjob-demo-greeting==1.0.0" in message, message
     assert f"the index {package_index} refused the credentials (HTTP 401)" in message, message
+    for where, text in everything_said(core, api_client, namespace, run.name, operator).items():
+        assert "last-year" not in text, f"the password shows in {where}"
     job = get_job(api_client, namespace, run.name)
     assert job["status"]["replicaStatuses"]["Worker"].get("restarts", 0) == 0
     assert "GET /simple/tfjob-demo-greeting/ 401" in index_requests(core, namespace)

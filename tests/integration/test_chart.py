@@ -116,6 +116,9 @@ def test_a_default_package_index_reaches_the_operator() -> None:
     assert env["TFJOB_PACKAGE_INDEX_URL"] == "https://pypi.corp/simple"
     assert env["TFJOB_PACKAGE_INDEX_SECRET"] == "corp-pypi"
     assert "/packageIndex/url" in helm_fails("--set", "packageIndex.url=ftp://pypi.corp")
+    # A token in the URL would reach every job's pods: the chart refuses it.
+    token = helm_fails("--set", "packageIndex.url=https://ci:t0ken@pypi.corp/simple")
+    assert "/packageIndex/url" in token
 
 
 def test_the_horovod_image_user_reaches_the_operator_and_null_means_root(

@@ -945,6 +945,20 @@ CASES = [
         id="packageIndex-url-with-a-space",
     ),
     pytest.param(
+        estimator(
+            lambda m: m["spec"].update(
+                pipPackages=["pandas"],
+                packageIndex={"url": "https://ci:gh0_t0ken@pypi.corp/simple"},
+            )
+        ),
+        [
+            "spec.packageIndex.url: Invalid value",
+            "must not carry credentials (user:token@host)",
+            "name it in credentialsSecret",
+        ],
+        id="packageIndex-url-with-credentials",
+    ),
+    pytest.param(
         kubeflow(
             lambda m: replicas_of(m)["Worker"]["template"]["spec"]["containers"].append(
                 container(image="sidecar:1")

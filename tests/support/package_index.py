@@ -2,7 +2,7 @@
 simple repository API (PEP 503) with HTTP basic auth, in the standard library only, so the same
 file serves on the test's loopback and, shipped in a ConfigMap, as a pod in the local cluster.
 
-    python package_index.py DIRECTORY PORT      # serves DIRECTORY's *.whl under /simple/
+    python package_index.py DIRECTORY PORT      # serves DIRECTORY's *.whl, *.tar.gz under /simple/
 
 Credentials come from INDEX_USERNAME and INDEX_PASSWORD (none: open). Every request is logged
 on stdout as `GET <path> <status>`, so a test can say what pip asked for.
@@ -13,9 +13,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import io
 import os
 import re
 import sys
+import tarfile
 import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -60,6 +62,86 @@ def build_wheel(
     return wheel
 
 
+# A PEP 517 build backend in the standard library, shipped in each sdist build_sdist makes. Its
+# wheel holds the package's module and, as SEEN, the command line of every process it could
+# read while it built (and the SEEN of the build requirements it imports): what a package's
+# build step, or anyone else on the machine, sees of the install.
+SPY_BACKEND = """\
+import base64, glob, hashlib, importlib, os, zipfile
+
+NAME, VERSION, BUILD_REQUIRES = {name!r}, {version!r}, {build_requires!r}
+
+
+def _seen():
+    seen = []
+    for proc in glob.glob("/proc/[0-9]*"):
+        try:
+            with open(os.path.join(proc, "cmdline"), "rb") as cmdline:
+                seen.append(cmdline.read().replace(b"\\0", b" ").decode("utf-8", "replace"))
+        except OSError:
+            pass
+    for requirement in BUILD_REQUIRES:
+        seen += importlib.import_module(requirement.split("==")[0].replace("-", "_")).SEEN
+    return seen
+
+
+def _digest(data):
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    module = NAME.replace("-", "_")
+    info = module + "-" + VERSION + ".dist-info"
+    with open(module + ".py", "rb") as source:
+        code = source.read() + ("\\nSEEN = " + repr(_seen()) + "\\n").encode()
+    files = {{
+        module + ".py": code,
+        info + "/METADATA": ("Metadata-Version: 2.1\\nName: " + NAME + "\\nVersion: " + VERSION
+                             + "\\n").encode(),
+        info + "/WHEEL": b"Wheel-Version: 1.0\\nGenerator: tfjob-tests\\nRoot-Is-Purelib: true\\n"
+                         b"Tag: py3-none-any\\n",
+    }}
+    record = "".join(
+        p + ",sha256=" + _digest(d) + "," + str(len(d)) + "\\n" for p, d in files.items()
+    )
+    files[info + "/RECORD"] = (record + info + "/RECORD,,\\n").encode()
+    name = module + "-" + VERSION + "-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as archive:
+        for path, data in files.items():
+            archive.writestr(path, data)
+    return name
+"""
+
+
+def build_sdist(
+    directory: Path, name: str, version: str, module_source: str, build_requires: list[str]
+) -> Path:
+    """A source distribution of one module that pip must build: its backend (SPY_BACKEND)
+    needs ``build_requires`` from the index, which pip installs with a pip of its own first."""
+    module = name.replace("-", "_")
+    root = f"{module}-{version}"
+    requires = ", ".join(f'"{requirement}"' for requirement in build_requires)
+    files = {
+        f"{root}/pyproject.toml": (
+            f"[build-system]\nrequires = [{requires}]\n"
+            'build-backend = "tfjob_spy_backend"\nbackend-path = ["."]\n'
+        ),
+        f"{root}/tfjob_spy_backend.py": SPY_BACKEND.format(
+            name=name, version=version, build_requires=build_requires
+        ),
+        f"{root}/{module}.py": module_source,
+        f"{root}/PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+    }
+    sdist = directory / f"{root}.tar.gz"
+    with tarfile.open(sdist, "w:gz") as archive:
+        for path, text in files.items():
+            data = text.encode()
+            member = tarfile.TarInfo(path)
+            member.size = len(data)
+            archive.addfile(member, io.BytesIO(data))
+    return sdist
+
+
 def make_handler(directory: Path, credentials: tuple[str, str] | None) -> type:
     expected = (
         "Basic " + base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
@@ -81,7 +163,11 @@ def make_handler(directory: Path, credentials: tuple[str, str] | None) -> type:
         def _serve(self) -> int:
             if expected and self.headers.get("Authorization") != expected:
                 return self._reply(401, b"credentials needed\n", {"WWW-Authenticate": "Basic"})
-            wheels = {path.name: path for path in directory.glob("*.whl")}
+            wheels = {
+                path.name: path
+                for pattern in ("*.whl", "*.tar.gz")
+                for path in directory.glob(pattern)
+            }
             parts = [part for part in self.path.split("?")[0].split("/") if part]
             if parts == ["simple"]:
                 projects = sorted({_normalized(name.split("-")[0]) for name in wheels})
@@ -98,7 +184,8 @@ def make_handler(directory: Path, credentials: tuple[str, str] | None) -> type:
                 )
                 return self._reply(200, f"<html><body>{links}</body></html>".encode())
             if len(parts) == 2 and parts[0] == "files" and parts[1] in wheels:
-                return self._reply(200, wheels[parts[1]].read_bytes(), content="application/zip")
+                kind = "application/zip" if parts[1].endswith(".whl") else "application/gzip"
+                return self._reply(200, wheels[parts[1]].read_bytes(), content=kind)
             return self._reply(404, b"not found\n")
 
         def _reply(

@@ -11,6 +11,7 @@ A job is written one of two ways, never both:
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -853,18 +854,49 @@ class Checkpoint(Model):
     )
 
 
+# An index URL with credentials in it (https://user:token@host/...) would show them to anyone
+# who reads the job, and in the install's log and the job's status: they go in a Secret.
+INDEX_URL_PATTERN = r"^https?://[^\s]+$"
+INDEX_USERINFO = r"^https?://[^/?#]*@"
+INDEX_USERINFO_MESSAGE = (
+    "must not carry credentials (user:token@host): put them in a Secret of the job's "
+    "namespace with keys username and password, and name it in credentialsSecret"
+)
+
+
 class PackageIndex(Model):
     """A Python package index that pipPackages install from, in place of PyPI."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _cel(
+                    f"!self.url.matches('{INDEX_USERINFO}')",
+                    f"packageIndex.url {INDEX_USERINFO_MESSAGE}",
+                    ".url",
+                )
+            ]
+        }
+    )
 
     url: str = Field(
         min_length=1,
         max_length=2048,
-        pattern=r"^https?://[^\s]+$",
+        pattern=INDEX_URL_PATTERN,
         description=(
-            "The index's simple API, e.g. `https://pypi.example.com/simple`. An http:// URL is "
-            "trusted as written (pip's --trusted-host): use it only inside the cluster."
+            "The index's simple API, e.g. `https://pypi.example.com/simple`, without "
+            "credentials (credentialsSecret has them). An http:// URL is trusted as written "
+            "(pip's --trusted-host): use it only inside the cluster."
         ),
     )
+
+    @field_validator("url")
+    @classmethod
+    def _no_credentials(cls, url: str) -> str:
+        if re.match(INDEX_USERINFO, url):
+            raise ValueError(INDEX_USERINFO_MESSAGE)
+        return url
+
     credentials_secret: str | None = Field(
         None,
         min_length=1,

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import base64
+import http.server
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
-from tests.support.package_index import build_wheel, serve
+from tests.support.package_index import build_sdist, build_wheel, serve
 from tfjob_operator.api.v1alpha1 import TensorFlowJobSpec
 from tfjob_operator.core.estimator import compile_replica_specs
 from tfjob_operator.core.packages import (
@@ -81,6 +86,10 @@ def index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str
     wheels = tmp_path / "wheels"
     wheels.mkdir()
     build_wheel(wheels, "tfjob-demo-greeting", "1.0.0", GREETING, ["numpy>=1.20"])
+    # A package pip must build, whose build needs another it must build too: pip installs that
+    # one with a pip of its own, and records what every process showed meanwhile.
+    build_sdist(wheels, "tfjob-spy-helper", "1.0.0", "", [])
+    build_sdist(wheels, "tfjob-spy-build", "1.0.0", "", ["tfjob-spy-helper==1.0.0"])
     monkeypatch.setenv("INDEX_USERNAME", "trainer")
     monkeypatch.setenv("INDEX_PASSWORD", "s3cret/with:odd@chars")
     server = serve(wheels, 0, host="127.0.0.1")
@@ -151,6 +160,95 @@ def test_install_layers_packages_over_the_image_without_fetching_what_it_has(
     assert greeting == f"hello x, from a package beside numpy {numpy.__version__}\n"
     # The image's own environment did not get the package.
     assert importlib.util.find_spec("tfjob_demo_greeting") is None
+
+
+PASSWORD = "s3cret/with:odd@chars"
+# Every form the password could take on its way: raw, URL-quoted, and in a Basic header.
+PASSWORD_FORMS = (
+    PASSWORD,
+    urllib.parse.quote(PASSWORD, safe=""),
+    base64.b64encode(f"trainer:{PASSWORD}".encode()).decode(),
+)
+
+
+@pytest.mark.timeout(180)
+def test_a_package_with_a_build_step_never_puts_the_credentials_on_a_command_line(
+    tmp_path: Path, index: tuple[str, list[str]]
+) -> None:
+    """pip installs a package's build requirements with a pip it runs, passing it the index
+    URL as an argument: a URL with the credentials in it was readable, while that ran, by every
+    process of the pod (/proc/*/cmdline). They go in a netrc file for the index's host."""
+    url, requests = index
+    layer = tmp_path / "layer"
+    done = run_install(
+        layer,
+        ["tfjob-spy-build==1.0.0"],
+        TFJOB_PIP_INDEX_URL=url,
+        TFJOB_PIP_USERNAME="trainer",
+        TFJOB_PIP_PASSWORD=PASSWORD,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert any(r.startswith("/simple/tfjob-spy-helper/ 200") for r in requests), requests
+    seen = subprocess.run(
+        [str(layer / "bin" / "python"), "-c", "import tfjob_spy_build as s; print(s.SEEN)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    # The spy saw the pip that installed the build requirement, the index on its line.
+    runner = re.search(r"__pip-runner__\.py install .* -i (\S+) .*tfjob-spy-helper", seen)
+    assert runner, seen[:3000]
+    assert runner.group(1) == url
+    for form in PASSWORD_FORMS:
+        assert form not in seen
+        assert form not in done.stdout + done.stderr
+    assert not (layer / ".tfjob-netrc").exists()  # gone before the trainer mounts the layer
+
+
+@pytest.mark.timeout(60)
+def test_the_credentials_probe_follows_no_redirect(tmp_path: Path) -> None:
+    """After a failed install the index is asked whether it refuses the credentials. An index
+    that redirects (to a CDN, to plain http) must not get them sent on."""
+    received: list[str | None] = []
+
+    class Elsewhere(http.server.BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+        def do_GET(self) -> None:
+            received.append(self.headers.get("Authorization"))
+            self.send_response(200)
+            self.end_headers()
+
+    elsewhere = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Elsewhere)
+    target = f"http://localhost:{elsewhere.server_address[1]}/simple/"
+
+    class Redirecting(http.server.BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", target)
+            self.end_headers()
+
+    index = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+    for server in (elsewhere, index):
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        done = run_install(
+            tmp_path / "layer",
+            ["tfjob-demo-greeting"],
+            TFJOB_PIP_INDEX_URL=f"http://127.0.0.1:{index.server_address[1]}/simple",
+            TFJOB_PIP_USERNAME="trainer",
+            TFJOB_PIP_PASSWORD=PASSWORD,
+        )
+    finally:
+        index.shutdown()
+        elsewhere.shutdown()
+    assert done.returncode == 1
+    assert all(header is None for header in received), received
 
 
 @pytest.mark.timeout(180)
@@ -240,6 +338,24 @@ def test_horovod_ranks_run_the_layer_on_the_workers_and_the_launcher_installs_no
     assert mpirun[mpirun.index("TF_USE_LEGACY_KERAS=1") + 1 :] == [PACKAGES_PYTHON, "train.py"]
     assert init_named(worker, PACKAGES_CONTAINER)
     assert "sshd" in " ".join(worker["containers"][0]["command"])
+
+
+@pytest.mark.parametrize(
+    "url", ["https://ci:t0ken@pypi.corp/simple", "http://t0ken@pypi.ml.svc:8080/simple"]
+)
+def test_an_index_url_with_credentials_is_refused_naming_where_they_go(url: str) -> None:
+    """In the URL they would show to anyone who reads the job, in the install's log and in the
+    job's status; the operator-wide setting would show them to every tenant's pods."""
+    with pytest.raises(ValidationError) as job:
+        TensorFlowJobSpec.model_validate(
+            {"entryScript": "train.py", "pipPackages": ["x"], "packageIndex": {"url": url}}
+        )
+    assert "name it in credentialsSecret" in str(job.value)
+    with pytest.raises(ValidationError) as operator:
+        OperatorSettings(package_index_url=url)
+    assert "name it in package_index_secret" in str(operator.value)
+    # An @ past the host is no credential.
+    assert OperatorSettings(package_index_url="https://pypi.corp/simple/@team").package_index_url
 
 
 # ----- the added containers take the trainer's securityContext and resources ---------------
