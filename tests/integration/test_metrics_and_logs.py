@@ -4,29 +4,17 @@ real operator process running a real job."""
 from __future__ import annotations
 
 import json
-import urllib.request
 
 import pytest
 from kubernetes import client as k8s
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.install import session_operator_stopped, wait_for_log
 from tests.support.jobs import apply, estimator_job, wait_for_condition, wait_for_pods
+from tests.support.metrics import scrape
 from tfjob_localcluster import control, processes
 from tfjob_localcluster.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of /metrics: (name, sorted labels) -> value."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 def wait_for_gauge(port: int, state: str, value: float) -> None:

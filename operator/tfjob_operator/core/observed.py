@@ -14,6 +14,8 @@ from tfjob_operator.api.labels import (
     SPEC_HASH_ANNOTATION,
 )
 from tfjob_operator.api.v1alpha1 import (
+    GROUP,
+    KIND,
     ReplicaType,
 )
 
@@ -99,6 +101,17 @@ class PodObservation:
         """`Worker 1 (pod x-worker-1)`: how events and conditions name a pod."""
         kind = self.replica_type.value if self.replica_type else "pod"
         return f"{kind} {self.index} (pod {self.name})"
+
+
+def controlled_by_a_job(metadata: dict[str, Any]) -> bool:
+    """Whether a TensorFlowJob controls the object: only then is it one of the operator's. A
+    label anyone can write; a pod of somebody else's with the job label is not cached."""
+    return any(
+        ref.get("controller")
+        and ref.get("kind") == KIND
+        and str(ref.get("apiVersion", "")).startswith(f"{GROUP}/")
+        for ref in metadata.get("ownerReferences") or []
+    )
 
 
 def controller_uid(metadata: dict[str, Any]) -> str | None:

@@ -37,6 +37,7 @@ from .expectations import Expectations
 from .informer import Informer
 from .kube import Conflict, Forbidden, Kube, NotFound, Rejected
 from .listwatch import ListWatch
+from .outbox import Outbox
 from .ssh_keys import generate_ssh_keypair
 from .workqueue import RetryLater, WorkQueue
 
@@ -53,7 +54,6 @@ class ChildCache(Protocol[T]):
     def get(self, key: JobKey, default: Iterable[T] = ..., /) -> Iterable[T]: ...
 
 
-EVENT_CONCURRENCY = 4
 # How long a status write that only changes pod counts (ready, replicaStatuses) waits at least,
 # and at most while pods are still starting.
 COUNTS_DELAY = 10.0
@@ -76,6 +76,28 @@ def _is_older(candidate: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
         return False
     new, old = _resource_version(candidate), _resource_version(current)
     return new is not None and old is not None and new < old
+
+
+# What a cached job body goes without: no pass reads them, and they are as large as the rest
+# (every field's manager and time; client-side apply's copy of the whole manifest).
+_UNREAD_METADATA = ("managedFields",)
+_UNREAD_ANNOTATIONS = ("kubectl.kubernetes.io/last-applied-configuration",)
+
+
+def kept(body: dict[str, Any]) -> dict[str, Any]:
+    """The job as the operator keeps it: ``body`` less what no pass reads."""
+    metadata = body.get("metadata") or {}
+    annotations = metadata.get("annotations") or {}
+    if not any(k in metadata for k in _UNREAD_METADATA) and not any(
+        k in annotations for k in _UNREAD_ANNOTATIONS
+    ):
+        return body
+    metadata = {k: v for k, v in metadata.items() if k not in _UNREAD_METADATA}
+    if annotations:
+        metadata["annotations"] = {
+            k: v for k, v in annotations.items() if k not in _UNREAD_ANNOTATIONS
+        }
+    return {**body, "metadata": metadata}
 
 
 @dataclasses.dataclass
@@ -117,10 +139,9 @@ class Controller:
         # ConfigMaps of MPI jobs, by kind: (name, owner). (Secrets are never read: see decide.)
         self.mounted: dict[str, ChildCache[tuple[str, str | None]]] = {}
         self._synced: list[asyncio.Event] = []
-        self._posting: set[asyncio.Task[None]] = set()  # events on their way
-        # Events trickle out a few at a time: when a thousand jobs start, the pods' creates and
-        # the status writes go first, and the Events that tell of them follow a moment later.
-        self._event_slots = asyncio.Semaphore(EVENT_CONCURRENCY)
+        # Events trickle out a few at a time, bounded per job: when a thousand jobs start, the
+        # pods' creates and the status writes go first, the Events that tell of them follow.
+        self.outbox = Outbox(kube.post_event)
         self.jobs: dict[JobKey, JobState] = {}
         self.queue = WorkQueue(self._work, max_concurrent=settings.max_concurrent_passes)
         self.job_states = metrics.JobStates()
@@ -134,8 +155,7 @@ class Controller:
     async def drain(self) -> None:
         """Wait for running passes and the events they post (tests and shutdown)."""
         await self.queue.drain()
-        while self._posting:
-            await asyncio.gather(*self._posting, return_exceptions=True)
+        await self.outbox.drain()
 
     def watch_children(
         self,
@@ -181,6 +201,7 @@ class Controller:
 
     def job_seen(self, body: dict[str, Any]) -> None:
         """A job was added or changed: keep it and ask for a pass unless nothing is new."""
+        body = kept(body)
         metadata = body["metadata"]
         key = (metadata["namespace"], metadata["name"])
         state = self.jobs.get(key)
@@ -359,11 +380,7 @@ class Controller:
         if decision.events:
             # Posted after the status write that records them, without holding the pass's slot:
             # a slot is worth a round trip to the API server when a thousand jobs start.
-            posting = asyncio.get_running_loop().create_task(
-                self._post_events(job, decision.events)
-            )
-            self._posting.add(posting)
-            posting.add_done_callback(self._posting.discard)
+            self.outbox.add(job, decision.events)
         if decision.delete_job:
             log.info("%s/%s: finished and past its ttlSecondsAfterFinished: deleting it", *key)
             await self.kube.delete_job(job)
@@ -402,7 +419,7 @@ class Controller:
         if (job.get("status") or {}).get("state") != decision.state:
             metadata = job["metadata"]
             log.info("%s/%s: %s", metadata["namespace"], metadata["name"], decision.state)
-        state.body = stored
+        state.body = kept(stored)
 
     def _may_wait(self, key: JobKey, state: JobState, decision: Decision) -> bool:
         """Whether a status write that only changes pod counts can wait, to take later count
@@ -540,21 +557,6 @@ class Controller:
         await self.kube.delete_pod(key[0], pod.name, pod.uid)
         expected.deleted[pod.uid] = time.monotonic()
 
-    async def _post_events(self, job: dict[str, Any], events: list[JobEvent]) -> None:
-        async with self._event_slots:
-            outcomes = await asyncio.gather(
-                *(self.kube.post_event(job, event) for event in events), return_exceptions=True
-            )
-        for event, outcome in zip(events, outcomes, strict=True):
-            if isinstance(outcome, Exception):
-                log.warning(
-                    "could not post event %s for %s/%s: %s",
-                    event.reason,
-                    job["metadata"]["namespace"],
-                    job["metadata"]["name"],
-                    outcome,
-                )
-
     # ----- the queue's work: one pass, measured, its failures reported -------------------------
     async def _work(self, key: Hashable) -> None:
         assert isinstance(key, tuple)
@@ -604,7 +606,7 @@ class Controller:
             "reconcileFailure": failure.model_dump(by_alias=True, mode="json"),
         }
         try:
-            state.body = await self.kube.write_status(job, status)
+            state.body = kept(await self.kube.write_status(job, status))
         except NotFound:
             self._vanished(key, state)
             return

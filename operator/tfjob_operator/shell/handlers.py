@@ -23,9 +23,10 @@ from tfjob_operator.api.labels import JOB_NAME_LABEL
 from tfjob_operator.api.v1alpha1 import GROUP, PLURAL, VERSION
 from tfjob_operator.core.admission import node_pool_policy
 from tfjob_operator.core.gang import pick_pod_group_api
-from tfjob_operator.core.observed import PodObservation, controller_uid
+from tfjob_operator.core.observed import PodObservation, controlled_by_a_job, controller_uid
 from tfjob_operator.settings import OperatorSettings
 
+from . import metrics
 from .controller import Controller
 from .informer import Informer, watch_scopes
 from .kube import ApiError, Forbidden, Kube
@@ -84,6 +85,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         controller.children_changed,
         namespaces,
         on_deleted=controller.pod_deleted,
+        accepts=controlled_by_a_job,
     )
     services = Informer(
         kube,
@@ -109,6 +111,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         )
         for kind, resource in (("ConfigMap", "configmaps"),)
     }
+    for cache in (pods, services, *mounted.values()):
+        metrics.CACHED.labels(resource=cache.resource).set_function(cache.__len__)
     controller.watch_children(pods, services, mounted)
     scopes, counts = watch_scopes(namespaces)
     jobs = ListWatch(

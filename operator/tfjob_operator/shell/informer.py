@@ -55,7 +55,11 @@ class Informer(Generic[T]):
         *,
         metadata_only: bool = False,
         on_deleted: Callable[[JobKey, T, T | None], None] | None = None,
+        accepts: Callable[[dict[str, Any]], bool] | None = None,
     ) -> None:
+        # Which objects of the label to keep, by their metadata (the label alone anyone can
+        # write: the pods a tenant labels cost a check, not a parse and a place in the cache).
+        self.accepts = accepts
         # Told of each object deleted while watched: its last state, and its state before its
         # deletion began (None if it was first seen going). E.g. a pod that the pod garbage
         # collector failed, then force-deleted with its lost node: Failed before it went.
@@ -97,7 +101,10 @@ class Informer(Generic[T]):
             return
         job_name = (metadata.get("labels") or {}).get(self.label)
         namespace = metadata.get("namespace", "")
-        key = (namespace, job_name) if job_name and self.counts(namespace) else None
+        kept = job_name and self.counts(namespace)
+        if kept and self.accepts is not None and not self.accepts(metadata):
+            kept = False
+        key = (namespace, job_name) if kept else None
         before = self._job_of.get(uid)
         if before is not None and (kind == "DELETED" or before != key):
             cached = self._by_job[before][uid]

@@ -57,6 +57,16 @@ API_ERRORS = Counter(
     "status code (409 on create and 404 on delete are answers the operator expects).",
     ["verb", "resource", "code"],
 )
+CACHED = Gauge(
+    f"{PREFIX}_cached_objects",
+    "Children in the operator's caches, by resource: only those a TensorFlowJob controls.",
+    ["resource"],
+)
+EVENTS_DROPPED = Counter(
+    f"{PREFIX}_events_dropped",
+    "Events not posted because more were waiting for one job than the outbox keeps (the "
+    "oldest go; the job's status has the same news).",
+)
 PERMISSION_DENIED = Counter(
     f"{PREFIX}_permission_denied",
     "Reconcile passes stopped because RBAC forbids a call, by verb and resource.",

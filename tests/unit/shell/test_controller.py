@@ -19,7 +19,7 @@ from tfjob_operator.core.events import JobEvent
 from tfjob_operator.core.observed import PodObservation
 from tfjob_operator.settings import OperatorSettings
 from tfjob_operator.shell import kube
-from tfjob_operator.shell.controller import Controller
+from tfjob_operator.shell.controller import Controller, kept
 from tfjob_operator.shell.handlers import jobs_path
 from tfjob_operator.shell.listwatch import ListWatch
 
@@ -487,3 +487,32 @@ async def test_a_create_answered_not_found_for_another_reason_is_retried_not_for
         await ctl.drain()
     assert KEY in ctl.jobs
     assert ctl.queue.failures(KEY) >= 1
+
+
+async def test_a_cached_job_keeps_nothing_no_pass_reads() -> None:
+    """managedFields and client-side apply's copy of the manifest are as large as the job."""
+    body = {
+        "metadata": {
+            "name": "a",
+            "uid": "u",
+            "resourceVersion": "7",
+            "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
+            "labels": {"kueue.x-k8s.io/queue-name": "q"},
+            "annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": '{"spec": {}}',
+                "team": "vision",
+            },
+        },
+        "spec": {"entryScript": "train.py"},
+    }
+    trimmed = kept(copy.deepcopy(body))
+    assert trimmed["metadata"] == {
+        "name": "a",
+        "uid": "u",
+        "resourceVersion": "7",
+        "labels": {"kueue.x-k8s.io/queue-name": "q"},
+        "annotations": {"team": "vision"},
+    }
+    assert trimmed["spec"] == body["spec"]
+    plain = {"metadata": {"name": "a"}, "spec": {}}
+    assert kept(plain) is plain  # nothing to drop: no copy

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tfjob_operator.core.observed import PodObservation
+from tfjob_operator.core.observed import PodObservation, controlled_by_a_job
 from tfjob_operator.shell.informer import Informer, watch_scopes
 
 pytestmark = pytest.mark.timeout(10)
@@ -140,3 +140,34 @@ def test_a_deleted_pod_is_told_with_its_state_before_its_deletion_began() -> Non
         ("gone", "Succeeded", "Succeeded"),
     ]
     assert not cache._before_deletion  # nothing kept of pods that are gone
+
+
+def test_pods_a_job_does_not_control_are_neither_cached_nor_told() -> None:
+    """Anyone may label a pod with a job's name; only the pods a TensorFlowJob controls are
+    the operator's to keep (a tenant's thousands of labelled pods cost a check each)."""
+    changed: list[tuple[str, str]] = []
+    cache = Informer(
+        None,  # type: ignore[arg-type]
+        "pods",
+        LABEL,
+        PodObservation.from_pod,
+        changed.append,
+        accepts=controlled_by_a_job,
+    )
+    job = {"apiVersion": "tfjob.dev/v1alpha1", "kind": "TensorFlowJob", "name": "a"}
+    owned = pod("a-worker-0", "a", ownerReferences=[{**job, "uid": "u", "controller": True}])
+    cache.apply("ADDED", owned)
+    for name, owners in [
+        ("labelled", []),
+        ("not-controller", [{**job, "uid": "u"}]),
+        ("batch-job", [{"apiVersion": "batch/v1", "kind": "Job", "uid": "j", "controller": True}]),
+        ("other-group", [{**job, "apiVersion": "kubeflow.org/v1", "uid": "u", "controller": True}]),
+    ]:
+        cache.apply("ADDED", pod(name, "a", ownerReferences=owners))
+    assert names(cache, "a") == ["a-worker-0"]
+    assert changed == [("ml", "a")]
+    assert len(cache) == 1
+    # A pod its job releases (its owner reference removed) leaves the cache, and the job hears.
+    cache.apply("MODIFIED", pod("a-worker-0", "a", ownerReferences=[]))
+    assert names(cache, "a") == []
+    assert changed == [("ml", "a"), ("ml", "a")]
