@@ -53,8 +53,9 @@ def helm_lint(*args: str) -> subprocess.CompletedProcess[str]:
         ["--set", "replicaCount=3", "--set-json", f"nodePools.known={json.dumps(POOLS)}"],
         ["--set", "watchNamespaces={team-a,team-b}", "--set", "peering.enabled=true"],
         ["--set", "metrics.enabled=false", "--set", "logging.format=json"],
+        ["--set", "tenantPolicy.enabled=true", "--set", "watchNamespaces={team-a}"],
     ],
-    ids=["defaults", "replicas-and-pools", "namespaced", "no-metrics-json-logs"],
+    ids=["defaults", "replicas-and-pools", "namespaced", "no-metrics-json-logs", "tenant-policy"],
 )
 def test_helm_lint_and_template_pass(values: list[str]) -> None:
     result = helm_lint(*values)

@@ -123,6 +123,12 @@ class InitContainer(OpenModel):
 class Volume(OpenModel):
     """A volume of the pod, as in a Pod (any volume source)."""
 
+    host_path: dict[str, Any] | None = Field(
+        None,
+        description="A directory of the node, as in a Pod (a cluster may refuse it).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
     name: str = Field(
         min_length=1, max_length=63, description="Volume name; tfjob- names are the operator's."
     )
@@ -266,6 +272,19 @@ class PodSpec(OpenModel):
     node_selector: dict[str, str] | None = Field(None, description="Node labels to match.")
     tolerations: list[Toleration] | None = Field(None, description="Taints to tolerate.")
     security_context: PodSecurityContext | None = Field(None, description="Security settings.")
+    service_account_name: str | None = Field(
+        None, description="The pods' ServiceAccount (default: the namespace's `default`)."
+    )
+    service_account: str | None = Field(
+        None, description="Deprecated alias of serviceAccountName, as in a Pod."
+    )
+    host_network: bool | None = Field(None, description="Use the node's network, as in a Pod.")
+    host_pid: bool | None = Field(
+        None, alias="hostPID", description="Use the node's PID namespace, as in a Pod."
+    )
+    host_ipc: bool | None = Field(
+        None, alias="hostIPC", description="Use the node's IPC namespace, as in a Pod."
+    )
     init_containers: list[InitContainer] | None = Field(
         None,
         max_length=MAX_CONTAINERS,
