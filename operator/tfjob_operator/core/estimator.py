@@ -211,10 +211,21 @@ def _compile_mpi(spec: TensorFlowJobSpec, settings: OperatorSettings) -> Replica
     user = settings.default_horovod_image_user
     if spec.image is None and user is not None:
         # Said, not left to the image: the operator then knows whose the job's SSH key must be.
+        # Into the template's own securityContext too (a restricted namespace makes every job
+        # say runAsNonRoot and a seccomp profile), unless it names a user itself.
         for template in (launcher, worker):
-            template["spec"].setdefault(
-                "securityContext", {"runAsNonRoot": True, "runAsUser": user, "runAsGroup": user}
-            )
+            context = template["spec"].setdefault("securityContext", {})
+            named = [
+                context,
+                *(c.get("securityContext") or {} for c in template["spec"]["containers"]),
+            ]
+            if not any("runAsUser" in said for said in named):
+                for key, value in (
+                    ("runAsNonRoot", True),
+                    ("runAsUser", user),
+                    ("runAsGroup", user),
+                ):
+                    context.setdefault(key, value)
     return ReplicaSpecs.model_validate(
         {
             ReplicaType.LAUNCHER.value: {

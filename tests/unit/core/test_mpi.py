@@ -3,12 +3,15 @@ backend compiled into Launcher and Worker replicas, and the pods built from them
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from tfjob_operator.api.v1alpha1 import (
     LauncherCreation,
     MPIImplementation,
     MPISpec,
+    PartialPodTemplateSpec,
     ReplicaType,
     TensorFlowJobSpec,
 )
@@ -231,6 +234,44 @@ def test_the_default_horovod_image_runs_as_its_user_who_can_read_the_key() -> No
         }
         (key,) = [v for v in pod_spec["volumes"] if v["name"] == "tfjob-ssh"]
         assert key["secret"]["defaultMode"] == 0o440  # root:1000 r--r-----
+
+
+@pytest.mark.parametrize(
+    ("template_context", "expected_user", "mode"),
+    [
+        # What a restricted namespace makes every job say: the image's user goes in beside it.
+        ({"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}, 1000, 0o440),
+        ({"runAsUser": 2000, "runAsGroup": 2000}, 2000, 0o440),  # named: the template's
+    ],
+)
+def test_a_template_securitycontext_keeps_the_default_horovod_images_user_who_reads_the_key(
+    template_context: dict[str, Any], expected_user: int, mode: int
+) -> None:
+    """Once the template had a securityContext the image's user was not said: the key went
+    0600 to root, and the image's sshd and mpirun (uid 1000) could not read it."""
+    spec = mpi_spec(nodeCount=2).model_copy(
+        update={
+            "template": PartialPodTemplateSpec.model_validate(
+                {"spec": {"securityContext": template_context}}
+            )
+        }
+    )
+    children = desired_children(
+        JOB,
+        compile_replica_specs(spec, SETTINGS),
+        node_pool=None,
+        settings=SETTINGS,
+        mpi=effective_mpi(spec),
+        ssh_secret="hvd-ssh-k4x9z",
+    )
+    for name in ("hvd-launcher-0", "hvd-worker-0"):
+        pod_spec = children.pods[name]["spec"]
+        context = pod_spec["securityContext"]
+        assert context["runAsUser"] == expected_user
+        assert context["fsGroup"] == expected_user
+        assert {k: context[k] for k in template_context} == template_context
+        (key,) = [v for v in pod_spec["volumes"] if v["name"] == "tfjob-ssh"]
+        assert key["secret"]["defaultMode"] == mode
 
 
 def test_an_image_of_the_users_own_is_left_to_run_as_it_says() -> None:
