@@ -8,7 +8,6 @@ import base64
 import io
 import json
 import re
-import tempfile
 import urllib.parse
 from pathlib import Path
 
@@ -17,28 +16,23 @@ from kubernetes import client as k8s
 from kubernetes.client.rest import ApiException
 
 from tests.support.constants import ON_REAL_NODE
+from tests.support.index_pod import (
+    CREDENTIALS,
+    PASSWORD,
+    USERNAME,
+    credentials_secret,
+    serve_in_cluster,
+)
 from tests.support.jobs import get_job
-from tests.support.package_index import build_sdist, build_wheel
-from tfjob_localcluster import control
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("operator")]
 
-INDEX_PORT = 8080
-USERNAME, PASSWORD = "trainer", "in-cluster/s3cret"
-CREDENTIALS = "pypi-creds"  # the basic-auth Secret with them
 # Every form the password could take on its way: raw, URL-quoted, in a Basic header.
 PASSWORD_FORMS = (
     PASSWORD,
     urllib.parse.quote(PASSWORD, safe=""),
     base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode(),
 )
-SPY_HELPER = "tfjob-spy-helper==1.0.0"
-GREETING = """\
-import numpy
-
-def greet(name):
-    return f"hello {name} from the team index, beside numpy {numpy.__version__}"
-"""
 SCRIPT = """\
 import numpy
 import tensorflow as tf
@@ -51,104 +45,10 @@ print(f"tensorflow {tf.__version__} from the image, numpy {numpy.__version__}", 
 
 @pytest.fixture
 def package_index(core: k8s.CoreV1Api, namespace: str, trainer_image: str) -> str:
-    """tests/package_index.py serving one wheel (that needs numpy, which the image has) as a pod
-    behind a Service, with a basic-auth Secret for it: the index's URL."""
-    with tempfile.TemporaryDirectory() as scratch:
-        wheel = build_wheel(
-            Path(scratch), "tfjob-demo-greeting", "1.0.0", GREETING, ["numpy>=1.20"]
-        )
-        content = wheel.read_bytes()
-        # Two packages pip must build, the second needing the first to build: pip installs
-        # that one with a pip it runs, the index URL on its command line.
-        helper = build_sdist(Path(scratch), "tfjob-spy-helper", "1.0.0", "", [])
-        spy = build_sdist(Path(scratch), "tfjob-spy-build", "1.0.0", "", [SPY_HELPER])
-        sdists = {path.name: path.read_bytes() for path in (helper, spy)}
-    server = (Path(__file__).parents[1] / "support" / "package_index.py").read_text()
-    core.create_namespaced_config_map(
-        namespace,
-        {
-            "metadata": {"name": "package-index"},
-            "data": {"package_index.py": server},
-            "binaryData": {
-                "wheel": base64.b64encode(content).decode(),
-                **{
-                    f"sdist-{i}": base64.b64encode(data).decode()
-                    for i, data in enumerate(sdists.values())
-                },
-            },
-        },
-    )
-    core.create_namespaced_secret(
-        namespace,
-        {
-            "metadata": {"name": CREDENTIALS},
-            "type": "kubernetes.io/basic-auth",
-            "stringData": {"username": USERNAME, "password": PASSWORD},
-        },
-    )
-    core.create_namespaced_pod(
-        namespace,
-        {
-            "metadata": {"name": "pypi", "labels": {"app": "pypi"}},
-            "spec": {
-                **ON_REAL_NODE,
-                "containers": [
-                    {
-                        "name": "index",
-                        "image": trainer_image,
-                        "command": ["python", "/srv/index/package_index.py", "/srv/index/wheels"],
-                        "args": [str(INDEX_PORT)],
-                        "env": [
-                            {"name": "INDEX_USERNAME", "value": USERNAME},
-                            {"name": "INDEX_PASSWORD", "value": PASSWORD},
-                        ],
-                        "ports": [{"containerPort": INDEX_PORT}],
-                        "readinessProbe": {
-                            "tcpSocket": {"port": INDEX_PORT},
-                            "periodSeconds": 1,
-                        },
-                        "volumeMounts": [{"name": "index", "mountPath": "/srv/index"}],
-                    }
-                ],
-                "volumes": [
-                    {
-                        "name": "index",
-                        "configMap": {
-                            "name": "package-index",
-                            "items": [
-                                {"key": "package_index.py", "path": "package_index.py"},
-                                {"key": "wheel", "path": f"wheels/{wheel.name}"},
-                                *(
-                                    {"key": f"sdist-{i}", "path": f"wheels/{name}"}
-                                    for i, name in enumerate(sdists)
-                                ),
-                            ],
-                        },
-                    }
-                ],
-            },
-        },
-    )
-    core.create_namespaced_service(
-        namespace,
-        {
-            "metadata": {"name": "pypi"},
-            "spec": {
-                "selector": {"app": "pypi"},
-                "ports": [{"port": INDEX_PORT, "targetPort": INDEX_PORT}],
-            },
-        },
-    )
-    control.wait_for_pod(
-        core,
-        namespace,
-        "pypi",
-        lambda pod: any(
-            c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []
-        ),
-        timeout=60,
-    )
-    return f"http://pypi.{namespace}.svc.cluster.local:{INDEX_PORT}/simple"
+    """The in-cluster index (tests/support/index_pod.py) in the test's namespace, with the
+    basic-auth Secret for it there: its URL."""
+    credentials_secret(core, namespace)
+    return serve_in_cluster(core, namespace, trainer_image)
 
 
 def index_requests(core: k8s.CoreV1Api, namespace: str) -> list[str]:
