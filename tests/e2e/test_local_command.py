@@ -76,19 +76,6 @@ def test_up_trains_the_sample_job_then_down_leaves_nothing(tmp_path: Path) -> No
     state = json.loads((state_dir / "cluster.json").read_text())
     (node,) = state["real_nodes"]
     pids = {p["name"]: (p["pid"], p["start_time"]) for p in state["processes"] + node["processes"]}
-    assert set(pids) == {
-        "etcd",
-        "kube-apiserver",
-        "kube-controller-manager",
-        "kube-scheduler",
-        "kwok",
-        "tfjob-operator",
-        # the real node
-        "containerd-cpu-0",
-        "kubelet-cpu-0",
-        "coredns-cpu-0",
-        "kube-proxy-cpu-0",
-    }
 
     def kubectl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -100,6 +87,20 @@ def test_up_trains_the_sample_job_then_down_leaves_nothing(tmp_path: Path) -> No
         )
 
     try:
+        assert set(pids) == {
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kwok",
+            "tfjob-operator",
+            # the real node (its pods reach the API server, on loopback, at its address)
+            "api-forward-cpu-0",
+            "containerd-cpu-0",
+            "kubelet-cpu-0",
+            "coredns-cpu-0",
+            "kube-proxy-cpu-0",
+        }
         # The cluster outlives the command that started it, and the lines it printed work in a
         # shell that has nothing of this project on its PATH.
         shown = subprocess.run(

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.client
+import ipaddress
 import json
+import os
+import ssl
 import textwrap
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 import pytest
 from kubernetes import client as k8s
@@ -331,3 +339,81 @@ def test_helm_installs_and_uninstalls_into_the_cluster(helm, core, namespace, tm
     assert created.data == {"greeting": "hello"}
     helm("uninstall", "probe", "-n", namespace, "--wait")
     control.wait_for_deletion(core.list_namespaced_config_map, "probe-probe", namespace=namespace)
+
+
+def listening(pid: int) -> set[tuple[str, int]]:
+    """The TCP addresses a process listens on (its sockets' inodes, found in /proc/net)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = set()
+    for table, size in (("tcp", 4), ("tcp6", 16)):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
+                continue
+            address, port = fields[1].split(":")
+            raw = bytes.fromhex(address)
+            if size == 4:
+                ip = str(ipaddress.IPv4Address(raw[::-1]))
+            else:  # four little-endian 32-bit words
+                words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+                ip = str(ipaddress.IPv6Address(words))
+            found.add((ip, int(port, 16)))
+    return found
+
+
+def process_named(cluster: LocalCluster, prefix: str) -> int:
+    (process,) = [p for p in cluster.running if p.name == prefix] or [
+        p for node in cluster.real_nodes for p in node.running if p.name.startswith(prefix)
+    ]
+    return process.pid
+
+
+def test_the_local_cluster_is_as_closed_as_a_real_one(cluster: LocalCluster) -> None:
+    """Nothing listens beyond loopback and a real node's own address; etcd takes clients by
+    certificate alone; a real node's kubelet answers no anonymous request and asks the API
+    server about every other (the API server's own certificate may read logs and exec)."""
+    assert cluster.ports is not None
+    api = listening(process_named(cluster, "kube-apiserver"))
+    assert api == {("127.0.0.1", cluster.ports.apiserver)}, api
+    etcd = listening(process_named(cluster, "etcd"))
+    assert {ip for ip, _ in etcd} == {"127.0.0.1"}, etcd
+    ca = str(cluster.pki_dir / "ca.crt")
+    # etcd: TLS with a certificate of the cluster's CA, or nothing.
+    anonymous = ssl.create_default_context(cafile=ca)
+    with pytest.raises((ssl.SSLError, ConnectionError, urllib.error.URLError)):
+        urllib.request.urlopen(
+            f"https://127.0.0.1:{cluster.ports.etcd_client}/health", context=anonymous, timeout=5
+        ).read()
+    with pytest.raises((ConnectionError, urllib.error.URLError, http.client.HTTPException)):
+        urllib.request.urlopen(f"http://127.0.0.1:{cluster.ports.etcd_client}/health", timeout=5)
+
+    if not cluster.real_nodes:
+        return
+    node = cluster.real_nodes[0]
+    forward = listening(process_named(cluster, "api-forward-"))
+    assert forward == {(node.node_ip, cluster.ports.apiserver)}, forward
+    kubelet = f"https://{node.node_ip}:10250/pods"
+
+    def as_(stem: str | None) -> ssl.SSLContext:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # the kubelet serves with a certificate of its own
+        if stem is not None:
+            pki = cluster.pki_dir
+            context.load_cert_chain(pki / f"{stem}.crt", pki / f"{stem}.key")
+        return context
+
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(kubelet, context=as_(None), timeout=5)
+    assert refused.value.code == 401  # anonymous
+    cluster.kubeconfig_for("nobody")  # a certificate of the cluster's CA, and no permission
+    with pytest.raises(urllib.error.HTTPError) as forbidden:
+        urllib.request.urlopen(kubelet, context=as_("client-nobody"), timeout=5)
+    assert forbidden.value.code == 403
+    with urllib.request.urlopen(kubelet, context=as_("kubelet-client"), timeout=5) as allowed:
+        assert json.loads(allowed.read())["kind"] == "PodList"

@@ -36,6 +36,27 @@ _STATE_DIRS = {"etcd", "pki", "logs", "nodes", "kcm-certs", "scheduler-certs"}
 _STATE_FILES = {STATE_FILE, "kubeconfig", "kwok-stages.yaml", "audit-policy.yaml"}
 
 
+# Whom the API server is to a real node's kubelet; Kubernetes' own role lets it read logs,
+# exec and port-forward there (kubeadm binds the same).
+KUBELET_CLIENT = "kube-apiserver-kubelet-client"
+
+
+def kubelet_api_binding() -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "tfjob-local:kubelet-api"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "system:kubelet-api-admin",
+        },
+        "subjects": [
+            {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": KUBELET_CLIENT}
+        ],
+    }
+
+
 @dataclass
 class Endpoints:
     etcd_client: int
@@ -148,6 +169,12 @@ class LocalCluster:
         )
         sa_key = service_account_signing_key(self.pki_dir)
         self._api_keys = (serving, sa_key)
+        # etcd serves TLS on loopback and takes clients by certificate only.
+        self._ca.issue(
+            "etcd-server", "etcd", server_hosts=("127.0.0.1", "localhost"), also_client=True
+        )
+        self._ca.issue("client-kube-apiserver-etcd-client", "kube-apiserver-etcd-client")
+        self._ca.issue("kubelet-client", KUBELET_CLIENT)
         self._write_kubeconfig(self.kubeconfig, "admin", ("system:masters",))
         kcm_kubeconfig = self._write_kubeconfig(
             self.state_dir / "kube-controller-manager.kubeconfig",
@@ -227,10 +254,12 @@ class LocalCluster:
 
         def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
             request = urllib.request.Request(
-                f"http://127.0.0.1:{port}/v3/kv/{path}",
+                f"https://127.0.0.1:{port}/v3/kv/{path}",
                 data=json.dumps(body).encode(),
             )
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+            with urllib.request.urlopen(  # noqa: S310 - loopback
+                request, timeout=10, context=self._etcd_context()
+            ) as response:
                 answer: dict[str, Any] = json.loads(response.read())
                 return answer
 
@@ -373,6 +402,7 @@ class LocalCluster:
             for create, document in (
                 (rbac.create_cluster_role, role),
                 (rbac.create_cluster_role_binding, binding),
+                (rbac.create_cluster_role_binding, kubelet_api_binding()),
             ):
                 try:
                     create(document)
@@ -388,6 +418,8 @@ class LocalCluster:
             node_ip=self.pod_facing_address,
             labels=labels or {},
             taints=taints or [],
+            client_ca=self._ca.cert_path if self._ca else None,
+            api_port=self.ports.apiserver if self.ports else None,
             detach=self.detach,
         )
         self.real_nodes.append(node)
@@ -484,13 +516,20 @@ class LocalCluster:
 
     def _etcd_args(self) -> list[str]:
         assert self.ports is not None
-        client_url = f"http://127.0.0.1:{self.ports.etcd_client}"
+        assert self._ca is not None
+        client_url = f"https://127.0.0.1:{self.ports.etcd_client}"
         peer_url = f"http://127.0.0.1:{self.ports.etcd_peer}"
         return [
             "--name=local",
             f"--data-dir={self.state_dir / 'etcd'}",
             f"--listen-client-urls={client_url}",
             f"--advertise-client-urls={client_url}",
+            # Clients by a certificate of the cluster's CA only: the API server, and the
+            # harness's own calls (health, compaction).
+            "--client-cert-auth=true",
+            f"--trusted-ca-file={self._ca.cert_path}",
+            f"--cert-file={self.pki_dir / 'etcd-server.crt'}",
+            f"--key-file={self.pki_dir / 'etcd-server.key'}",
             f"--listen-peer-urls={peer_url}",
             f"--initial-advertise-peer-urls={peer_url}",
             f"--initial-cluster=local={peer_url}",
@@ -507,7 +546,14 @@ class LocalCluster:
         assert self.ports is not None
         assert self._ca is not None
         return [
-            f"--etcd-servers=http://127.0.0.1:{self.ports.etcd_client}",
+            f"--etcd-servers=https://127.0.0.1:{self.ports.etcd_client}",
+            f"--etcd-cafile={self._ca.cert_path}",
+            f"--etcd-certfile={self.pki_dir / 'client-kube-apiserver-etcd-client.crt'}",
+            f"--etcd-keyfile={self.pki_dir / 'client-kube-apiserver-etcd-client.key'}",
+            # What the API server shows a real node's kubelet (logs, exec): its webhook asks
+            # the API server whether this user may (KUBELET_CLIENT's ClusterRoleBinding).
+            f"--kubelet-client-certificate={self.pki_dir / 'kubelet-client.crt'}",
+            f"--kubelet-client-key={self.pki_dir / 'kubelet-client.key'}",
             *self._api_address_args(),
             f"--secure-port={self.ports.apiserver}",
             f"--cert-dir={self.pki_dir}",
@@ -536,6 +582,8 @@ class LocalCluster:
         ]
 
     def _api_address_args(self) -> list[str]:
+        """Loopback alone. With a real node its pods reach the API server at the node's
+        address (the `kubernetes` Service's endpoint), where the node forwards to loopback."""
         if self.pod_facing_address is None:
             return [
                 "--bind-address=127.0.0.1",
@@ -543,7 +591,7 @@ class LocalCluster:
                 # The `kubernetes` Service would point at loopback, which endpoints refuse.
                 "--endpoint-reconciler-type=none",
             ]
-        return ["--bind-address=0.0.0.0", f"--advertise-address={self.pod_facing_address}"]
+        return ["--bind-address=127.0.0.1", f"--advertise-address={self.pod_facing_address}"]
 
     def _audit_args(self) -> list[str]:
         if self.audit_policy is None:
@@ -653,10 +701,22 @@ class LocalCluster:
         ) as response:
             return response.read().decode()
 
+    def _etcd_context(self) -> ssl.SSLContext:
+        """TLS to etcd as the API server's etcd client (the only certificate etcd takes)."""
+        assert self._ca is not None
+        context = ssl.create_default_context(cafile=str(self._ca.cert_path))
+        context.load_cert_chain(
+            self.pki_dir / "client-kube-apiserver-etcd-client.crt",
+            self.pki_dir / "client-kube-apiserver-etcd-client.key",
+        )
+        return context
+
     def _etcd_healthy(self) -> bool:
         assert self.ports is not None
         with urllib.request.urlopen(
-            f"http://127.0.0.1:{self.ports.etcd_client}/health", timeout=2
+            f"https://127.0.0.1:{self.ports.etcd_client}/health",
+            timeout=2,
+            context=self._etcd_context(),
         ) as response:
             return json.loads(response.read()).get("health") == "true"
 

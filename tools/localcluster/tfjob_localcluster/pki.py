@@ -87,11 +87,15 @@ class CertificateAuthority:
         organizations: tuple[str, ...] = (),
         *,
         server_hosts: tuple[str, ...] = (),
+        also_client: bool = False,
     ) -> KeyPair:
-        """Issue a client certificate, or a serving one when ``server_hosts`` is given."""
+        """Issue a client certificate, or a serving one when ``server_hosts`` is given (and a
+        client one too with ``also_client``: etcd's HTTP gateway calls etcd with it)."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
-        usage = ExtendedKeyUsageOID.SERVER_AUTH if server_hosts else ExtendedKeyUsageOID.CLIENT_AUTH
+        usages = [ExtendedKeyUsageOID.SERVER_AUTH] if server_hosts else []
+        if also_client or not server_hosts:
+            usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
         builder = (
             x509.CertificateBuilder()
             .subject_name(_name(common_name, organizations))
@@ -101,7 +105,7 @@ class CertificateAuthority:
             .not_valid_before(now - dt.timedelta(minutes=5))
             .not_valid_after(now + _VALIDITY)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         )
         if server_hosts:
             names: list[x509.GeneralName] = []

@@ -23,7 +23,9 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -81,6 +83,11 @@ def dns_permissions(user: str = DNS_USER) -> list[dict[str, Any]]:
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
     }
     return [role, binding]
+
+
+def _accepts(host: str, port: int) -> bool:
+    with socket.create_connection((host, port), timeout=2):
+        return True
 
 
 def _says_ok(url: str) -> bool:
@@ -174,6 +181,11 @@ class RealNode:
     pod_subnet: str = "10.245.77.0/24"
     labels: dict[str, str] = field(default_factory=dict)
     taints: list[str] = field(default_factory=list)
+    # The cluster's CA: the kubelet takes the API server's client certificate by it, and asks
+    # the API server who may do what (no anonymous request, nobody allowed by default).
+    client_ca: Path | None = None
+    # The API server's port on loopback: its pods reach it there at the node's address.
+    api_port: int | None = None
     detach: bool = False  # outlive the Python process that started it (`tfjob-local up`)
     running: list[processes.RunningProcess] = field(default_factory=list)
     forwarding: str = "0"  # net.ipv4.ip_forward before the start, restored at stop
@@ -239,6 +251,8 @@ class RealNode:
         logs.mkdir(parents=True, exist_ok=True)
         self.sockets.mkdir(mode=0o700, exist_ok=True)
         self._address(add=True)
+        if self.api_port is not None:
+            self._forward_api(logs)
         self._cgroups(make=True)
         self.running.append(
             processes.start(
@@ -273,6 +287,21 @@ class RealNode:
         )
         if self.proxy_kubeconfig is not None:  # after the kubelet: it waits for its Node
             self._start_proxy(logs)
+
+    def _forward_api(self, logs: Path) -> None:
+        """The API server, which listens on loopback alone, at the node's address: the
+        `kubernetes` Service's endpoint, where the node's pods reach it."""
+        assert self.api_port is not None
+        argv = [sys.executable, "-m", "tfjob_localcluster.forward"]
+        argv += [self.node_ip, str(self.api_port), "127.0.0.1", str(self.api_port)]
+        process = processes.start(f"api-forward-{self.name}", argv, logs, detach=self.detach)
+        self.running.append(process)
+        processes.wait_until(
+            lambda: _accepts(self.node_ip, self.api_port),  # type: ignore[arg-type]
+            timeout=30,
+            what=f"the API server at {self.node_ip}:{self.api_port}",
+            process=process,
+        )
 
     def _start_dns(self, logs: Path) -> None:
         """CoreDNS on the node IP's port 53, ready once it has read the cluster's Services."""
@@ -493,8 +522,14 @@ state = "{root / "state"}"
             "address": self.node_ip,
             "port": 10250,
             "readOnlyPort": 0,
-            "authentication": {"anonymous": {"enabled": True}, "webhook": {"enabled": False}},
-            "authorization": {"mode": "AlwaysAllow"},
+            # As a real cluster's: the API server proves itself with its client certificate
+            # (logs, exec); the API server says who may do what. No anonymous request.
+            "authentication": {
+                "anonymous": {"enabled": False},
+                "webhook": {"enabled": True},
+                **({"x509": {"clientCAFile": str(self.client_ca)}} if self.client_ca else {}),
+            },
+            "authorization": {"mode": "Webhook"},
             "podLogsDir": str(self.state_dir / "pod-logs"),
             "maxPods": 20,
             **(
