@@ -19,6 +19,7 @@ from kubernetes import client as k8s
 
 from tests.support.constants import ON_REAL_NODE
 from tests.support.index_pod import CREDENTIALS, credentials_secret, serve_in_cluster
+from tests.support.install import shared_cluster_namespace
 from tests.support.jobs import apply, get_job, job_pods, wait_for_condition
 from tfjob_localcluster.control import WaitTimeout
 
@@ -52,31 +53,7 @@ def restricted_template(**container: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def restricted(core: k8s.CoreV1Api, namespace: str) -> str:
-    core.patch_namespace(
-        namespace,
-        {
-            "metadata": {
-                "labels": {
-                    "pod-security.kubernetes.io/enforce": "restricted",
-                    "pod-security.kubernetes.io/enforce-version": "latest",
-                }
-            }
-        },
-    )
-    core.create_namespaced_resource_quota(
-        namespace,
-        {
-            "metadata": {"name": "team"},
-            "spec": {
-                "hard": {
-                    "requests.cpu": "8",
-                    "requests.memory": "32Gi",
-                    "limits.cpu": "32",
-                    "limits.memory": "64Gi",
-                }
-            },
-        },
-    )
+    shared_cluster_namespace(core, namespace, requests=("8", "32Gi"), limits=("32", "64Gi"))
     core.create_namespaced_limit_range(
         namespace,
         {

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from kubernetes import client as k8s
 
+from tests.support.install import shared_cluster_namespace
 from tests.support.jobs import estimator_job, job_pods, wait_for_condition
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("operator")]
@@ -39,31 +40,7 @@ RESTRICTED_TEMPLATE = {
 @pytest.fixture
 def restricted(core: k8s.CoreV1Api, namespace: str) -> str:
     """The test's namespace, made a shared cluster's: `restricted` enforced, limits quota'd."""
-    core.patch_namespace(
-        namespace,
-        {
-            "metadata": {
-                "labels": {
-                    "pod-security.kubernetes.io/enforce": "restricted",
-                    "pod-security.kubernetes.io/enforce-version": "latest",
-                }
-            }
-        },
-    )
-    core.create_namespaced_resource_quota(
-        namespace,
-        {
-            "metadata": {"name": "team"},
-            "spec": {
-                "hard": {
-                    "requests.cpu": "64",
-                    "requests.memory": "256Gi",
-                    "limits.cpu": "128",
-                    "limits.memory": "512Gi",
-                }
-            },
-        },
-    )
+    shared_cluster_namespace(core, namespace, requests=("64", "256Gi"), limits=("128", "512Gi"))
     return namespace
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from kubernetes import client as k8s
 
 from tests.support.constants import REPOSITORY
 from tfjob_localcluster import binaries, processes
@@ -85,6 +86,39 @@ def restricted_namespace(kubectl: Any, name: str) -> None:
         name,
         "pod-security.kubernetes.io/enforce=restricted",
         "pod-security.kubernetes.io/warn=restricted",
+    )
+
+
+def shared_cluster_namespace(
+    core: k8s.CoreV1Api, namespace: str, *, requests: tuple[str, str], limits: tuple[str, str]
+) -> None:
+    """Make ``namespace`` a shared cluster's: Pod Security `restricted` enforced, and a
+    ResourceQuota on CPU and memory (``requests`` and ``limits``: cpu, memory), so every
+    container must say both."""
+    core.patch_namespace(
+        namespace,
+        {
+            "metadata": {
+                "labels": {
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/enforce-version": "latest",
+                }
+            }
+        },
+    )
+    core.create_namespaced_resource_quota(
+        namespace,
+        {
+            "metadata": {"name": "team"},
+            "spec": {
+                "hard": {
+                    "requests.cpu": requests[0],
+                    "requests.memory": requests[1],
+                    "limits.cpu": limits[0],
+                    "limits.memory": limits[1],
+                }
+            },
+        },
     )
 
 
