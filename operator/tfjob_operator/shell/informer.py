@@ -58,7 +58,7 @@ class Informer(Generic[T]):
         accepts: Callable[[dict[str, Any]], bool] | None = None,
     ) -> None:
         # Which objects of the label to keep, by their metadata (the label alone anyone can
-        # write: the pods a tenant labels cost a check, not a parse and a place in the cache).
+        # write: the pods a tenant labels cost a check, not an observation and a cache entry).
         self.accepts = accepts
         # Told of each object deleted while watched: its last state, and its state before its
         # deletion began (None if it was first seen going). E.g. a pod that the pod garbage
