@@ -20,7 +20,14 @@ from kubernetes import client as k8s
 from tests.support.constants import ON_REAL_NODE
 from tests.support.index_pod import CREDENTIALS, credentials_secret, serve_in_cluster
 from tests.support.install import shared_cluster_namespace
-from tests.support.jobs import apply, get_job, job_pods, wait_for_condition
+from tests.support.jobs import (
+    apply,
+    estimator_job,
+    get_job,
+    job_pods,
+    kubeflow_job,
+    wait_for_condition,
+)
 from tfjob_localcluster.control import WaitTimeout
 
 pytestmark = [pytest.mark.timeout(420), pytest.mark.usefixtures("operator")]
@@ -153,22 +160,14 @@ def test_an_estimator_job_ships_its_code_and_installs_packages_under_restricted(
 def test_multi_worker_mirrored_trains_under_restricted(
     kubectl: Any, core: k8s.CoreV1Api, api_client: k8s.ApiClient, restricted: str
 ) -> None:
-    apply(
-        kubectl,
-        restricted,
-        {
-            "apiVersion": "tfjob.dev/v1alpha1",
-            "kind": "TensorFlowJob",
-            "metadata": {"name": "mwms"},
-            "spec": {
-                "entryScript": "train.py",
-                "scriptParams": {"--epochs": 2, "--steps-per-epoch": 5},
-                "distribution": {"backend": "multiWorkerMirrored", "workerCount": 2},
-                "successPolicy": "AllWorkers",
-                "template": restricted_template(),
-            },
-        },
+    job = estimator_job(
+        "mwms",
+        scriptParams={"--epochs": 2, "--steps-per-epoch": 5},
+        distribution={"backend": "multiWorkerMirrored", "workerCount": 2},
+        successPolicy="AllWorkers",
+        template=restricted_template(),
     )
+    apply(kubectl, restricted, job)
     succeeds(kubectl, api_client, restricted, "mwms")
     for index in range(2):
         output = logs(kubectl, restricted, f"mwms-worker-{index}")
@@ -186,24 +185,11 @@ def test_a_parameter_server_job_with_an_evaluator_trains_under_restricted(
     command = ["python", "train.py", "--epochs", "2", "--steps-per-epoch", "5"]
     template = restricted_template(image=trainer_image, command=command)
     replica = {"replicas": 1, "restartPolicy": "Never", "template": template}
-    apply(
-        kubectl,
-        restricted,
-        {
-            "apiVersion": "tfjob.dev/v1alpha1",
-            "kind": "TensorFlowJob",
-            "metadata": {"name": "pss"},
-            "spec": {
-                "tfReplicaSpecs": {
-                    "Chief": replica,
-                    "PS": replica,
-                    "Worker": {**replica, "replicas": 2},
-                    "Evaluator": replica,
-                },
-                "runPolicy": {"cleanPodPolicy": "None"},
-            },
-        },
+    replicas = {"Chief": replica, "PS": replica, "Worker": {**replica, "replicas": 2}}
+    job = kubeflow_job(
+        "pss", {**replicas, "Evaluator": replica}, runPolicy={"cleanPodPolicy": "None"}
     )
+    apply(kubectl, restricted, job)
     succeeds(kubectl, api_client, restricted, "pss")
     chief = logs(kubectl, restricted, "pss-chief-0")
     assert re.search(r"chief: final loss \d+\.\d+", chief), chief[-2000:]
@@ -214,22 +200,15 @@ def test_a_parameter_server_job_with_an_evaluator_trains_under_restricted(
 def test_horovod_trains_over_ssh_under_restricted(
     kubectl: Any, core: k8s.CoreV1Api, api_client: k8s.ApiClient, restricted: str
 ) -> None:
-    apply(
-        kubectl,
-        restricted,
-        {
-            "apiVersion": "tfjob.dev/v1alpha1",
-            "kind": "TensorFlowJob",
-            "metadata": {"name": "hvd"},
-            "spec": {
-                "entryScript": "train_horovod.py",
-                "scriptParams": {"--epochs": 1},
-                "distribution": {"backend": "mpi", "nodeCount": 2, "processCountPerNode": 1},
-                "runPolicy": {"cleanPodPolicy": "None"},
-                "template": restricted_template(),
-            },
-        },
+    job = estimator_job(
+        "hvd",
+        entryScript="train_horovod.py",
+        scriptParams={"--epochs": 1},
+        distribution={"backend": "mpi", "nodeCount": 2, "processCountPerNode": 1},
+        runPolicy={"cleanPodPolicy": "None"},
+        template=restricted_template(),
     )
+    apply(kubectl, restricted, job)
     succeeds(kubectl, api_client, restricted, "hvd")
     launcher = logs(kubectl, restricted, "hvd-launcher-0")
     ranks = sorted(re.findall(r"rank (\d) of 2 \(local \d of 1\) on (\S+)", launcher))

@@ -119,6 +119,19 @@ def mpi_spec(**distribution: object) -> TensorFlowJobSpec:
     )
 
 
+def mpi_pods(spec: TensorFlowJobSpec, **options: object) -> dict[str, dict]:
+    """The pods of an MPI job built from ``spec``, its key Secret named."""
+    return desired_children(
+        JOB,
+        compile_replica_specs(spec, SETTINGS),
+        node_pool=None,
+        settings=SETTINGS,
+        mpi=effective_mpi(spec),
+        ssh_secret="hvd-ssh-k4x9z",
+        **options,  # type: ignore[arg-type]
+    ).pods
+
+
 def test_mpi_backend_compiles_to_launcher_and_workers() -> None:
     spec = mpi_spec(nodeCount=2, processCountPerNode=4)
     replicas = dict(compile_replica_specs(spec, SETTINGS).items())
@@ -153,27 +166,20 @@ def test_mpi_backend_compiles_to_launcher_and_workers() -> None:
 
 def test_mpi_pods_hostfile_and_labels() -> None:
     spec = mpi_spec(nodeCount=2)
-    children = desired_children(
-        JOB,
-        compile_replica_specs(spec, SETTINGS),
-        node_pool=None,
-        settings=SETTINGS,
-        mpi=effective_mpi(spec),
-        ssh_secret="hvd-ssh-k4x9z",
-    )
-    assert set(children.pods) == {"hvd-launcher-0", "hvd-worker-0", "hvd-worker-1"}
+    pods = mpi_pods(spec)
+    assert set(pods) == {"hvd-launcher-0", "hvd-worker-0", "hvd-worker-1"}
     hostfile = mpi_hostfile_config_map(
         JOB, compile_replica_specs(spec, SETTINGS), effective_mpi(spec), SETTINGS
     )
     assert hostfile["metadata"]["name"] == "hvd-mpi"
     assert hostfile["data"]["hostfile"] == mpi.hostfile(HOSTS, 1, MPIImplementation.OPEN_MPI)
-    worker = children.pods["hvd-worker-1"]
+    worker = pods["hvd-worker-1"]
     assert worker["metadata"]["labels"]["tfjob.dev/job-role"] == "worker"
     container = worker["spec"]["containers"][0]
     assert container["readinessProbe"]["tcpSocket"] == {"port": 2222}
     assert {"name": "ssh", "containerPort": 2222, "protocol": "TCP"} in container["ports"]
     assert not any(e["name"] == "TF_CONFIG" for e in container.get("env", []))
-    launcher = children.pods["hvd-launcher-0"]
+    launcher = pods["hvd-launcher-0"]
     assert launcher["metadata"]["labels"]["tfjob.dev/job-role"] == "launcher"
     mounts = {m["name"]: m["mountPath"] for m in launcher["spec"]["containers"][0]["volumeMounts"]}
     assert mounts == {"tfjob-ssh": "/etc/tfjob/ssh", "tfjob-mpi-hostfile": "/etc/mpi"}
@@ -214,18 +220,9 @@ def test_every_variable_the_job_sets_is_forwarded_to_the_ranks() -> None:
 
 
 def test_the_default_horovod_image_runs_as_its_user_who_can_read_the_key() -> None:
-    spec = mpi_spec(nodeCount=2)
-    replicas = compile_replica_specs(spec, SETTINGS)
-    children = desired_children(
-        JOB,
-        replicas,
-        node_pool=None,
-        settings=SETTINGS,
-        mpi=effective_mpi(spec),
-        ssh_secret="hvd-ssh-k4x9z",
-    )
+    pods = mpi_pods(mpi_spec(nodeCount=2))
     for name in ("hvd-launcher-0", "hvd-worker-0"):
-        pod_spec = children.pods[name]["spec"]
+        pod_spec = pods[name]["spec"]
         assert pod_spec["securityContext"] == {
             "runAsNonRoot": True,
             "runAsUser": 1000,
@@ -256,16 +253,9 @@ def test_a_template_securitycontext_keeps_the_default_horovod_images_user_who_re
             )
         }
     )
-    children = desired_children(
-        JOB,
-        compile_replica_specs(spec, SETTINGS),
-        node_pool=None,
-        settings=SETTINGS,
-        mpi=effective_mpi(spec),
-        ssh_secret="hvd-ssh-k4x9z",
-    )
+    pods = mpi_pods(spec)
     for name in ("hvd-launcher-0", "hvd-worker-0"):
-        pod_spec = children.pods[name]["spec"]
+        pod_spec = pods[name]["spec"]
         context = pod_spec["securityContext"]
         assert context["runAsUser"] == expected_user
         assert context["fsGroup"] == expected_user
@@ -313,16 +303,8 @@ def test_the_ssh_key_is_readable_by_the_user_the_pod_runs_as(
 
 def test_launcher_is_left_out_until_allowed() -> None:
     spec = mpi_spec(nodeCount=2)
-    children = desired_children(
-        JOB,
-        compile_replica_specs(spec, SETTINGS),
-        node_pool=None,
-        settings=SETTINGS,
-        mpi=effective_mpi(spec),
-        ssh_secret="hvd-ssh-k4x9z",
-        launcher_allowed=False,
-    )
-    assert set(children.pods) == {"hvd-worker-0", "hvd-worker-1"}
+    pods = mpi_pods(spec, launcher_allowed=False)
+    assert set(pods) == {"hvd-worker-0", "hvd-worker-1"}
 
 
 def pod(name: str, replica_type: str, index: int, *, ready: bool) -> PodObservation:
