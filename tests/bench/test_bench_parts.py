@@ -8,8 +8,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tfjob_bench import audit, kubeflow, workload
-from tfjob_bench.runner import Bench, BenchConfig, log_errors, percentile
+from tfjob_bench import audit, kubeflow, report, workload
+from tfjob_bench.rounds import ratio_to_limit, spread
+from tfjob_bench.runner import Bench, BenchConfig, ContestantResult, log_errors, percentile
 
 
 def _line(user: str, verb: str, resource: str, name: str, code: int = 201, **ref: str) -> str:
@@ -111,3 +112,76 @@ def test_the_benchmarks_node_pool_file_ships_with_it() -> None:
     pools = Bench(BenchConfig(nodes=7, out=Path("unused"))).node_pools()
     (pool,) = [p for p in pools.pools if p.name == workload.BENCH_POOL]
     assert pool.count == 7
+
+
+def _result(name: str, number: int, p1: float, **fields: object) -> ContestantResult:
+    return ContestantResult(
+        name=name,
+        identity=name,
+        round=number,
+        p1_seconds=p1,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def test_a_ratio_is_taken_within_its_round_then_summarised() -> None:
+    # The limit is slow in round 2 and ours with it: per round, ours is 0.5, 0.5 and 2.0 times
+    # the limit. Medians of each side apart (3.0 / 3.0) would say 1.0.
+    rounds = [
+        {"limit": _result("limit", 1, 2.0), "ours": _result("ours", 1, 1.0)},
+        {"limit": _result("limit", 2, 12.0), "ours": _result("ours", 2, 6.0)},
+        {"limit": _result("limit", 3, 3.0), "ours": _result("ours", 3, 6.0)},
+    ]
+    ratio = spread(rounds, "ours", ratio_to_limit(lambda r: r.p1_seconds))
+    assert ratio is not None
+    assert ratio.values == (0.5, 0.5, 2.0)
+    assert ratio.format(2) == "0.50 [0.50, 2.00]"
+    p1 = spread(rounds, "ours", lambda r, _: r.p1_seconds)
+    assert p1 is not None
+    assert p1.format(1) == "6.0 [1.0, 6.0]"
+
+
+def test_a_failed_round_is_left_out_and_counted() -> None:
+    failed = ContestantResult(name="ours", identity="ours", round=2, error="TimeoutError: x")
+    rounds = [
+        {"limit": _result("limit", 1, 2.0), "ours": _result("ours", 1, 1.0)},
+        {"limit": _result("limit", 2, 2.0), "ours": failed},
+    ]
+    p1 = spread(rounds, "ours", lambda r, _: r.p1_seconds)
+    assert p1 is not None
+    assert p1.values == (1.0,)
+    table = report.main_table(BenchConfig(jobs=10, out=Path("unused")), rounds)
+    (row,) = [line for line in table if line.startswith("| ours |")]
+    assert "| 1/2 |" in row  # rounds that worked, of all
+    assert "| 1.00 |" in row  # P1 from round 1 alone, no spread
+
+
+def test_the_report_shows_every_round_and_plots_them(tmp_path: Path) -> None:
+    config = BenchConfig(jobs=2, pods_per_job=2, out=tmp_path, rounds=2)
+    rounds = [
+        {
+            "limit": _result("limit", n, 1.0 * n, writes={"total": 6, "without_events": 6}),
+            "ours": _result(
+                "ours",
+                n,
+                0.8 * n,
+                p2_succeeded=[0.05, 0.07],
+                expected_succeeded=2,
+                writes={
+                    "total": 20,
+                    "without_events": 16,
+                    "by_verb_resource": {"create pods": 4, "create events": 4},
+                },
+            ),
+        }
+        for n in (1, 2)
+    ]
+    markdown, png = report.write(config, rounds, {"machine": "test"})
+    text = markdown.read_text()
+    assert "### ours, round 2" in text
+    assert "| 2 | ours | 1.60 | 0.80 |" in text  # round 2's own row, its own ratio
+    assert "| create pods |  | 2.00 |" in text  # per job, the rounds' median
+    assert "| ours | 2/2 | 1.20 [0.80, 1.60] | 0.80 [0.80, 0.80] |" in text
+    assert png.stat().st_size > 0
+    saved = json.loads((tmp_path / report.JSON).read_text())
+    assert [sorted(r) for r in saved["rounds"]] == [["limit", "ours"], ["limit", "ours"]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .rounds import names
 from .runner import CONTESTANTS, Bench, BenchConfig, summary_line
 
 SCALE = {"jobs": 1000, "pods_per_job": 5, "nodes": 500, "wave": 100}
@@ -19,6 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"comma-separated, in run order (default: {','.join(CONTESTANTS)}; "
         "--scale: limit,ours)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds, every contestant once a round in turn; medians and spread (%(default)s)",
     )
     parser.add_argument("--out", type=Path, default=Path("bench-results"), help="%(default)s")
     parser.add_argument("--concurrency", type=int, default=128, help="driver and limit (128)")
@@ -79,6 +86,7 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         scale=args.scale,
         limit_client=args.limit_client,
         state_dir=args.state_dir,
+        rounds=max(1, args.rounds),
     )
 
 
@@ -86,15 +94,18 @@ def run(config: BenchConfig) -> int:
     from . import report
 
     bench = Bench(config)
-    results = bench.run()
-    markdown, png = report.write(config, results, bench.environment)
+    rounds = bench.run()
+    markdown, png = report.write(config, rounds, bench.environment)
     print()
-    print("\n".join(report.main_table(config, results)))
+    print("\n".join(report.main_table(config, rounds)))
     print()
-    for name, result in results.items():
-        print(f"{name}: {summary_line(result)}")
+    for name in names(rounds):
+        for this_round in rounds:
+            if name in this_round:
+                result = this_round[name]
+                print(f"{result.tag}: {summary_line(result)}")
     print(f"\nresults: {markdown}\nplot: {png}")
-    failed = [n for n, r in results.items() if r.error or not r.jobs_ok]
+    failed = [r.tag for t in rounds for r in t.values() if r.error or not r.jobs_ok]
     return 1 if failed else 0
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .rounds import Figure, Rounds, names, ratio_to_limit, spread
 from .runner import MIN_STATUS_WRITES, BenchConfig, ContestantResult, percentile
 
 MARKDOWN = "results.md"
@@ -29,100 +31,174 @@ def minimum_writes(config: BenchConfig, name: str) -> int:
     return config.pods_per_job + 1 + (0 if name == "limit" else MIN_STATUS_WRITES)
 
 
-def main_table(config: BenchConfig, results: dict[str, ContestantResult]) -> list[str]:
-    limit = results.get("limit")
-    limit_p1 = limit.p1_seconds if limit and limit.ok else None
+def _p(values: list[float], p: float) -> float | None:
+    return percentile(values, p) if values else None
+
+
+def _writes(config: BenchConfig, key: str) -> Callable[[ContestantResult], float | None]:
+    def per_job(r: ContestantResult) -> float | None:
+        value = r.writes.get(key)
+        return None if value is None else value / config.jobs
+
+    return per_job
+
+
+def figures(config: BenchConfig, name: str) -> dict[str, tuple[Figure, int]]:
+    """The main table's figures of contestant ``name``: title -> (figure, digits)."""
+    p1: Callable[[ContestantResult], float | None] = lambda r: r.p1_seconds  # noqa: E731
+    p1_audit: Callable[[ContestantResult], float | None] = lambda r: r.p1_audit_seconds  # noqa: E731
+    plain = _writes(config, "without_events")
+    operator = name != "limit"
+    table: dict[str, tuple[Figure, int]] = {
+        "P1: all pods seen (s)": (lambda r, _: r.p1_seconds, 2),
+        "ratio to limit": (ratio_to_limit(p1), 2),
+        "P1 on the server's clock (s)": (lambda r, _: r.p1_audit_seconds, 2),
+        "ratio to limit (server's clock)": (ratio_to_limit(p1_audit), 2),
+    }
+    if operator:
+        table |= {
+            "P2 Succeeded p50 (s)": (lambda r, _: _p(r.p2_succeeded, 50), 3),
+            "P2 Succeeded p99 (s)": (lambda r, _: _p(r.p2_succeeded, 99), 3),
+            "P2 Failed p50 (s)": (lambda r, _: _p(r.p2_failed, 50), 3),
+        }
+    minimum = minimum_writes(config, name)
+    table |= {
+        "writes per job": (lambda r, _: _writes(config, "total")(r), 2),
+        "without Events": (lambda r, _: plain(r), 2),
+        "writes / minimum": (lambda r, _: v / minimum if (v := plain(r)) else None, 2),
+    }
+    if operator:
+        table |= {
+            "peak RSS (MB)": (lambda r, _: r.rss_peak_mb, 0),
+            "CPU s, t0→end": (lambda r, _: r.cpu_seconds_measured, 1),
+        }
+    return table
+
+
+def _columns(config: BenchConfig, rounds: Rounds) -> list[str]:
+    columns: list[str] = []
+    for name in names(rounds):
+        columns.extend(t for t in figures(config, name) if t not in columns)
+    return columns
+
+
+def _right(rounds: Rounds, name: str) -> str:
+    """Jobs that ended right over every round: ``540/540 + 60/60``."""
+    results = [r[name] for r in rounds if name in r]
+    if name == "limit":
+        return "—"
+    succeeded = sum(len(r.p2_succeeded) for r in results)
+    failed = sum(len(r.p2_failed) for r in results)
+    expected_s = sum(r.expected_succeeded for r in results)
+    expected_f = sum(r.expected_failed for r in results)
+    wrong = sum(
+        len(r.wrong_terminal) + len(r.missing_terminal) + len(r.jobs_with_wrong_pod_count)
+        for r in results
+    )
+    return f"{succeeded}/{expected_s} + {failed}/{expected_f}" + (
+        f", {wrong} wrong" if wrong else ""
+    )
+
+
+def main_table(config: BenchConfig, rounds: Rounds) -> list[str]:
+    """A row per contestant: each figure's median over the rounds, [lowest, highest] after it."""
+    columns = _columns(config, rounds)
     rows = [
-        "| contestant | P1: all pods seen (s) | ratio to limit | P1 on the server's clock (s) "
-        "| ratio to limit (server's clock) "
-        "| pods / Services | P2 Succeeded p50 / p99 / max (s) | P2 Failed p50 / p99 / max (s) "
-        "| right terminal condition (S + F) | writes per job (all / without Events) "
-        "| minimum per job | writes / minimum | peak RSS (MB) | CPU s (t0→end / whole process) "
-        "| ERROR lines in its log, t0→end (whole run) |",
-        "|" + "---|" * 15,
+        "| contestant | rounds ok | "
+        + " | ".join(columns)
+        + " | right terminal condition, all rounds (S + F) | ERROR lines, t0→end |",
+        "|" + "---|" * (len(columns) + 4),
     ]
-    for name, r in results.items():
-        if r.error and r.p1_seconds is None:
-            rows.append(f"| {name} | FAILED: {r.error} |" + " |" * 13)
-            continue
-        ratio = (
-            f"{r.p1_seconds / limit_p1:.2f}"
-            if r.p1_seconds is not None and limit_p1
-            else ("1.00" if name == "limit" and r.p1_seconds else "—")
-        )
-        limit_audit = limit.p1_audit_seconds if limit and limit.ok else None
-        audit_ratio = (
-            f"{r.p1_audit_seconds / limit_audit:.2f}"
-            if r.p1_audit_seconds is not None and limit_audit
-            else "—"
-        )
-        errors = (
-            "—"
-            if r.log_errors_whole_run is None
-            else f"{'?' if r.log_errors is None else r.log_errors} ({r.log_errors_whole_run})"
-        )
-        total = r.writes.get("total")
-        plain = r.writes.get("without_events")
-        minimum = minimum_writes(config, name)
-        per_job = (
-            f"{total / config.jobs:.2f} / {plain / config.jobs:.2f}"
-            if total is not None and plain is not None
-            else "—"
-        )
-        over = f"{plain / config.jobs / minimum:.2f}" if plain is not None else "—"
-        right = (
-            "—"
-            if name == "limit"
-            else f"{len(r.p2_succeeded)}/{r.expected_succeeded} + "
-            f"{len(r.p2_failed)}/{r.expected_failed}"
-        )
-        cpu = (
-            f"{_seconds(r.cpu_seconds_measured, 1)} / {_seconds(r.cpu_seconds_total, 1)}"
-            if r.cpu_seconds_total is not None
-            else "—"
-        )
+    for name in names(rounds):
+        results = [r[name] for r in rounds if name in r]
+        ok = sum(1 for r in results if not r.error and r.jobs_ok)
+        own = figures(config, name)
+        cells = []
+        for column in columns:
+            if column not in own:
+                cells.append("—")
+                continue
+            figure, digits = own[column]
+            values = spread(rounds, name, figure)
+            cells.append(values.format(digits) if values else "—")
+        errors = [r.log_errors for r in results if r.log_errors is not None]
         rows.append(
-            f"| {name}{' (FAILED)' if r.error else ''} | {_seconds(r.p1_seconds)} | {ratio} "
-            f"| {_seconds(r.p1_audit_seconds)} | {audit_ratio} "
-            f"| {r.pods_created} / {r.services_created} "
-            f"| {_spread(r.p2_succeeded) if name != 'limit' else '—'} "
-            f"| {_spread(r.p2_failed) if name != 'limit' else '—'} | {right} | {per_job} "
-            f"| {minimum} | {over} | {_seconds(r.rss_peak_mb, 0)} | {cpu} "
-            f"| {errors} |"
+            f"| {name} | {ok}/{len(results)} | "
+            + " | ".join(cells)
+            + f" | {_right(rounds, name)} | {sum(errors) if errors else '—'} |"
         )
     return rows
 
 
-def writes_table(config: BenchConfig, results: dict[str, ContestantResult]) -> list[str]:
-    keys = sorted({k for r in results.values() for k in r.writes.get("by_verb_resource", {})})
-    names = list(results)
+def rounds_table(config: BenchConfig, rounds: Rounds) -> list[str]:
+    """Every round of every contestant, in run order."""
     rows = [
-        "| verb resource | " + " | ".join(names) + " |",
-        "|---|" + "---|" * len(names),
+        "| round | contestant | P1 (s) | ratio | P1, server's clock (s) | ratio | "
+        "P2 Succeeded p50 / p99 / max (s) | writes per job without Events | peak RSS (MB) | "
+        "failed |",
+        "|" + "---|" * 10,
+    ]
+    for number, this_round in enumerate(rounds, 1):
+        limit = this_round.get("limit")
+        for name, r in this_round.items():
+            ratio = ratio_to_limit(lambda x: x.p1_seconds)(r, limit)
+            audit_ratio = ratio_to_limit(lambda x: x.p1_audit_seconds)(r, limit)
+            plain = r.writes.get("without_events")
+            rows.append(
+                f"| {number} | {name} | {_seconds(r.p1_seconds)} | {_seconds(ratio)} "
+                f"| {_seconds(r.p1_audit_seconds)} | {_seconds(audit_ratio)} "
+                f"| {_spread(r.p2_succeeded) if name != 'limit' else '—'} "
+                f"| {_seconds(plain / config.jobs if plain is not None else None)} "
+                f"| {_seconds(r.rss_peak_mb, 0)} "
+                f"| {r.error or ('jobs not ended right' if not r.jobs_ok else '')} |"
+            )
+    return rows
+
+
+def writes_table(config: BenchConfig, rounds: Rounds) -> list[str]:
+    """Writes per job by verb and resource: the median over the rounds."""
+    contestants = names(rounds)
+    keys = sorted(
+        {
+            k
+            for this_round in rounds
+            for r in this_round.values()
+            for k in r.writes.get("by_verb_resource", {})
+        }
+    )
+    rows = [
+        "| verb resource | " + " | ".join(contestants) + " |",
+        "|---|" + "---|" * len(contestants),
     ]
     for key in keys:
         cells = []
-        for name in names:
-            n = results[name].writes.get("by_verb_resource", {}).get(key, 0)
-            cells.append(f"{n / config.jobs:.2f}" if n else "")
+        for name in contestants:
+            values = spread(
+                rounds,
+                name,
+                lambda r, _, key=key: (
+                    r.writes.get("by_verb_resource", {}).get(key, 0) / config.jobs
+                ),
+            )
+            cells.append(f"{values.median:.2f}" if values and values.median else "")
         rows.append(f"| {key} | " + " | ".join(cells) + " |")
     return rows
 
 
-def render(
-    config: BenchConfig,
-    results: dict[str, ContestantResult],
-    environment: dict[str, Any],
-) -> str:
+def render(config: BenchConfig, rounds: Rounds, environment: dict[str, Any]) -> str:
     lines = [
-        f"# Benchmark: {config.jobs} jobs x {config.pods_per_job} pods",
+        f"# Benchmark: {config.jobs} jobs x {config.pods_per_job} pods, {len(rounds)} round(s)",
         "",
-        "One control plane for all; only the contestant under test runs; a fresh namespace each; "
-        "the same driver (concurrency "
+        "One control plane for all; only the contestant under test runs; a fresh namespace and a "
+        "fresh operator process each round; the contestants take turns in the same order every "
+        "round; the same driver (concurrency "
         f"{config.concurrency}) submits every contestant's jobs; every job has "
         "`runPolicy.cleanPodPolicy: None`, so no contestant deletes pods in the finish phase.",
         "",
-        *main_table(config, results),
+        "Each cell: the median over the rounds, then [the lowest, the highest] round. A ratio to "
+        "the limit is taken within each round, then summarised.",
+        "",
+        *main_table(config, rounds),
         "",
         "- P1: from the driver's first job create to the observer's watch having seen every "
         "pod, for every contestant. The limit creates each job's children as soon as the "
@@ -137,15 +213,19 @@ def render(
         "- Writes are the contestant's own identity's, from the audit log between its start "
         "and end markers.",
         "",
-        "## Writes per job by verb and resource (contestant's identity)",
+        "## Every round",
         "",
-        *writes_table(config, results),
+        *rounds_table(config, rounds),
         "",
-        "## Per contestant",
+        "## Writes per job by verb and resource (contestant's identity, median of the rounds)",
+        "",
+        *writes_table(config, rounds),
+        "",
+        "## Per contestant and round",
         "",
     ]
-    for name, r in results.items():
-        lines.append(f"### {name}")
+    for r in (r for this_round in rounds for r in this_round.values()):
+        lines.append(f"### {r.name}, round {r.round}")
         lines.append("")
         if r.error:
             lines.append(f"- **failed**: {r.error}")
@@ -192,11 +272,10 @@ def render(
     lines += [
         "## Caveats",
         "",
-        "- One round per contestant, in the order shown, on a machine whose every core is shared "
-        "by the control plane, kwok, the observer and the contestant: expect run-to-run noise of "
-        "tens of percent; compare contestants within a run, and rerun before trusting a small gap. "
-        "The limit moves most (1.6 to 4.0 s for 200 x 4 in three runs on one machine), and every "
-        "ratio with it.",
+        "- Every core of the machine is shared by the control plane, kwok, the observer and the "
+        "contestant: one round moves by tens of percent (the limit most: 1.6 to 4.6 s for 200 x 4 "
+        "on one machine). Read the medians and the spread; a gap inside the spread is noise. "
+        "Rounds run one after another on one cluster, so etcd grows by each round's history.",
         "- P1 ends when the observer has seen the last pod; under a burst its watch can trail the "
         "server (the server's-clock column, from the audit log, does not).",
         "- Kubeflow makes one Service per pod and has a 611 kB CRD schema; neither is corrected "
@@ -214,7 +293,7 @@ def render(
     return "\n".join(lines)
 
 
-def plot(results: dict[str, ContestantResult], path: Path) -> None:
+def plot(rounds: Rounds, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -223,7 +302,9 @@ def plot(results: dict[str, ContestantResult], path: Path) -> None:
     figure, axis = plt.subplots(figsize=(9, 6.5), dpi=110)
     colours = {"ours": "#1f77b4", "kubeflow-shipped": "#d62728", "kubeflow-tuned": "#2ca02c"}
     drawn = False
-    for name, r in results.items():
+    many = len(rounds) > 1
+    for r in (r for this_round in rounds for r in this_round.values()):
+        name = r.name
         for values, style, outcome in (
             (r.p2_succeeded, "-", "Succeeded"),
             (r.p2_failed, "--", "Failed"),
@@ -240,7 +321,9 @@ def plot(results: dict[str, ContestantResult], path: Path) -> None:
                 where="post",
                 linestyle=style,
                 color=colours.get(name),
-                label=f"{name}, {outcome} (n={len(ordered)}, p50 {percentile(values, 50):.3f} s)",
+                alpha=0.45 + 0.55 / r.round if many else 1.0,
+                label=f"{name}{f' r{r.round}' if many else ''}, {outcome} "
+                f"(n={len(ordered)}, p50 {percentile(values, 50):.3f} s)",
             )
             drawn = True
     axis.set_xscale("log")
@@ -250,7 +333,7 @@ def plot(results: dict[str, ContestantResult], path: Path) -> None:
     axis.set_ylabel("fraction of jobs")
     axis.set_ylim(0, 1.02)
     axis.grid(True, which="both", alpha=0.3)
-    axis.set_title("P2: pod that decides → job condition (CDF)")
+    axis.set_title("P2: pod that decides → job condition (CDF)" + (", every round" if many else ""))
     if drawn:
         axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=8)
     else:
@@ -260,21 +343,20 @@ def plot(results: dict[str, ContestantResult], path: Path) -> None:
     plt.close(figure)
 
 
-def write(
-    config: BenchConfig,
-    results: dict[str, ContestantResult],
-    environment: dict[str, Any],
-) -> tuple[Path, Path]:
+def write(config: BenchConfig, rounds: Rounds, environment: dict[str, Any]) -> tuple[Path, Path]:
     config.out.mkdir(parents=True, exist_ok=True)
     markdown = config.out / MARKDOWN
     png = config.out / PLOT
-    markdown.write_text(render(config, results, environment))
-    plot(results, png)
+    markdown.write_text(render(config, rounds, environment))
+    plot(rounds, png)
     (config.out / JSON).write_text(
         json.dumps(
             {
                 "environment": environment,
-                "results": {n: dataclasses.asdict(r) for n, r in results.items()},
+                "rounds": [
+                    {n: dataclasses.asdict(r) for n, r in this_round.items()}
+                    for this_round in rounds
+                ],
             },
             indent=2,
             default=str,

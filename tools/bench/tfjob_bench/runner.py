@@ -69,6 +69,7 @@ class BenchConfig:
     scale: bool = False  # long node leases, KCM grace period: for hundreds of nodes
     limit_client: str = "aiohttp"  # or kubernetes-aio
     state_dir: Path | None = None
+    rounds: int = 3  # each contestant this many times, interleaved: limit, ours, ..., limit, ...
     settle_seconds: float = 2.0
     log: Callable[[str], None] = print
 
@@ -80,6 +81,7 @@ class BenchConfig:
 class ContestantResult:
     name: str
     identity: str
+    round: int = 1
     namespace: str = ""
     ok: bool = False
     error: str | None = None
@@ -111,6 +113,11 @@ class ContestantResult:
     log_warning_kinds: dict[str, int] = field(default_factory=dict)  # t0 to the end, by kind
     metrics: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def tag(self) -> str:
+        """Its round's name, for its markers and labels: ``ours-r2``."""
+        return f"{self.name}-r{self.round}"
 
     @property
     def jobs_ok(self) -> bool:
@@ -305,7 +312,8 @@ class Bench:
         self.run_id = time.strftime("%H%M%S")
         # Absolute: the kubeconfigs written under it name their certificate files by path.
         self.out = config.out.resolve()
-        self.results: dict[str, ContestantResult] = {}
+        # One dict per round, contestant -> its result, in run order.
+        self.rounds: list[dict[str, ContestantResult]] = []
         self.environment: dict[str, Any] = {}
         self.marker_seq = 0
         self.cluster: LocalCluster | None = None
@@ -418,7 +426,7 @@ class Bench:
     async def run_limit(self, driver: RawApi, result: ContestantResult) -> None:
         config = self.config
         namespace = result.namespace
-        label = f"limit-{self.run_id}"
+        label = f"{result.tag}-{self.run_id}"
         await self.fresh_namespace(driver, namespace)
         # The driver submits the same jobs as to an operator, from the same t0, and the bare
         # client creates each job's children as soon as the driver's create of it returns (they
@@ -442,7 +450,7 @@ class Bench:
         async with self.observer(namespace, None, label) as observer, create as limit:
             await warm(driver, jobs_path, config.concurrency)
             await limit.warm(namespaced(namespace, "pods"), config.concurrency)
-            await self.mark(driver, "limit-start")
+            await self.mark(driver, f"{result.tag}-start")
             children_started: list[float] = []
             ready: asyncio.Queue[tuple[dict[str, Any], str] | None] = asyncio.Queue()
 
@@ -481,7 +489,7 @@ class Bench:
             result.p1_seconds = max(observer.pod_first_seen.values()) - t0
             result.pods_created = len(observer.pod_first_seen)
             result.services_created = config.jobs
-            await self.mark(driver, "limit-end")
+            await self.mark(driver, f"{result.tag}-end")
         result.ok = True
 
     async def limit_creator(self) -> Any:
@@ -517,10 +525,10 @@ class Bench:
         process = peer.start()
         return peer, process.pid
 
-    async def warm_up(self, driver: RawApi, name: str, kind: workload.JobKind) -> None:
+    async def warm_up(self, driver: RawApi, tag: str, kind: workload.JobKind) -> None:
         """One job through the operator in a scratch namespace: its informers are live."""
-        namespace = f"bench-warm-{name}-{self.run_id}"
-        label = f"warm-{name}-{self.run_id}"
+        namespace = f"bench-warm-{tag}-{self.run_id}"
+        label = f"warm-{tag}-{self.run_id}"
         await self.fresh_namespace(driver, namespace)
         pods = self.config.pods_per_job
         async with self.observer(namespace, kind, label) as observer:
@@ -529,7 +537,7 @@ class Bench:
                 namespaced(namespace, kind.plural, group=kind.group, version=kind.version), body
             )
             await observer.wait(
-                lambda: len(observer.pod_first_seen) >= pods, 120, f"{name}'s warm-up pods"
+                lambda: len(observer.pod_first_seen) >= pods, 120, f"{tag}'s warm-up pods"
             )
         await self.delete_namespace(driver, namespace)
 
@@ -538,13 +546,13 @@ class Bench:
         name = result.name
         kind = workload.OURS if name == "ours" else workload.KUBEFLOW
         namespace = result.namespace
-        label = f"{name}-{self.run_id}"
+        label = f"{result.tag}-{self.run_id}"
         operator, pid = self.start_operator(name)
         log_path = operator.process.log_path
         log_window: tuple[int, int] | None = None
         log_offset: int | None = None
         try:
-            await self.warm_up(driver, name, kind)
+            await self.warm_up(driver, result.tag, kind)
             await self.fresh_namespace(driver, namespace)
             names = [workload.job_name(i) for i in range(config.jobs)]
             bodies = [workload.job(kind, n, namespace, config.pods_per_job, label) for n in names]
@@ -556,7 +564,7 @@ class Bench:
                 await warm(driver, jobs_path, config.concurrency)
                 cpu_at_t0 = cpu_seconds(pid)
                 log_offset = operator.process.log_path.stat().st_size
-                await self.mark(driver, f"{name}-start")
+                await self.mark(driver, f"{result.tag}-start")
                 t0 = time.monotonic()
                 wave = config.wave or config.jobs
                 for first in range(0, config.jobs, wave):
@@ -585,10 +593,10 @@ class Bench:
                     f"every pod of {name} Running",
                 )
                 result.running_seconds = time.monotonic() - t0
-                await self.mark(driver, f"{name}-running")
+                await self.mark(driver, f"{result.tag}-running")
                 await self.finish(driver, observer, result, names)
                 await asyncio.sleep(config.settle_seconds)  # trailing writes of the last pass
-                await self.mark(driver, f"{name}-end")
+                await self.mark(driver, f"{result.tag}-end")
                 result.cpu_seconds_measured = cpu_seconds(pid) - cpu_at_t0
                 log_window = (log_offset, operator.process.log_path.stat().st_size)
             result.cpu_seconds_total = cpu_seconds(pid)
@@ -636,7 +644,7 @@ class Bench:
             "every worker but worker 0 Succeeded",
         )
         await asyncio.sleep(config.settle_seconds)  # let the operator take those in first
-        await self.mark(driver, f"{result.name}-finish")
+        await self.mark(driver, f"{result.tag}-finish")
         failing = {n for i, n in enumerate(names) if workload.fails(i, config.fail_every)}
         result.expected_failed = len(failing)
         result.expected_succeeded = len(names) - len(failing)
@@ -728,59 +736,69 @@ class Bench:
 
     # --- the whole run ---
     async def run_contestants(self) -> None:
+        """Every contestant once a round, in the same order each round: a slow spell of the
+        shared machine then touches every contestant of that round, not one alone."""
         assert self.cluster is not None
         async with RawApi(self.kubeconfigs[DRIVER], connections=self.config.concurrency) as api:
             await self.mark(api, "begin")
-            for name in self.config.contestants:
-                result = ContestantResult(
-                    name=name,
-                    identity=IDENTITIES[name],
-                    namespace=f"bench-{name}-{self.run_id}",
-                )
-                self.results[name] = result
-                self.log(f"{name}: start")
-                try:
-                    if name == "limit":
-                        await self.run_limit(api, result)
-                    else:
-                        await self.run_operator(api, result)
-                except Exception as error:  # noqa: BLE001 - a failed contestant is reported
-                    result.error = f"{type(error).__name__}: {error}"
-                    self.log(f"{name}: FAILED: {result.error}")
-                with contextlib.suppress(Exception):
-                    await self.mark(api, f"{name}-end")
-                try:
-                    seconds = await self.delete_namespace(api, result.namespace)
-                    self.log(f"{name}: namespace deleted in {seconds:.1f} s")
-                except Exception as error:  # noqa: BLE001
-                    result.notes.append(f"namespace cleanup: {error}")
-                self.log(f"{name}: done: {summary_line(result)}")
+            for number in range(1, self.config.rounds + 1):
+                this_round: dict[str, ContestantResult] = {}
+                self.rounds.append(this_round)
+                for name in self.config.contestants:
+                    result = ContestantResult(name=name, identity=IDENTITIES[name], round=number)
+                    result.namespace = f"bench-{result.tag}-{self.run_id}"
+                    this_round[name] = result
+                    await self.run_one(api, result)
             await self.mark(api, "finish")
+
+    async def run_one(self, api: RawApi, result: ContestantResult) -> None:
+        """One contestant's round, its namespace deleted after; a failure is its result."""
+        self.log(f"{result.tag}: start")
+        try:
+            if result.name == "limit":
+                await self.run_limit(api, result)
+            else:
+                await self.run_operator(api, result)
+        except Exception as error:  # noqa: BLE001 - a failed contestant is reported
+            result.error = f"{type(error).__name__}: {error}"
+            self.log(f"{result.tag}: FAILED: {result.error}")
+        with contextlib.suppress(Exception):
+            await self.mark(api, f"{result.tag}-end")
+        try:
+            seconds = await self.delete_namespace(api, result.namespace)
+            self.log(f"{result.tag}: namespace deleted in {seconds:.1f} s")
+        except Exception as error:  # noqa: BLE001
+            result.notes.append(f"namespace cleanup: {error}")
+        self.log(f"{result.tag}: done: {summary_line(result)}")
 
     def attribute_writes(self) -> None:
         assert self.cluster is not None
         writes = audit.read(self.cluster.audit_log)
-        for name, result in self.results.items():
-            phase = audit.between(writes, f"{name}-start", f"{name}-end")
-            result.writes = audit.count(phase, result.identity).as_dict()
-            if name != "limit":
-                created = audit.between(writes, f"{name}-start", f"{name}-running")
-                finished = audit.between(writes, f"{name}-finish", f"{name}-end")
-                result.writes_create_phase = audit.count(created, result.identity).as_dict()
-                result.writes_finish_phase = audit.count(finished, result.identity).as_dict()
-            # Every contestant's clock starts at the driver's first job create.
-            first_user = DRIVER
-            first_resource = (
-                workload.KUBEFLOW.plural if name.startswith("kubeflow") else workload.OURS.plural
-            )
-            window = audit.creation_window(phase, result.namespace, first_user, first_resource)
-            if window is not None:
-                start, end, _pods = window
-                result.p1_audit_seconds = end - start
-            induced = audit.induced(phase, {result.identity, DRIVER, OBSERVER, LIMIT})
-            result.writes["induced"] = dict(induced.most_common(12))
+        for result in (r for this_round in self.rounds for r in this_round.values()):
+            self.attribute(writes, result)
 
-    def run(self) -> dict[str, ContestantResult]:
+    def attribute(self, writes: list[audit.Write], result: ContestantResult) -> None:
+        """``result``'s writes and its server-clock P1, from the audit log between its markers."""
+        name, tag = result.name, result.tag
+        phase = audit.between(writes, f"{tag}-start", f"{tag}-end")
+        result.writes = audit.count(phase, result.identity).as_dict()
+        if name != "limit":
+            created = audit.between(writes, f"{tag}-start", f"{tag}-running")
+            finished = audit.between(writes, f"{tag}-finish", f"{tag}-end")
+            result.writes_create_phase = audit.count(created, result.identity).as_dict()
+            result.writes_finish_phase = audit.count(finished, result.identity).as_dict()
+        # Every contestant's clock starts at the driver's first job create.
+        first_resource = (
+            workload.KUBEFLOW.plural if name.startswith("kubeflow") else workload.OURS.plural
+        )
+        window = audit.creation_window(phase, result.namespace, DRIVER, first_resource)
+        if window is not None:
+            start, end, _pods = window
+            result.p1_audit_seconds = end - start
+        induced = audit.induced(phase, {result.identity, DRIVER, OBSERVER, LIMIT})
+        result.writes["induced"] = dict(induced.most_common(12))
+
+    def run(self) -> list[dict[str, ContestantResult]]:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "logs").mkdir(exist_ok=True)
         self.build()
@@ -794,7 +812,7 @@ class Bench:
             cluster.stop()
             # Its logs and audit log stay for a look; its etcd data (hundreds of MB) does not.
             shutil.rmtree(cluster.state_dir / "etcd", ignore_errors=True)
-        return self.results
+        return self.rounds
 
 
 def _free_port() -> int:
