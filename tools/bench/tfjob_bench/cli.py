@@ -9,6 +9,8 @@ from .rounds import names
 from .runner import CONTESTANTS, Bench, BenchConfig, summary_line
 
 SCALE = {"jobs": 1000, "pods_per_job": 5, "nodes": 500, "wave": 100}
+# Room on 200 nodes for the pods the history keeps (two thirds of 10,000 x 2) and a round's.
+HISTORY = {"history": 10000, "nodes": 200}
 SMOKE = {"jobs": 3, "pods_per_job": 2, "nodes": 2, "fail_every": 3}
 
 
@@ -48,6 +50,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "long node leases",
     )
     parser.add_argument(
+        "--history",
+        type=int,
+        default=None,
+        help="keep this many finished jobs, made live, then measure again, and restart the "
+        "operator among them (make bench-history: 10,000 over 200 nodes; limit and ours only)",
+    )
+    parser.add_argument("--history-pods", type=int, default=2, help="workers per history job (2)")
+    parser.add_argument(
+        "--history-wave", type=int, default=1000, help="history jobs made at a time (1000)"
+    )
+    parser.add_argument(
         "--smoke", action="store_true", help="3 jobs x 2 pods (the third fails): a quick check"
     )
     parser.add_argument(
@@ -59,9 +72,12 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
     preset: dict[str, int] = {}
     if args.scale:
         preset = dict(SCALE)
+    elif args.history is not None:
+        preset = dict(HISTORY)
     elif args.smoke:
         preset = dict(SMOKE)
-    default_contestants = "limit,ours" if args.scale else ",".join(CONTESTANTS)
+    few = args.scale or args.history is not None
+    default_contestants = "limit,ours" if few else ",".join(CONTESTANTS)
     contestants = tuple(
         c.strip() for c in (args.contestants or default_contestants).split(",") if c.strip()
     )
@@ -83,16 +99,35 @@ def config_from(args: argparse.Namespace) -> BenchConfig:
         fail_every=pick("fail_every", 10),
         nodes=pick("nodes", 10),
         max_pods=args.max_pods,
-        scale=args.scale,
+        scale=args.scale or pick("nodes", 10) > 100,
         limit_client=args.limit_client,
         state_dir=args.state_dir,
         rounds=max(1, args.rounds),
+        history=pick("history", 0),
+        history_pods=args.history_pods,
+        history_wave=args.history_wave,
     )
+
+
+def run_history(config: BenchConfig) -> int:
+    from . import report
+    from .history import HistoryBench
+
+    bench = HistoryBench(config)
+    bench.run()
+    markdown, png = report.write_history(config, bench.run_data, bench.environment)
+    print()
+    print("\n".join(report.history_tables(config, bench.run_data)))
+    print(f"\nresults: {markdown}\nplot: {png}")
+    failed = [r.tag for t in bench.rounds for r in t.values() if r.error or not r.jobs_ok]
+    return 1 if failed or bench.run_data.history.error else 0
 
 
 def run(config: BenchConfig) -> int:
     from . import report
 
+    if config.history:
+        return run_history(config)
     bench = Bench(config)
     rounds = bench.run()
     markdown, png = report.write(config, rounds, bench.environment)

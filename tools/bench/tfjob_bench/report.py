@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .history import EMPTY, LIVE, RESTARTED, HistoryRun
 from .rounds import Figure, Rounds, names, ratio_to_limit, spread
 from .runner import MIN_STATUS_WRITES, BenchConfig, ContestantResult, percentile
 
@@ -357,6 +358,158 @@ def write(config: BenchConfig, rounds: Rounds, environment: dict[str, Any]) -> t
                     {n: dataclasses.asdict(r) for n, r in this_round.items()}
                     for this_round in rounds
                 ],
+            },
+            indent=2,
+            default=str,
+        )
+    )
+    return markdown, png
+
+
+# ----- the history benchmark ---------------------------------------------------------------
+def _median(rounds: Rounds, name: str, figure: Figure, digits: int = 2) -> str:
+    values = spread(rounds, name, figure)
+    return values.format(digits) if values else "—"
+
+
+def history_tables(config: BenchConfig, run: HistoryRun) -> list[str]:
+    """The history, each phase's figures side by side, the ratios to the empty cluster, and
+    each restart."""
+    h = run.history
+    empty = run.phases.get(EMPTY, [])
+    phases = [
+        (EMPTY, "empty cluster", empty),
+        (LIVE, "with history, the operator that made it", run.phases.get(LIVE, [])),
+        (RESTARTED, "with history, a restarted operator", run.phases.get(RESTARTED, [])),
+    ]
+    lines = [
+        "| history | jobs | Succeeded / Failed | pods left | Services left | made in (s) "
+        "| peak RSS of the operator that made it (MB) |",
+        "|---|---|---|---|---|---|---|",
+        f"| {h.namespace} | {h.jobs} x {h.pods_per_job} pods | {h.succeeded} / {h.failed} "
+        f"| {h.pods_left} | {h.services_left} | {_seconds(h.seconds, 0)} "
+        f"| {_seconds(h.operator_rss_mb, 0)} |",
+        "",
+    ]
+    if h.error:
+        lines += [f"**The history failed**: {h.error}", ""]
+    p50: Figure = lambda r, _: _p(r.p2_succeeded, 50)  # noqa: E731
+    p99: Figure = lambda r, _: _p(r.p2_succeeded, 99)  # noqa: E731
+    plain = _writes(config, "without_events")
+    columns: list[tuple[str, Figure, int]] = [
+        ("P1 (s)", lambda r, _: r.p1_seconds, 2),
+        ("ratio to limit", ratio_to_limit(lambda r: r.p1_seconds), 2),
+        ("P1, server's clock (s)", lambda r, _: r.p1_audit_seconds, 2),
+        ("ratio (server's clock)", ratio_to_limit(lambda r: r.p1_audit_seconds), 2),
+        ("P2 Succeeded p50 (s)", p50, 3),
+        ("P2 Succeeded p99 (s)", p99, 3),
+        ("writes per job without Events", lambda r, _: plain(r), 2),
+        ("peak RSS (MB)", lambda r, _: r.rss_peak_mb, 0),
+    ]
+    lines += [
+        "| ours | rounds | " + " | ".join(title for title, _, _ in columns) + " |",
+        "|" + "---|" * (len(columns) + 2),
+    ]
+    for _, title, rounds in phases:
+        cells = [_median(rounds, "ours", figure, digits) for _, figure, digits in columns]
+        lines.append(f"| {title} | {len(rounds)} | " + " | ".join(cells) + " |")
+    for _, title, rounds in phases[1:]:
+        cells = []
+        for column, figure, _digits in columns:
+            if column.startswith("ratio"):
+                cells.append("—")  # a ratio of ratios says nothing more
+                continue
+            mine, base = spread(rounds, "ours", figure), spread(empty, "ours", figure)
+            cells.append(
+                f"{mine.median / base.median:.2f}" if mine and base and base.median else "—"
+            )
+        lines.append(f"| {title} / empty | | " + " | ".join(cells) + " |")
+    restarted = [r["ours"] for r in run.phases.get(RESTARTED, []) if "ours" in r]
+    lines += [
+        "",
+        "| restarted operator, round | launch → a new job's pods seen (s) "
+        "| launch → every finished job passed, none waiting (s) "
+        "| its writes in the history's namespace, launch → round's end | peak RSS (MB) |",
+        "|---|---|---|---|---|",
+    ]
+    live = [r["ours"] for r in run.phases.get(LIVE, []) if "ours" in r]
+    for r in live:
+        lines.append(
+            f"| (live: the operator that made it) | — | — "
+            f"| {_history_writes(r)} "
+            f"| {_seconds(r.rss_peak_mb, 0)} |"
+        )
+    for r in restarted:
+        lines.append(
+            f"| {r.round} | {_seconds(r.ready_seconds)} | {_seconds(r.settled_seconds)} "
+            f"| {_history_writes(r)} "
+            f"| {_seconds(r.rss_peak_mb, 0)} |"
+        )
+    return lines
+
+
+def _history_writes(r: ContestantResult) -> str:
+    if not r.history_writes:
+        return "—"
+    return f"{r.history_writes['total']} {r.history_writes.get('by_verb_resource') or ''}".strip()
+
+
+def render_history(config: BenchConfig, run: HistoryRun, environment: dict[str, Any]) -> str:
+    rounds = [r for phase in run.phases.values() for r in phase]
+    lines = [
+        f"# Benchmark with history: {run.history.jobs} finished jobs kept, then "
+        f"{config.jobs} jobs x {config.pods_per_job} pods, {config.rounds} round(s) a phase",
+        "",
+        "One control plane. The usual rounds on an empty cluster; then the history made and "
+        "ended through a live operator (every 10th job fails; cleanPodPolicy None, Running and "
+        "All in turn; no TTL); then one round by that operator; then the usual rounds again, "
+        "each with an operator restarted over the history. Each cell: the median over the "
+        "rounds, then [the lowest, the highest].",
+        "",
+        *history_tables(config, run),
+        "",
+    ]
+    for phase, phase_rounds in run.phases.items():
+        lines += [
+            f"## {phase}",
+            "",
+            *main_table(config, phase_rounds),
+            "",
+            *rounds_table(config, phase_rounds),
+            "",
+        ]
+    lines += [
+        "## Writes per job by verb and resource (median of every round of every phase)",
+        "",
+        *writes_table(config, rounds),
+        "",
+        "## Environment",
+        "",
+        *(f"- {k}: {v}" for k, v in environment.items()),
+        "",
+        f"![P2 latency]({PLOT})",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_history(
+    config: BenchConfig, run: HistoryRun, environment: dict[str, Any]
+) -> tuple[Path, Path]:
+    config.out.mkdir(parents=True, exist_ok=True)
+    markdown = config.out / MARKDOWN
+    png = config.out / PLOT
+    markdown.write_text(render_history(config, run, environment))
+    plot([r for phase in run.phases.values() for r in phase], png)
+    (config.out / JSON).write_text(
+        json.dumps(
+            {
+                "environment": environment,
+                "history": dataclasses.asdict(run.history),
+                "phases": {
+                    phase: [{n: dataclasses.asdict(r) for n, r in t.items()} for t in rounds]
+                    for phase, rounds in run.phases.items()
+                },
             },
             indent=2,
             default=str,

@@ -24,7 +24,7 @@ import shutil
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,9 @@ class BenchConfig:
     limit_client: str = "aiohttp"  # or kubernetes-aio
     state_dir: Path | None = None
     rounds: int = 3  # each contestant this many times, interleaved: limit, ours, ..., limit, ...
+    history: int = 0  # finished jobs to make before measuring again (see history.py); 0: none
+    history_pods: int = 2  # workers per history job
+    history_wave: int = 1000  # history jobs made and ended at a time
     settle_seconds: float = 2.0
     log: Callable[[str], None] = print
 
@@ -82,6 +85,7 @@ class ContestantResult:
     name: str
     identity: str
     round: int = 1
+    phase: str = ""  # the history benchmark's phase (empty, live, restarted)
     namespace: str = ""
     ok: bool = False
     error: str | None = None
@@ -113,11 +117,17 @@ class ContestantResult:
     log_warning_kinds: dict[str, int] = field(default_factory=dict)  # t0 to the end, by kind
     metrics: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # From the operator's launch to the warm-up job's pods seen (a fresh process only).
+    ready_seconds: float | None = None
+    # The history benchmark: launch -> a pass over every finished job done, none waiting; and
+    # the operator's writes in the history's namespace, from its launch to the round's end.
+    settled_seconds: float | None = None
+    history_writes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def tag(self) -> str:
-        """Its round's name, for its markers and labels: ``ours-r2``."""
-        return f"{self.name}-r{self.round}"
+        """Its round's name, for its markers and labels: ``ours-r2``, ``ours-restarted-r2``."""
+        return f"{self.name}-{self.phase + '-' if self.phase else ''}r{self.round}"
 
     @property
     def jobs_ok(self) -> bool:
@@ -525,34 +535,71 @@ class Bench:
         process = peer.start()
         return peer, process.pid
 
-    async def warm_up(self, driver: RawApi, tag: str, kind: workload.JobKind) -> None:
-        """One job through the operator in a scratch namespace: its informers are live."""
+    async def warm_up(
+        self,
+        driver: RawApi,
+        tag: str,
+        kind: workload.JobKind,
+        launch: Callable[[], Awaitable[float]] | None = None,
+    ) -> float | None:
+        """One job through the operator in a scratch namespace: its informers are live.
+
+        ``launch`` starts the operator (returning when it began) once the namespace and the
+        observer are ready; the job is created as soon as the operator answers its liveness
+        probe. Returns the seconds from launch to every pod of the job seen."""
         namespace = f"bench-warm-{tag}-{self.run_id}"
         label = f"warm-{tag}-{self.run_id}"
         await self.fresh_namespace(driver, namespace)
         pods = self.config.pods_per_job
+        launched: float | None = None
         async with self.observer(namespace, kind, label) as observer:
+            if launch is not None:
+                launched = await launch()
             body = workload.job(kind, "warm-up", namespace, pods, label)
             await driver.create(
                 namespaced(namespace, kind.plural, group=kind.group, version=kind.version), body
             )
             await observer.wait(
-                lambda: len(observer.pod_first_seen) >= pods, 120, f"{tag}'s warm-up pods"
+                lambda: len(observer.pod_first_seen) >= pods,
+                self.config.phase_timeout(),
+                f"{tag}'s warm-up pods",
             )
+            ready = None if launched is None else time.monotonic() - launched
         await self.delete_namespace(driver, namespace)
+        return ready
 
-    async def run_operator(self, driver: RawApi, result: ContestantResult) -> None:
+    async def settle(self, driver: RawApi, result: ContestantResult, operator: Any) -> None:
+        """Wait, after the warm-up, until the operator has nothing left from before t0 (here:
+        nothing; the history benchmark waits for its passes over the finished jobs)."""
+
+    async def run_operator(
+        self,
+        driver: RawApi,
+        result: ContestantResult,
+        running: tuple[Any, int] | None = None,
+    ) -> None:
+        """One round of an operator: started (or ``running`` already), warmed up, measured."""
         config = self.config
         name = result.name
         kind = workload.OURS if name == "ours" else workload.KUBEFLOW
         namespace = result.namespace
         label = f"{result.tag}-{self.run_id}"
-        operator, pid = self.start_operator(name)
-        log_path = operator.process.log_path
+        started: list[tuple[Any, int]] = [running] if running is not None else []
+
+        async def launch() -> float:
+            await self.mark(driver, f"{result.tag}-launch")
+            launched = time.monotonic()
+            started.append(self.start_operator(name))
+            return launched
+
         log_window: tuple[int, int] | None = None
         log_offset: int | None = None
         try:
-            await self.warm_up(driver, result.tag, kind)
+            result.ready_seconds = await self.warm_up(
+                driver, result.tag, kind, launch=None if running is not None else launch
+            )
+            operator, pid = started[0]
+            await self.settle(driver, result, operator)
             await self.fresh_namespace(driver, namespace)
             names = [workload.job_name(i) for i in range(config.jobs)]
             bodies = [workload.job(kind, n, namespace, config.pods_per_job, label) for n in names]
@@ -604,22 +651,39 @@ class Bench:
             await self.check_children(driver, result, names, kind)
             result.metrics = self.scrape(operator, name)
         finally:
-            operator.stop()
-            text = log_path.read_bytes()
-            result.log_errors_whole_run = len(log_errors(text.decode(errors="replace")))
-            if log_window is None and log_offset is not None:  # it failed after t0
-                log_window = (log_offset, len(text))
-            if log_window is not None:
-                measured = log_errors(text[log_window[0] : log_window[1]].decode(errors="replace"))
-                result.log_errors = len(measured)
-                result.log_error_kinds = dict(Counter(map(error_kind, measured)).most_common(8))
-                result.log_error_samples = measured[:3]
-                warnings = log_warnings(
-                    text[log_window[0] : log_window[1]].decode(errors="replace")
+            if started:  # else it never started: the error says why
+                self.stop_operator(
+                    started[0], result, log_window, log_offset, keep=running is not None
                 )
-                result.log_warning_kinds = dict(Counter(map(error_kind, warnings)).most_common(5))
-            result.notes.extend(getattr(operator, "notes", []))
         result.ok = True
+
+    def stop_operator(
+        self,
+        started: tuple[Any, int],
+        result: ContestantResult,
+        log_window: tuple[int, int] | None,
+        log_offset: int | None,
+        *,
+        keep: bool,
+    ) -> None:
+        """Stop the operator (unless ``keep``) and count the ERROR lines of its log."""
+        operator, _ = started
+        log_path = operator.process.log_path
+        if not keep:
+            operator.stop()
+        text = log_path.read_bytes()
+        result.log_errors_whole_run = len(log_errors(text.decode(errors="replace")))
+        if log_window is None and log_offset is not None:  # it failed after t0
+            log_window = (log_offset, len(text))
+        if log_window is not None:
+            window = text[log_window[0] : log_window[1]].decode(errors="replace")
+            measured = log_errors(window)
+            result.log_errors = len(measured)
+            result.log_error_kinds = dict(Counter(map(error_kind, measured)).most_common(8))
+            result.log_error_samples = measured[:3]
+            warnings = log_warnings(window)
+            result.log_warning_kinds = dict(Counter(map(error_kind, warnings)).most_common(5))
+        result.notes.extend(getattr(operator, "notes", []))
 
     async def finish(
         self, driver: RawApi, observer: Observer, result: ContestantResult, names: list[str]
@@ -751,14 +815,17 @@ class Bench:
                     await self.run_one(api, result)
             await self.mark(api, "finish")
 
-    async def run_one(self, api: RawApi, result: ContestantResult) -> None:
-        """One contestant's round, its namespace deleted after; a failure is its result."""
+    async def run_one(
+        self, api: RawApi, result: ContestantResult, running: tuple[Any, int] | None = None
+    ) -> None:
+        """One contestant's round, its namespace deleted after; a failure is its result.
+        ``running``: an operator process already started, left running."""
         self.log(f"{result.tag}: start")
         try:
             if result.name == "limit":
                 await self.run_limit(api, result)
             else:
-                await self.run_operator(api, result)
+                await self.run_operator(api, result, running)
         except Exception as error:  # noqa: BLE001 - a failed contestant is reported
             result.error = f"{type(error).__name__}: {error}"
             self.log(f"{result.tag}: FAILED: {result.error}")
