@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: up down status test unit lint binaries packages manifests bench bench-scale faults images
+.PHONY: up down status test unit lint binaries packages manifests bench bench-scale bench-history faults images
 
 $(VENV)/.installed: pyproject.toml tools/localcluster/pyproject.toml tools/bench/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,13 +40,20 @@ unit: $(VENV)/.installed
 	$(BIN)/pytest tests/unit
 
 ## bench: the benchmark (issue 9) on a fresh local cluster: 200 jobs x 4 pods through a bare
-## client (the limit), our operator, Kubeflow's shipped and tuned; table and plot in bench-results/
+## client (the limit), our operator, Kubeflow's shipped and tuned, in 3 interleaved rounds
+## (ROUNDS=n for more); table and plot in bench-results/
+ROUNDS ?= 3
 bench: $(VENV)/.installed
-	$(BIN)/tfjob-bench --out bench-results
+	$(BIN)/tfjob-bench --rounds $(ROUNDS) --out bench-results
 
 ## bench-scale: P3, 1,000 jobs x 5 pods over 500 simulated GPU nodes (the limit and ours)
 bench-scale: $(VENV)/.installed
-	$(BIN)/tfjob-bench --scale --out bench-results/scale
+	$(BIN)/tfjob-bench --scale --rounds $(ROUNDS) --out bench-results/scale
+
+## bench-history: 10,000 finished jobs kept (made live, no TTL), the limit and ours measured
+## before and after them, and the operator restarted among them
+bench-history: $(VENV)/.installed
+	$(BIN)/tfjob-bench --history 10000 --rounds $(ROUNDS) --out bench-results/history
 
 ## images: build the operator, trainer-cpu and Horovod images from images/*/Dockerfile with
 ## buildah, no registry (a local Debian base; cached in ~/.cache/tfjob-operator/images)

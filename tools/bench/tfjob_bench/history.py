@@ -20,6 +20,7 @@ import asyncio
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -202,7 +203,7 @@ class HistoryBench(Bench):
         names = [body["metadata"]["name"] for body in bodies]
         pods = [workload.worker_pod_name(n, k) for n in names for k in range(config.history_pods)]
         await observer.wait(
-            lambda: all(observer.pod_phase.get(p) == "Running" for p in pods),
+            until_all(pods, lambda pod: observer.pod_phase.get(pod) == "Running"),
             config.phase_timeout(),
             f"the history's pods {names[0]}..{names[-1]} Running",
         )
@@ -223,7 +224,7 @@ class HistoryBench(Bench):
 
         await self.in_parallel(pods, end)
         await observer.wait(
-            lambda: all(n in observer.terminal_jobs for n in names),
+            until_all(names, lambda name: name in observer.terminal_jobs),
             config.phase_timeout(),
             f"the history's jobs {names[0]}..{names[-1]} Succeeded or Failed",
         )
@@ -257,6 +258,19 @@ class HistoryBench(Bench):
         window = audit.between(writes, first, f"{result.tag}-end")
         touched = [w for w in window if w.namespace == self.history_namespace]
         result.history_writes = audit.count(touched, result.identity).as_dict()
+
+
+def until_all(items: list[str], done: Callable[[str], bool]) -> Callable[[], bool]:
+    """A predicate for Observer.wait: every item done. Items stay done once they are, so each
+    is checked until it is, not on every watch event (thousands of pods a wave)."""
+    waiting = list(items)
+
+    def predicate() -> bool:
+        while waiting and done(waiting[-1]):
+            waiting.pop()
+        return not waiting
+
+    return predicate
 
 
 def job_end(job: dict[str, Any]) -> str | None:
