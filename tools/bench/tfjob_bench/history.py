@@ -102,6 +102,7 @@ class HistoryBench(Bench):
         self.run_data = HistoryRun()
         self.phase = EMPTY
         self.history_namespace = f"bench-history-{self.run_id}"
+        self.settling: asyncio.Task[None] | None = None  # a restarted operator's settling
 
     def phase_rounds(self, phase: str) -> list[dict[str, ContestantResult]]:
         return self.run_data.phases.setdefault(phase, [])
@@ -230,24 +231,35 @@ class HistoryBench(Bench):
         )
 
     # --- a restarted operator ---
-    async def settle(self, driver: RawApi, result: ContestantResult, operator: Any) -> None:
-        """A fresh operator over the history: wait until a pass over every finished job is done
-        and no pass waits (from its metrics), up to the phase's timeout."""
-        if self.phase != RESTARTED or result.name != "ours" or result.ready_seconds is None:
-            return
-        launched = time.monotonic() - result.ready_seconds
-        deadline = time.monotonic() + self.config.phase_timeout()
+    def launched(self, result: ContestantResult, operator: Any, at: float) -> None:
+        """A fresh operator over the history: follow its metrics from now, beside the warm-up,
+        until a pass over every finished job is done and no pass waits."""
+        if self.phase == RESTARTED and result.name == "ours":
+            self.settling = asyncio.get_running_loop().create_task(
+                self.until_settled(result, operator, at)
+            )
+
+    async def until_settled(self, result: ContestantResult, operator: Any, at: float) -> None:
+        deadline = at + self.config.phase_timeout()
         wanted = self.run_data.history.succeeded + self.run_data.history.failed
-        while True:
-            values = metric_values(operator)
+        passed = 0
+        while time.monotonic() < deadline:
+            try:
+                values = metric_values(operator)
+            except OSError:  # its metrics server not listening yet
+                values = {}
             passed = finished_jobs_passed(values)
             if passed >= wanted and values.get("tfjob_operator_queue_depth", 1) == 0:
-                result.settled_seconds = time.monotonic() - launched
-                break
-            if time.monotonic() > deadline:
-                result.notes.append(f"settling: {passed} of {wanted} finished jobs passed")
-                break
-            await asyncio.sleep(0.2)
+                result.settled_seconds = time.monotonic() - at
+                return
+            await asyncio.sleep(0.1)
+        result.notes.append(f"settling: {passed} of {wanted} finished jobs passed")
+
+    async def settle(self, driver: RawApi, result: ContestantResult, operator: Any) -> None:
+        if self.settling is None:
+            return
+        settling, self.settling = self.settling, None
+        await settling
         await self.mark(driver, f"{result.tag}-settled")
 
     def attribute(self, writes: list[audit.Write], result: ContestantResult) -> None:

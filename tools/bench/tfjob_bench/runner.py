@@ -568,6 +568,9 @@ class Bench:
         await self.delete_namespace(driver, namespace)
         return ready
 
+    def launched(self, result: ContestantResult, operator: Any, at: float) -> None:
+        """The operator of ``result`` answered its liveness probe (launched ``at``)."""
+
     async def settle(self, driver: RawApi, result: ContestantResult, operator: Any) -> None:
         """Wait, after the warm-up, until the operator has nothing left from before t0 (here:
         nothing; the history benchmark waits for its passes over the finished jobs)."""
@@ -590,6 +593,7 @@ class Bench:
             await self.mark(driver, f"{result.tag}-launch")
             launched = time.monotonic()
             started.append(self.start_operator(name))
+            self.launched(result, started[-1][0], launched)
             return launched
 
         log_window: tuple[int, int] | None = None
