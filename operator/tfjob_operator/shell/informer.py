@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import urllib.parse
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from .kube import Kube
@@ -39,6 +40,17 @@ def watch_scopes(namespaces: list[str]) -> tuple[list[str | None], Callable[[str
         )
 
     return [None], matches
+
+
+@dataclass(frozen=True, slots=True)
+class Entry(Generic[T]):
+    """What the cache takes of one object: its uid, the job it is kept under (None: none, or
+    not kept), whether it is being deleted, and its observation (None when not kept)."""
+
+    uid: str
+    key: JobKey | None
+    deleting: bool
+    observation: T | None
 
 
 class Informer(Generic[T]):
@@ -77,6 +89,7 @@ class Informer(Generic[T]):
             on_list=self._replace,
             on_event=self.apply,
             metadata_only=metadata_only,  # objects' metadata alone (Secrets: never their data)
+            keep=self.entry,  # a list's objects are observed page by page, never held whole
         )
         self.synced = self.listwatch.synced
         self._by_job: dict[JobKey, dict[str, T]] = {}
@@ -93,31 +106,50 @@ class Informer(Generic[T]):
     def __len__(self) -> int:
         return len(self._job_of)
 
-    def apply(self, kind: str, obj: dict[str, Any]) -> None:
-        """One watch event (ADDED, MODIFIED, DELETED) into the cache."""
+    def entry(self, obj: dict[str, Any]) -> Entry[T] | None:
+        """What the cache takes of ``obj`` (None: it has no uid)."""
         metadata = obj.get("metadata") or {}
         uid = metadata.get("uid")
         if not uid:
-            return
+            return None
         job_name = (metadata.get("labels") or {}).get(self.label)
         namespace = metadata.get("namespace", "")
         kept = job_name and self.counts(namespace)
         if kept and self.accepts is not None and not self.accepts(metadata):
             kept = False
         key = (namespace, job_name) if kept else None
+        # Observed when kept, or when it was (its last state, for on_deleted).
+        observed = key is not None or uid in self._job_of
+        return Entry(
+            uid,
+            key,
+            bool(metadata.get("deletionTimestamp")),
+            self.observe(obj) if observed else None,
+        )
+
+    def apply(self, kind: str, obj: dict[str, Any]) -> None:
+        """One watch event (ADDED, MODIFIED, DELETED) into the cache."""
+        entry = self.entry(obj)
+        if entry is not None:
+            self._store(kind, entry)
+
+    def _store(self, kind: str, entry: Entry[T]) -> None:
+        uid, key = entry.uid, entry.key
         before = self._job_of.get(uid)
         if before is not None and (kind == "DELETED" or before != key):
             cached = self._by_job[before][uid]
             before_deletion = self._before_deletion.get(uid, cached)
             self._forget(uid, before)
             if kind == "DELETED" and self.on_deleted is not None:
-                self.on_deleted(before, self.observe(obj), before_deletion)
+                assert entry.observation is not None  # it was kept: observed
+                self.on_deleted(before, entry.observation, before_deletion)
             self.on_change(before)
         if kind == "DELETED" or key is None:
             return
-        if metadata.get("deletionTimestamp") and uid not in self._before_deletion:
+        observation = entry.observation
+        assert observation is not None  # kept: observed
+        if entry.deleting and uid not in self._before_deletion:
             self._before_deletion[uid] = self._by_job.get(key, {}).get(uid)
-        observation = self.observe(obj)
         objects = self._by_job.setdefault(key, {})
         if objects.get(uid) != observation:
             objects[uid] = observation
@@ -133,10 +165,11 @@ class Informer(Generic[T]):
             if not objects:
                 del self._by_job[key]
 
-    def _replace(self, scope: str | None, objects: list[dict[str, Any]]) -> None:
-        """A fresh list of ``scope``: what it lacks is gone, deleted while the watch was down
-        (told to ``on_deleted`` like a deletion watched, with its last state cached)."""
-        listed = {o["metadata"].get("uid") for o in objects}
+    def _replace(self, scope: str | None, entries: list[Entry[T] | None]) -> None:
+        """A fresh list of ``scope`` (its ``entry`` each): what it lacks is gone, deleted while
+        the watch was down (told to ``on_deleted`` like a deletion watched, with its last state
+        cached)."""
+        listed = {e.uid for e in entries if e is not None}
         for uid, key in list(self._job_of.items()):
             if (scope is None or key[0] == scope) and uid not in listed:
                 cached = self._by_job[key][uid]
@@ -145,8 +178,9 @@ class Informer(Generic[T]):
                 if self.on_deleted is not None:
                     self.on_deleted(key, cached, before_deletion)
                 self.on_change(key)
-        for obj in objects:
-            self.apply("ADDED", obj)
+        for entry in entries:
+            if entry is not None:
+                self._store("ADDED", entry)
 
     # ----- list and watch ----------------------------------------------------------------------
     def _path(self, scope: str | None, query: dict[str, str]) -> str:

@@ -41,9 +41,12 @@ class ListWatch:
     resource: str
     path: PathOf
     scopes: list[str | None]
-    on_list: Callable[[str | None, list[dict[str, Any]]], None]
+    on_list: Callable[[str | None, list[Any]], None]
     on_event: Callable[[str, dict[str, Any]], None]
     metadata_only: bool = False  # objects' metadata alone (Secrets: never their data)
+    # What a list keeps of each object, as each page arrives (None: the object whole): a list
+    # of ten thousand pods is then never held whole, only what the cache keeps of them.
+    keep: Callable[[dict[str, Any]], Any] | None = None
     bookmarks: bool = True
     # Every scope listed once.
     synced: asyncio.Event = dataclasses.field(default_factory=asyncio.Event, init=False)
@@ -53,9 +56,10 @@ class ListWatch:
         """List and watch every scope until cancelled."""
         await asyncio.gather(*(self._follow(scope) for scope in self.scopes))
 
-    async def list_all(self, scope: str | None) -> tuple[list[dict[str, Any]], str]:
-        """Every object of ``scope``, page by page, and the list's resourceVersion."""
-        objects: list[dict[str, Any]] = []
+    async def list_all(self, scope: str | None) -> tuple[list[Any], str]:
+        """Every object of ``scope`` (what ``keep`` keeps of it), page by page, and the list's
+        resourceVersion."""
+        objects: list[Any] = []
         token = ""
         while True:
             query = {"limit": str(PAGE), **({"continue": token} if token else {})}
@@ -65,7 +69,9 @@ class ListWatch:
                 namespace=scope,
                 metadata_only=self.metadata_only,
             )
-            objects += page.get("items") or []
+            items = page.pop("items", None) or []
+            objects += items if self.keep is None else map(self.keep, items)
+            del items
             token = (page.get("metadata") or {}).get("continue") or ""
             if not token:
                 return objects, str((page.get("metadata") or {}).get("resourceVersion") or "")

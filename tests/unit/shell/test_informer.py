@@ -76,7 +76,7 @@ def test_a_fresh_list_forgets_what_it_lacks_in_its_scope_only() -> None:
     changed.clear()
     told: list[tuple[tuple[str, str], str]] = []
     cache.on_deleted = lambda key, last, before: told.append((key, last.name))
-    cache._replace("ml", [pod("a-1", "a")])  # a-0 went while the watch was down
+    cache._replace("ml", [cache.entry(pod("a-1", "a"))])  # a-0 went while the watch was down
     assert names(cache, "a") == ["a-1"]
     # Told like a deletion watched: the controller decides whether it was taken.
     assert told == [(("ml", "a"), "a-0")]
@@ -171,3 +171,45 @@ def test_pods_a_job_does_not_control_are_neither_cached_nor_told() -> None:
     cache.apply("MODIFIED", pod("a-worker-0", "a", ownerReferences=[]))
     assert names(cache, "a") == []
     assert changed == [("ml", "a"), ("ml", "a")]
+
+
+class _Pages:
+    """A stand-in for Kube.list_page: the pods in pages of two, and each page as it went."""
+
+    def __init__(self, pods: list[dict[str, Any]]) -> None:
+        self.pages = [pods[i : i + 2] for i in range(0, len(pods), 2)]
+        self.served: list[dict[str, Any]] = []
+
+    async def list_page(self, path: str, **_: Any) -> dict[str, Any]:
+        index = len(self.served)
+        page = {
+            "items": list(self.pages[index]),
+            "metadata": {
+                "resourceVersion": "7",
+                "continue": "more" * (index + 1 < len(self.pages)),
+            },
+        }
+        self.served.append(page)
+        return page
+
+
+@pytest.mark.asyncio
+async def test_a_list_is_observed_page_by_page_and_keeps_only_observations() -> None:
+    kube = _Pages([pod("a-0", "a"), pod("b-0", "b"), pod("stranger", None), pod("a-1", "a")])
+    observed: list[str] = []
+
+    def observe(obj: dict[str, Any]) -> PodObservation:
+        observed.append(obj["metadata"]["name"])
+        return PodObservation.from_pod(obj)
+
+    cache = Informer(kube, "pods", LABEL, observe, lambda key: None)  # type: ignore[arg-type]
+    entries, version = await cache.listwatch.list_all(None)
+    assert version == "7"
+    # Each page's objects were taken in as it came: none of the pages still holds them.
+    assert [page.get("items") for page in kube.served] == [None, None]
+    assert all(not isinstance(e, dict) for e in entries)
+    assert observed == ["a-0", "b-0", "a-1"]  # the unlabelled pod is never observed
+    cache._replace(None, entries)
+    assert names(cache, "a") == ["a-0", "a-1"]
+    assert names(cache, "b") == ["b-0"]
+    assert len(cache) == 3
