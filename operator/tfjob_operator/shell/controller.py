@@ -23,6 +23,7 @@ from tfjob_operator.api.labels import REPLICA_TYPE_LABEL
 from tfjob_operator.api.v1alpha1 import (
     PLURAL,
     RECONCILE_FAILURES_REPORTED,
+    ConditionType,
     ReconcileFailure,
 )
 from tfjob_operator.core.builders import JobRef, mpi_ssh_secret
@@ -59,8 +60,17 @@ class ChildCache(Protocol[T]):
 COUNTS_DELAY = 10.0
 COUNTS_MAX_DELAY = 30.0
 MAX_LIST_DELAY = 30.0  # between tries to read the jobs again on resuming
+FINISHED = (ConditionType.SUCCEEDED.value, ConditionType.FAILED.value)
 # Created before the pods, which mount them (Secret, ConfigMap) or join them (PodGroup).
 _FIRST = ("Secret", "ConfigMap", "PodGroup")
+
+
+def _finished(body: Mapping[str, Any]) -> bool:
+    """Whether the job's status says it ended."""
+    return any(
+        c.get("type") in FINISHED and c.get("status") == "True"
+        for c in (body.get("status") or {}).get("conditions") or []
+    )
 
 
 def _resource_version(body: Mapping[str, Any]) -> int | None:
@@ -216,7 +226,9 @@ class Controller:
         version = _resource_version(body)
         if version is not None and state.settled == version:
             return  # the version a pass already finished with: its own write coming back
-        self.queue.trigger(key)
+        # A finished job not yet passed (on starting, among the history; on resuming a turn)
+        # waits behind the rest.
+        self.queue.trigger(key, background=state.settled is None and _finished(body))
 
     def job_gone(self, namespace: str, name: str) -> None:
         key = (namespace, name)
@@ -264,7 +276,7 @@ class Controller:
             "passes resumed %s: %d jobs read", f"in {scope}" if scope else "cluster-wide", len(jobs)
         )
         for key in self._keys_in(scope):
-            self.queue.trigger(key)
+            self.queue.trigger(key, background=_finished(self.jobs[key].body))
 
     def _keys_in(self, scope: str | None) -> list[JobKey]:
         return [key for key in self.jobs if scope is None or key[0] == scope]

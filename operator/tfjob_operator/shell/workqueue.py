@@ -7,6 +7,11 @@ it dirty: the running pass is followed by exactly one more; a trigger for a job 
 a slot adds nothing. A pass that raises is retried after a growing delay (1 s doubling to 60 s),
 so a failing API never turns into a retry storm, and at most ``max_concurrent`` passes run at
 once, so a burst of a thousand jobs queues instead of opening a thousand requests.
+
+Passes wait for a slot in two lanes: a job's first pass may be asked for in the background
+(an operator restarted among ten thousand finished jobs passes over each once), and every
+pass waiting in the foreground starts before any waiting in the background, so a new job is
+not queued behind the history.
 """
 
 from __future__ import annotations
@@ -31,6 +36,48 @@ def _describe(key: Hashable) -> str:
     return str(key)
 
 
+class _Slots:
+    """At most ``size`` holders at once. Waiters are served in the order they came, every one
+    of the foreground lane before any of the background lane."""
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        # Waiters by key, in order (dicts keep their insertion order): foreground, background.
+        self._lanes: tuple[dict[Hashable, asyncio.Future[None]], ...] = ({}, {})
+
+    async def acquire(self, key: Hashable, background: bool) -> None:
+        if self._free > 0:
+            self._free -= 1
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._lanes[1 if background else 0][key] = future
+        try:
+            await future
+        except asyncio.CancelledError:
+            for lane in self._lanes:
+                if lane.get(key) is future:
+                    del lane[key]
+            if future.done() and not future.cancelled():
+                self.release()  # handed a slot as it was cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        for lane in self._lanes:
+            while lane:
+                key = next(iter(lane))
+                future = lane.pop(key)
+                if not future.done():
+                    future.set_result(None)  # the slot goes straight to the next waiter
+                    return
+        self._free += 1
+
+    def promote(self, key: Hashable) -> None:
+        """A background waiter of ``key`` moves to the foreground lane's end."""
+        future = self._lanes[1].pop(key, None)
+        if future is not None:
+            self._lanes[0][key] = future
+
+
 class RetryLater(Exception):
     """A failure the work has explained in its message (e.g. a missing permission): retried
     with the same backoff, logged as one ERROR line without a traceback."""
@@ -44,25 +91,33 @@ class WorkQueue:
         max_concurrent: int = DEFAULT_CONCURRENCY,
     ) -> None:
         self._work = work
-        self._slots = asyncio.Semaphore(max_concurrent)
+        self._slots = _Slots(max_concurrent)
         self._tasks: dict[Hashable, asyncio.Task[None]] = {}
         self._started: set[Hashable] = set()
         self._dirty: set[Hashable] = set()
         self._failures: dict[Hashable, int] = {}
         self._timers: dict[Hashable, tuple[float, asyncio.TimerHandle]] = {}
+        self._background: set[Hashable] = set()  # waiting in the background lane
 
-    def trigger(self, key: Hashable) -> None:
-        """Ask for a pass over ``key`` soon; cheap and safe to call from any handler."""
+    def trigger(self, key: Hashable, *, background: bool = False) -> None:
+        """Ask for a pass over ``key`` soon; cheap and safe to call from any handler.
+        ``background``: after every pass waiting in the foreground (a foreground trigger while
+        it waits moves it there)."""
         task = self._tasks.get(key)
         if task is not None:
             if key in self._started:
                 self._dirty.add(key)
+            elif not background and key in self._background:
+                self._background.discard(key)
+                self._slots.promote(key)
             return
         if self._failures.get(key) and key in self._timers:
             return  # backing off: the retry serves this trigger, so failing passes stay bounded
         self._cancel_timer(key)
         loop = asyncio.get_running_loop()
         metrics.QUEUE_DEPTH.inc()
+        if background:
+            self._background.add(key)
         self._tasks[key] = loop.create_task(self._run(key, loop.time()))
 
     def trigger_after(self, key: Hashable, delay: float) -> None:
@@ -88,7 +143,10 @@ class WorkQueue:
         loop = asyncio.get_running_loop()
         try:
             while True:
-                async with self._slots:
+                # (A pass asked for again while one ran is asked for because of news.)
+                await self._slots.acquire(key, key in self._background)
+                self._background.discard(key)
+                try:
                     metrics.QUEUE_DEPTH.dec()
                     metrics.QUEUE_WAIT_SECONDS.observe(loop.time() - queued_at)
                     self._started.add(key)
@@ -103,6 +161,8 @@ class WorkQueue:
                     finally:
                         self._started.discard(key)
                     self._failures.pop(key, None)
+                finally:
+                    self._slots.release()
                 if key not in self._dirty:
                     return
                 self._dirty.discard(key)
@@ -110,6 +170,7 @@ class WorkQueue:
                 metrics.QUEUE_DEPTH.inc()
         finally:
             self._tasks.pop(key, None)
+            self._background.discard(key)
 
     def _failed(self, key: Hashable, error: Exception) -> None:
         failures = self._failures.get(key, 0) + 1

@@ -516,3 +516,33 @@ async def test_a_cached_job_keeps_nothing_no_pass_reads() -> None:
     assert trimmed["spec"] == body["spec"]
     plain = {"metadata": {"name": "a"}, "spec": {}}
     assert kept(plain) is plain  # nothing to drop: no copy
+
+
+async def test_an_operator_starting_among_finished_jobs_passes_over_a_new_job_first() -> None:
+    ctl, _, _, _ = controller()
+    ctl.queue = type(ctl.queue)(ctl._work, max_concurrent=1)
+    passes: list[str] = []
+    reconcile = ctl.reconcile
+
+    async def recorded(key: tuple[str, str]) -> str | None:
+        passes.append(key[1])
+        await asyncio.sleep(0)  # a pass waits for the API server: the others queue meanwhile
+        return await reconcile(key)
+
+    ctl.reconcile = recorded  # type: ignore[method-assign]
+    done = []
+    for index in range(3):
+        finished = job_body()
+        finished["metadata"] |= {"name": f"old-{index}", "uid": f"old-{index}"}
+        finished["status"] = {
+            "state": "Succeeded",
+            "conditions": [
+                {"type": "Succeeded", "status": "True", "reason": "TFJobSucceeded", "message": "ok"}
+            ],
+        }
+        done.append(finished)
+    ctl.jobs_listed(None, done)
+    ctl.job_seen(job_body())  # created right after the operator started
+    await ctl.drain()
+    # The first finished job took the one free slot; the new job's pass goes before the rest.
+    assert passes == ["old-0", "mnist", "old-1", "old-2"]

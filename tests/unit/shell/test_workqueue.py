@@ -74,3 +74,50 @@ async def test_failures_retry_with_doubling_delay(monkeypatch: pytest.MonkeyPatc
     assert gaps[2] >= 0.04
     await queue.drain()
     assert queue.failures("job") == 0
+
+
+async def test_background_passes_wait_behind_every_foreground_one() -> None:
+    """An operator restarted among thousands of finished jobs passes over each in the
+    background: a new job's pass, asked for later, starts first."""
+    release = asyncio.Event()
+    passes: list[str] = []
+
+    async def work(key: object) -> None:
+        passes.append(str(key))
+        if key == "busy":
+            await release.wait()
+
+    queue = WorkQueue(work, max_concurrent=1)
+    queue.trigger("busy")
+    await asyncio.sleep(0)  # it holds the one slot
+    for old in ("old-1", "old-2", "old-3"):
+        queue.trigger(old, background=True)
+    queue.trigger("new")
+    queue.trigger("old-3")  # news of a finished job: it moves to the foreground
+    queue.trigger("new", background=True)  # already waiting in the foreground: stays there
+    release.set()
+    await queue.drain()
+    assert passes[0] == "busy"
+    assert sorted(passes[1:3]) == ["new", "old-3"]
+    assert passes[3:] == ["old-1", "old-2"]  # the background, in the order it was asked for
+
+
+async def test_a_cancelled_waiter_hands_its_slot_on() -> None:
+    release = asyncio.Event()
+    passes: list[str] = []
+
+    async def work(key: object) -> None:
+        passes.append(str(key))
+        if key == "busy":
+            await release.wait()
+
+    queue = WorkQueue(work, max_concurrent=1)
+    queue.trigger("busy")
+    await asyncio.sleep(0)
+    queue.trigger("gone", background=True)
+    queue.trigger("next", background=True)
+    await asyncio.sleep(0)
+    queue._tasks["gone"].cancel()
+    release.set()
+    await queue.drain()
+    assert passes == ["busy", "next"]
