@@ -518,6 +518,46 @@ async def test_a_cached_job_keeps_nothing_no_pass_reads() -> None:
     assert kept(plain) is plain  # nothing to drop: no copy
 
 
+def _succeeded_pods(pods: dict, services: dict) -> None:
+    pods[KEY][:] = [
+        dataclasses.replace(lost_pod(i, f"uid-{i}"), phase="Succeeded", exit_code=0, reason=None)
+        for i in (0, 1)
+    ]
+    services[KEY].append(("mnist", "job-uid"))
+
+
+async def test_a_finished_job_is_kept_frozen_until_something_reads_it() -> None:
+    """Ten thousand finished jobs must cost little: once a pass leaves a job finished with
+    nothing to do, its body is kept as JSON and its compiled spec dropped; the next pass
+    thaws it, and decides as before."""
+    ctl, recorder, pods, services = controller()
+    ctl.job_seen(job_body())
+    await ctl.drain()
+    assert not ctl.jobs[KEY].frozen  # running: read on every pass
+    assert ctl.jobs[KEY].compiled is not None
+    _succeeded_pods(pods, services)
+    ctl.children_changed(KEY)
+    await ctl.drain()
+    state = ctl.jobs[KEY]
+    assert state.frozen
+    assert state.compiled is None
+    written = copy.deepcopy(state.body)  # reading it thaws it
+    assert written["status"]["state"] == "Succeeded"
+    state.freeze()
+    # Its own status write coming back through the watch neither thaws it nor asks for a pass.
+    recorder.writes.clear()
+    ctl.job_seen(copy.deepcopy(written))
+    await ctl.drain()
+    assert state.frozen
+    assert recorder.writes == []
+    # A pass over it (a pod deleted, say) reads it, finds nothing to write, and freezes it again.
+    ctl.children_changed(KEY)
+    await ctl.drain()
+    assert recorder.writes == []
+    assert state.frozen
+    assert state.body == written
+
+
 async def test_an_operator_starting_among_finished_jobs_passes_over_a_new_job_first() -> None:
     ctl, _, _, _ = controller()
     ctl.queue = type(ctl.queue)(ctl._work, max_concurrent=1)
