@@ -185,3 +185,13 @@ def test_the_report_shows_every_round_and_plots_them(tmp_path: Path) -> None:
     assert png.stat().st_size > 0
     saved = json.loads((tmp_path / report.JSON).read_text())
     assert [sorted(r) for r in saved["rounds"]] == [["limit", "ours"], ["limit", "ours"]]
+
+
+def test_a_finished_job_costs_the_operator_a_fraction_of_a_running_one() -> None:
+    from tfjob_bench import footprint
+
+    sizes = footprint.measure(200, 2)
+    assert sizes["finished job, frozen"] * 4 < sizes["running job, body and compiled spec"]
+    # Frozen: little more than its JSON (and the record around it).
+    assert sizes["finished job, frozen"] < 2 * sizes["job JSON"]
+    assert 0 < sizes["pod observation, in the pod informer"] < 2000
