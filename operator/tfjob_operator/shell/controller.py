@@ -81,11 +81,11 @@ def _resource_version(body: Mapping[str, Any]) -> int | None:
         return None
 
 
-def _is_older(candidate: Mapping[str, Any], current: JobState) -> bool:
-    """Whether ``candidate`` is an older version of the same job than ``current``'s."""
-    if candidate["metadata"].get("uid") != current.uid:
+def _is_older(candidate: JobState, current: JobState) -> bool:
+    """Whether ``candidate`` is an older version of the same job than ``current``."""
+    if candidate.uid != current.uid:
         return False
-    new, old = _resource_version(candidate), current.version
+    new, old = candidate.version, current.version
     return new is not None and old is not None and new < old
 
 
@@ -132,8 +132,11 @@ class JobState:
     # has acted on them.
     lost: dict[str, PodObservation] = dataclasses.field(default_factory=dict)
     _frozen: bytes | None = None
+    # Of the body, kept beside it so that a frozen job need not be thawed to be told apart.
     uid: str = dataclasses.field(init=False)
-    version: int | None = dataclasses.field(init=False)  # the body's resourceVersion
+    version: int | None = dataclasses.field(init=False)  # its resourceVersion
+    key: JobKey = dataclasses.field(init=False)  # (namespace, name)
+    finished: bool = dataclasses.field(init=False)  # its status says it ended
 
     def __post_init__(self) -> None:
         assert self._body is not None
@@ -149,8 +152,24 @@ class JobState:
     @body.setter
     def body(self, value: dict[str, Any]) -> None:
         self._body, self._frozen = value, None
-        self.uid = str(value["metadata"]["uid"])
+        metadata = value["metadata"]
+        self.uid = str(metadata["uid"])
         self.version = _resource_version(value)
+        self.key = (metadata["namespace"], metadata["name"])
+        self.finished = _finished(value)
+
+    def take_body(self, other: JobState) -> None:
+        """``other``'s body (a newer version of the same job), frozen or not as it is there."""
+        self._body, self._frozen = other._body, other._frozen
+        self.uid, self.version, self.key = other.uid, other.version, other.key
+        self.finished = other.finished
+
+    def anew(self) -> JobState:
+        """The same job (its body as it is kept here), with nothing remembered of passes."""
+        namespace, name = self.key
+        fresh = JobState({"metadata": {"uid": self.uid, "namespace": namespace, "name": name}})
+        fresh.take_body(self)
+        return fresh
 
     @property
     def frozen(self) -> bool:
@@ -162,6 +181,15 @@ class JobState:
             self._frozen = json.dumps(self._body, separators=(",", ":")).encode()
             self._body = None
         self.compiled = None
+
+
+def listed_job(body: dict[str, Any]) -> JobState:
+    """What a list of jobs keeps of each, page by page: its record, frozen if it finished
+    (an operator starting among ten thousand finished jobs never holds them all as dicts)."""
+    state = JobState(kept(body))
+    if state.finished:
+        state.freeze()
+    return state
 
 
 class Controller:
@@ -219,16 +247,18 @@ class Controller:
         self._counts = counts
 
     # ----- what the watches tell -------------------------------------------------------------
-    def jobs_listed(self, scope: str | None, bodies: list[dict[str, Any]]) -> None:
-        """A fresh list of a scope's jobs: those it lacks went while no watch showed it (a
-        watch that lists again after 410 Gone, a replica resuming its turn)."""
-        ours = [b for b in bodies if self._counts(b["metadata"]["namespace"])]
-        listed = {(b["metadata"]["namespace"], b["metadata"]["name"]) for b in ours}
+    def jobs_listed(self, scope: str | None, listed: list[JobState | dict[str, Any]]) -> None:
+        """A fresh list of a scope's jobs (as ``listed_job`` keeps them, or bodies): those it
+        lacks went while no watch showed it (a watch that lists again after 410 Gone, a replica
+        resuming its turn)."""
+        states = [s if isinstance(s, JobState) else listed_job(s) for s in listed]
+        ours = [s for s in states if self._counts(s.key[0])]
+        keys = {s.key for s in ours}
         for key in self._keys_in(scope):
-            if key not in listed:
+            if key not in keys:
                 self.job_gone(*key)
-        for body in ours:
-            self.job_seen(body)
+        for state in ours:
+            self._seen(state)
 
     def job_event(self, kind: str, body: dict[str, Any]) -> None:
         """One event of the job watch."""
@@ -244,24 +274,24 @@ class Controller:
 
     def job_seen(self, body: dict[str, Any]) -> None:
         """A job was added or changed: keep it and ask for a pass unless nothing is new."""
-        body = kept(body)
-        metadata = body["metadata"]
-        key = (metadata["namespace"], metadata["name"])
+        self._seen(JobState(kept(body)))
+
+    def _seen(self, seen: JobState) -> None:
+        key = seen.key
         state = self.jobs.get(key)
-        if state is not None and _is_older(body, state):
+        if state is not None and _is_older(seen, state):
             return  # the status write this operator made is newer
-        if state is None or state.uid != metadata.get("uid"):
+        if state is None or state.uid != seen.uid:
             if state is not None:
                 self.queue.forget(key)  # the old job's backoff is not the new one's
-            state = self.jobs[key] = JobState(body)  # a new job, or the same name for one
-        elif state.version is None or state.version != _resource_version(body):
-            state.body = body  # (the same version is the same job: a frozen one stays so)
-        version = _resource_version(body)
-        if version is not None and state.settled == version:
+            state = self.jobs[key] = seen  # a new job, or the same name for one
+        elif state.version is None or state.version != seen.version:
+            state.take_body(seen)  # (the same version is the same job: a frozen one stays so)
+        if seen.version is not None and state.settled == seen.version:
             return  # the version a pass already finished with: its own write coming back
         # A finished job not yet passed (on starting, among the history; on resuming a turn)
         # waits behind the rest.
-        self.queue.trigger(key, background=state.settled is None and _finished(body))
+        self.queue.trigger(key, background=state.settled is None and seen.finished)
 
     def job_gone(self, namespace: str, name: str) -> None:
         key = (namespace, name)
@@ -282,10 +312,7 @@ class Controller:
         if not working:
             self._paused.add(scope)
             for key in self._keys_in(scope):
-                was = self.jobs[key]
-                self.jobs[key] = JobState(was.body)  # the other replica's now
-                if was.frozen:
-                    self.jobs[key].freeze()
+                self.jobs[key] = self.jobs[key].anew()  # the other replica's now
                 self.queue.forget(key)
             log.info("passes paused %s: %s", where, why)
             return
@@ -312,7 +339,7 @@ class Controller:
             "passes resumed %s: %d jobs read", f"in {scope}" if scope else "cluster-wide", len(jobs)
         )
         for key in self._keys_in(scope):
-            self.queue.trigger(key, background=self.jobs[key].frozen)
+            self.queue.trigger(key, background=self.jobs[key].finished)
 
     def _keys_in(self, scope: str | None) -> list[JobKey]:
         return [key for key in self.jobs if scope is None or key[0] == scope]
@@ -357,7 +384,7 @@ class Controller:
 
     def _observe(self, state: JobState) -> tuple[Observed, float | None]:
         """``observe``, and when a name held by somebody else is due to be tried again."""
-        key = (state.body["metadata"]["namespace"], state.body["metadata"]["name"])
+        key = state.key
         pods = list(self.pods.get(key, ()))
         service_owners = tuple(
             owner for name, owner in self.services.get(key, ()) if name == key[1]

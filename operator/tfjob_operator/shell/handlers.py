@@ -27,7 +27,7 @@ from tfjob_operator.core.observed import PodObservation, controlled_by_a_job, co
 from tfjob_operator.settings import OperatorSettings
 
 from . import metrics
-from .controller import Controller, kept
+from .controller import Controller, listed_job
 from .informer import Informer, watch_scopes
 from .kube import ApiError, Forbidden, Kube
 from .listwatch import ListWatch
@@ -122,7 +122,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         scopes,
         on_list=controller.jobs_listed,
         on_event=controller.job_event,
-        keep=kept,  # ten thousand finished jobs are listed page by page, trimmed as they come
+        keep=listed_job,  # ten thousand finished jobs: taken in page by page, frozen as they come
     )
     controller.watch_jobs(jobs, counts)
     memo.controller = controller

@@ -19,7 +19,7 @@ from tfjob_operator.core.events import JobEvent
 from tfjob_operator.core.observed import PodObservation
 from tfjob_operator.settings import OperatorSettings
 from tfjob_operator.shell import kube
-from tfjob_operator.shell.controller import Controller, kept
+from tfjob_operator.shell.controller import Controller, kept, listed_job
 from tfjob_operator.shell.handlers import jobs_path
 from tfjob_operator.shell.listwatch import ListWatch
 
@@ -94,6 +94,7 @@ def controller() -> tuple[Controller, RecordingKube, dict, dict]:
         [None],
         on_list=ctl.jobs_listed,
         on_event=ctl.job_event,
+        keep=listed_job,
     )
     ctl.watch_jobs(jobs)
     return ctl, recorder, pods, services
@@ -586,3 +587,36 @@ async def test_an_operator_starting_among_finished_jobs_passes_over_a_new_job_fi
     await ctl.drain()
     # The first finished job took the one free slot; the new job's pass goes before the rest.
     assert passes == ["old-0", "mnist", "old-1", "old-2"]
+
+
+async def test_finished_jobs_listed_on_starting_are_frozen_before_their_first_pass() -> None:
+    """An operator starting among ten thousand finished jobs never holds them all as dicts:
+    each is frozen as its page of the list comes, thawed only for its own pass."""
+    ctl, recorder, pods, services = controller()
+    _succeeded_pods(pods, services)
+    finished = job_body()
+    finished["status"] = {
+        "state": "Succeeded",
+        "conditions": [
+            {"type": "Succeeded", "status": "True", "reason": "TFJobSucceeded", "message": "ok"}
+        ],
+    }
+    recorder.stored_jobs = [finished]
+    listed, _ = await ctl.job_watch.list_all(None)  # type: ignore[union-attr]
+    ctl.jobs_listed(None, listed)
+    state = ctl.jobs[KEY]
+    assert state.frozen
+    assert state.finished
+    await ctl.drain()
+    assert ctl.jobs[KEY] is state
+    assert state.frozen  # passed, and frozen again
+    assert [w for w in recorder.writes if w[0] in ("create", "delete")] == []
+    # Listed again unchanged (a watch's 410, say): the same record, still frozen, no pass.
+    recorder.writes.clear()
+    recorder.stored_jobs = [state.body]
+    state.freeze()
+    ctl.jobs_listed(None, (await ctl.job_watch.list_all(None))[0])  # type: ignore[union-attr]
+    await ctl.drain()
+    assert ctl.jobs[KEY] is state
+    assert state.frozen
+    assert [w for w in recorder.writes if w[0] != "list"] == []
