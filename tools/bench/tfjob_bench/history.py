@@ -39,6 +39,7 @@ from .runner import (
 
 POLICIES = ("None", "Running", "All")  # cleanPodPolicy of history job i: POLICIES[i % 3]
 EMPTY, LIVE, RESTARTED = "empty", "live", "restarted"
+HISTORY_SETTLE_SECONDS = 15.0
 
 
 @dataclass
@@ -175,7 +176,9 @@ class HistoryBench(Bench):
             return
         finally:
             await self.mark(api, "history-end")
-        await asyncio.sleep(config.settle_seconds)
+        # The last wave's count-only status writes wait up to COUNTS_DELAY (10 s) after its
+        # end: the history is settled once they are in.
+        await asyncio.sleep(HISTORY_SETTLE_SECONDS)
         jobs, _ = await api.list_all(jobs_path)
         conditions = Counter(job_end(job) for job in jobs)
         figures.succeeded, figures.failed = conditions["Succeeded"], conditions["Failed"]
