@@ -195,3 +195,22 @@ def test_a_finished_job_costs_the_operator_a_fraction_of_a_running_one() -> None
     # Frozen: little more than its JSON (and the record around it).
     assert sizes["finished job, frozen"] < 2 * sizes["job JSON"]
     assert 0 < sizes["pod observation, in the pod informer"] < 2000
+
+
+def test_where_the_cluster_gang_schedules_the_limit_creates_the_operators_pod_group_first() -> None:
+    body = workload.job(workload.OURS, "job-00000", "ns", 3, "run")
+    children = workload.render_children(body, "uid-1", "scheduling.k8s.io/v1alpha2")
+    kinds = [child["kind"] for _, child in children]
+    assert sorted(kinds) == ["Pod", "Pod", "Pod", "PodGroup", "Service"]
+    assert "PodGroup" in workload.CREATED_FIRST  # the limit creates it before the rest
+    paths = {child["kind"]: workload.collection("ns", child) for _, child in children}
+    assert paths == {
+        "PodGroup": "/apis/scheduling.k8s.io/v1alpha2/namespaces/ns/podgroups",
+        "Service": "/api/v1/namespaces/ns/services",
+        "Pod": "/api/v1/namespaces/ns/pods",
+    }
+    (group,) = [child["metadata"]["name"] for _, child in children if child["kind"] == "PodGroup"]
+    pods = [child for plural, child in children if plural == "pods"]
+    assert {pod["spec"]["schedulingGroup"]["podGroupName"] for pod in pods} == {group}
+    # Without the API, no PodGroup: the same as the operator on such a cluster.
+    assert "PodGroup" not in [c["kind"] for _, c in workload.render_children(body, "uid-1")]

@@ -111,6 +111,7 @@ class HistoryBench(Bench):
     async def run_contestants(self) -> None:
         config = self.config
         async with RawApi(self.kubeconfigs[DRIVER], connections=config.concurrency) as api:
+            await self.discover(api)
             await self.mark(api, "begin")
             await self.rounds_of(api, EMPTY)
             self.phase = LIVE

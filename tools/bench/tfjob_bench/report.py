@@ -28,8 +28,10 @@ def _spread(values: list[float]) -> str:
 
 
 def minimum_writes(config: BenchConfig, name: str) -> int:
-    """Per job: its pods, one Service, and for an operator one status write per condition."""
-    return config.pods_per_job + 1 + (0 if name == "limit" else MIN_STATUS_WRITES)
+    """Per job: its pods, one Service, its PodGroup where the cluster gang-schedules, and for
+    an operator one status write per condition."""
+    children = config.pods_per_job + 1 + (1 if config.pod_groups else 0)
+    return children + (0 if name == "limit" else MIN_STATUS_WRITES)
 
 
 def _p(values: list[float], p: float) -> float | None:
@@ -208,9 +210,14 @@ def render(config: BenchConfig, rounds: Rounds, environment: dict[str, Any]) -> 
         "- P2: the observer sees worker 0 Succeeded (Failed) -> it sees the job's Succeeded "
         f"(Failed) condition True. Every {config.fail_every}th job's worker 0 exits 1.",
         f"- Minimum writes per job: {config.pods_per_job} pods + 1 Service + "
-        f"{MIN_STATUS_WRITES} status writes (Created, Running, Succeeded or Failed) for an "
-        "operator; pods + 1 Service for the limit. Kubeflow makes one Service per pod by "
-        "design, so its floor is higher; the minimum is the same bar for both.",
+        + (
+            "1 PodGroup (the cluster gang-schedules, and the limit creates it too) + "
+            if config.pod_groups
+            else ""
+        )
+        + f"{MIN_STATUS_WRITES} status writes (Created, Running, Succeeded or Failed) for an "
+        "operator; the children alone for the limit. Kubeflow makes one Service per pod and "
+        "no PodGroup by design; the minimum is the same bar for all.",
         "- Writes are the contestant's own identity's, from the audit log between its start "
         "and end markers.",
         "",

@@ -73,6 +73,7 @@ class BenchConfig:
     history: int = 0  # finished jobs to make before measuring again (see history.py); 0: none
     history_pods: int = 2  # workers per history job
     history_wave: int = 1000  # history jobs made and ended at a time
+    pod_groups: bool = False  # found at run time: the cluster serves PodGroups (a job has one)
     settle_seconds: float = 2.0
     log: Callable[[str], None] = print
 
@@ -329,6 +330,9 @@ class Bench:
         self.cluster: LocalCluster | None = None
         self.kubeconfigs: dict[str, Path] = {}
         self.kubeflow_certificates: dict[str, bytes] | None = None
+        # The PodGroup API the cluster serves (gang scheduling), as the operator discovers it:
+        # the limit creates what the operator creates.
+        self.pod_group_api: str | None = None
 
     def log(self, message: str) -> None:
         self.config.log(f"[bench {time.strftime('%H:%M:%S')}] {message}")
@@ -377,6 +381,22 @@ class Bench:
         if any(c.startswith("kubeflow") for c in self.config.contestants):
             self.kubeflow_certificates = webhook_certificates()
             install(binaries.kubectl(), self.cluster.kubeconfig, self.kubeflow_certificates)
+
+    async def discover(self, api: RawApi) -> None:
+        """The PodGroup API the operator will find (unless its gang scheduling is off)."""
+        from tfjob_operator.core.gang import pick_pod_group_api
+        from tfjob_operator.settings import OperatorSettings
+
+        if not OperatorSettings.from_environment().gang_scheduling:
+            return
+        try:
+            group = await api.get("/apis/scheduling.k8s.io")
+        except ApiError:
+            return
+        served = {str(v["groupVersion"]) for v in group.get("versions") or []}
+        self.pod_group_api = pick_pod_group_api(served)
+        self.config.pod_groups = self.pod_group_api is not None
+        self.environment["pod_group_api"] = self.pod_group_api or "none (no gang scheduling)"
 
     # --- helpers ---
     async def mark(self, api: RawApi, label: str) -> None:
@@ -449,10 +469,11 @@ class Bench:
         # Rendered by the operator's own first pass before t0 (the job's uid is set when its
         # create returns): the limit's clock measures creates, not the operator's thinking.
         rendered = {
-            body["metadata"]["name"]: workload.render_children(body, "uid-of-the-created-job")
+            body["metadata"]["name"]: workload.render_children(
+                body, "uid-of-the-created-job", self.pod_group_api
+            )
             for body in bodies
         }
-        pod_count = config.jobs * config.pods_per_job
         jobs_path = namespaced(
             namespace, workload.OURS.plural, group="tfjob.dev", version="v1alpha1"
         )
@@ -472,30 +493,37 @@ class Bench:
                 while (item := await ready.get()) is not None:
                     body, uid = item
                     children_started.append(time.monotonic())
+                    children = workload.owned_by(rendered[body["metadata"]["name"]], uid)
+                    # As the operator does: what the pods join (a PodGroup) first, then the rest.
+                    first = [c for c in children if c["kind"] in workload.CREATED_FIRST]
+                    rest = [c for c in children if c["kind"] not in workload.CREATED_FIRST]
+                    for child in first:
+                        await limit.create(workload.collection(namespace, child), child)
                     await asyncio.gather(
-                        *(
-                            limit.create(namespaced(namespace, plural), child)
-                            for plural, child in workload.owned_by(
-                                rendered[body["metadata"]["name"]], uid
-                            )
-                        )
+                        *(limit.create(workload.collection(namespace, c), c) for c in rest)
                     )
 
             t0 = time.monotonic()
             cpu0 = time.process_time()
             creators = [asyncio.create_task(create_children()) for _ in range(config.concurrency)]
-            await self.in_parallel(bodies, submit)
-            result.submit_seconds = time.monotonic() - t0
+            # The same waves as an operator gets: the next once every pod so far is seen.
+            wave = config.wave or config.jobs
+            for first_job in range(0, config.jobs, wave):
+                batch = bodies[first_job : first_job + wave]
+                await self.in_parallel(batch, submit)
+                if first_job == 0:
+                    result.submit_seconds = time.monotonic() - t0
+                wanted = (first_job + len(batch)) * config.pods_per_job
+                await observer.wait(
+                    lambda wanted=wanted: len(observer.pod_first_seen) >= wanted,
+                    config.phase_timeout(),
+                    f"the limit's pods of jobs {first_job}..{first_job + len(batch) - 1}",
+                )
             for _ in creators:
                 ready.put_nowait(None)
             await asyncio.gather(*creators)
             result.children_seconds = time.monotonic() - min(children_started)
             result.client_cpu_seconds = time.process_time() - cpu0
-            await observer.wait(
-                lambda: len(observer.pod_first_seen) >= pod_count,
-                config.phase_timeout(),
-                "every pod of the limit",
-            )
             result.p1_seconds = max(observer.pod_first_seen.values()) - t0
             result.pods_created = len(observer.pod_first_seen)
             result.services_created = config.jobs
@@ -808,6 +836,7 @@ class Bench:
         shared machine then touches every contestant of that round, not one alone."""
         assert self.cluster is not None
         async with RawApi(self.kubeconfigs[DRIVER], connections=self.config.concurrency) as api:
+            await self.discover(api)
             await self.mark(api, "begin")
             for number in range(1, self.config.rounds + 1):
                 this_round: dict[str, ContestantResult] = {}

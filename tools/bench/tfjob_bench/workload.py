@@ -90,12 +90,15 @@ def worker_pod_name(job: str, index: int) -> str:
     return f"{job}-worker-{index}"
 
 
-def render_children(job_body: dict[str, Any], uid: str) -> list[tuple[str, dict[str, Any]]]:
+def render_children(
+    job_body: dict[str, Any], uid: str, pod_group_api: str | None = None
+) -> list[tuple[str, dict[str, Any]]]:
     """The children our operator's first pass creates for ``job_body``, by its own pure code.
 
-    Returns (plural, body) pairs in the operator's order of creation (the Service before the
-    pods). The operator is imported when called, so that the limit always renders what the
-    operator renders at that moment.
+    Returns (plural, body) pairs in the operator's order of creation (the PodGroup the pods
+    join, when the cluster serves ``pod_group_api``, and the Service before the pods). The
+    operator is imported when called, so that the limit always renders what the operator
+    renders at that moment.
     """
     import datetime as dt
 
@@ -105,13 +108,30 @@ def render_children(job_body: dict[str, Any], uid: str) -> list[tuple[str, dict[
     metadata = {**job_body["metadata"], "uid": uid}
     compiled, decision = decide_new_job(
         {**job_body, "metadata": metadata},
-        OperatorSettings.from_environment(),
+        OperatorSettings.from_environment().model_copy(update={"pod_group_api": pod_group_api}),
         dt.datetime.now(dt.UTC),
     )
     if compiled.problem is not None:
         raise ValueError(f"{metadata['name']}: {compiled.problem.message}")
-    plurals = {"Service": "services", "Pod": "pods", "ConfigMap": "configmaps"}
+    plurals = {
+        "Service": "services",
+        "Pod": "pods",
+        "ConfigMap": "configmaps",
+        "PodGroup": "podgroups",
+    }
     return [(plurals[child["kind"]], child) for child in decision.create]
+
+
+# Created before the rest, which refers to them (as the operator's controller does).
+CREATED_FIRST = ("PodGroup", "ConfigMap", "Secret")
+
+
+def collection(namespace: str, child: dict[str, Any]) -> str:
+    """The REST path to create ``child`` at, from its apiVersion and kind."""
+    group, _, version = child["apiVersion"].rpartition("/")
+    plural = {"PodGroup": "podgroups"}.get(child["kind"], child["kind"].lower() + "s")
+    base = f"/apis/{group}/{version}" if group else f"/api/{version}"
+    return f"{base}/namespaces/{namespace}/{plural}"
 
 
 def owned_by(
