@@ -214,3 +214,38 @@ def test_where_the_cluster_gang_schedules_the_limit_creates_the_operators_pod_gr
     assert {pod["spec"]["schedulingGroup"]["podGroupName"] for pod in pods} == {group}
     # Without the API, no PodGroup: the same as the operator on such a cluster.
     assert "PodGroup" not in [c["kind"] for _, c in workload.render_children(body, "uid-1")]
+
+
+def test_p2_on_the_servers_clock_runs_from_worker_0s_end_to_the_jobs_last_status_write() -> None:
+    def at(seconds: float) -> str:
+        return f"2026-11-30T10:00:{seconds:06.3f}Z"
+
+    def write(user: str, resource: str, name: str, received: float, done: float) -> audit.Write:
+        line = json.dumps(
+            {
+                "verb": "patch",
+                "user": {"username": user},
+                "objectRef": {
+                    "resource": resource.split("/")[0],
+                    "subresource": resource.split("/")[1],
+                    "name": name,
+                    "namespace": "ns",
+                },
+                "responseStatus": {"code": 200},
+                "requestReceivedTimestamp": at(received),
+                "stageTimestamp": at(done),
+            }
+        )
+        parsed = audit.parse_line(line)
+        assert parsed is not None
+        return parsed
+
+    writes = [
+        write("op", "tensorflowjobs/status", "j", 1.0, 1.01),  # Created
+        write("admin", "pods/status", "j-worker-1", 2.0, 2.005),
+        write("admin", "pods/status", "j-worker-0", 3.0, 3.010),  # worker 0 ends
+        write("op", "tensorflowjobs/status", "j", 3.05, 3.07),  # Succeeded
+        write("admin", "pods/status", "j-worker-0", 4.0, 4.01),  # after: not what decided
+    ]
+    (latency,) = audit.decision_latencies(writes, "ns", "op")
+    assert abs(latency - 0.06) < 1e-6

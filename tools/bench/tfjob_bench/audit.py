@@ -175,3 +175,36 @@ def creation_window(
     if not starts or not pods:
         return None
     return min(starts), max(pods), len(pods)
+
+
+def decision_latencies(writes: list[Write], namespace: str, operator: str) -> list[float]:
+    """Server-clock P2, per job in ``namespace``: the last write of the pod status of its
+    worker 0 (kwok ending it) before ``operator``'s last status write of the job, to that
+    write's completion."""
+    pod_writes: dict[str, list[Write]] = {}
+    last_status: dict[str, Write] = {}
+    for write in writes:
+        if write.namespace != namespace or not 200 <= write.code < 300:
+            continue
+        if write.resource == "pods/status" and write.user != operator:
+            pod_writes.setdefault(write.name, []).append(write)
+        elif (
+            write.user == operator
+            and write.resource.endswith("/status")
+            and write.verb
+            in (
+                "patch",
+                "update",
+            )
+        ):
+            last_status[write.name] = write  # in log order: the last one wins
+    latencies = []
+    for job, decided in last_status.items():
+        ended = [
+            w.completed
+            for w in pod_writes.get(f"{job}-worker-0", [])
+            if w.completed <= decided.received
+        ]
+        if ended:
+            latencies.append(decided.completed - max(ended))
+    return latencies

@@ -63,6 +63,8 @@ def figures(config: BenchConfig, name: str) -> dict[str, tuple[Figure, int]]:
             "P2 Succeeded p50 (s)": (lambda r, _: _p(r.p2_succeeded, 50), 3),
             "P2 Succeeded p99 (s)": (lambda r, _: _p(r.p2_succeeded, 99), 3),
             "P2 Failed p50 (s)": (lambda r, _: _p(r.p2_failed, 50), 3),
+            "P2 p50, server's clock (s)": (lambda r, _: _p(r.p2_audit, 50), 3),
+            "P2 p99, server's clock (s)": (lambda r, _: _p(r.p2_audit, 99), 3),
         }
     minimum = minimum_writes(config, name)
     table |= {
@@ -208,7 +210,10 @@ def render(config: BenchConfig, rounds: Rounds, environment: dict[str, Any]) -> 
         "driver's create of that job returns (no watch in between). Audit column: the first "
         "job create received to the last pod create completed, on the API server's clock.",
         "- P2: the observer sees worker 0 Succeeded (Failed) -> it sees the job's Succeeded "
-        f"(Failed) condition True. Every {config.fail_every}th job's worker 0 exits 1.",
+        "(Failed) condition True. On the server's clock: the last write of worker 0's pod "
+        "status (kwok ending it) -> the operator's last status write of the job, completed; "
+        "the observer's watches are not in it. Every "
+        f"{config.fail_every}th job's worker 0 exits 1.",
         f"- Minimum writes per job: {config.pods_per_job} pods + 1 Service + "
         + (
             "1 PodGroup (the cluster gang-schedules, and the limit creates it too) + "
@@ -410,6 +415,8 @@ def history_tables(config: BenchConfig, run: HistoryRun) -> list[str]:
         ("ratio (server's clock)", ratio_to_limit(lambda r: r.p1_audit_seconds), 2),
         ("P2 Succeeded p50 (s)", p50, 3),
         ("P2 Succeeded p99 (s)", p99, 3),
+        ("P2 p50, server's clock (s)", lambda r, _: _p(r.p2_audit, 50), 3),
+        ("P2 p99, server's clock (s)", lambda r, _: _p(r.p2_audit, 99), 3),
         ("writes per job without Events", lambda r, _: plain(r), 2),
         ("peak RSS (MB)", lambda r, _: r.rss_peak_mb, 0),
     ]

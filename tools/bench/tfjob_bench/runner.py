@@ -98,6 +98,8 @@ class ContestantResult:
     running_seconds: float | None = None
     p2_succeeded: list[float] = field(default_factory=list)
     p2_failed: list[float] = field(default_factory=list)
+    # Server's clock: worker 0's last pod status write -> the job's last status write, done.
+    p2_audit: list[float] = field(default_factory=list)
     expected_succeeded: int = 0
     expected_failed: int = 0
     wrong_terminal: list[str] = field(default_factory=list)
@@ -681,7 +683,7 @@ class Bench:
             result.cpu_seconds_total = cpu_seconds(pid)
             result.rss_peak_mb = peak_rss_mb(pid)
             await self.check_children(driver, result, names, kind)
-            result.metrics = self.scrape(operator, name)
+            result.metrics = self.scrape(operator, result.tag)
         finally:
             if started:  # else it never started: the error says why
                 self.stop_operator(
@@ -814,7 +816,7 @@ class Bench:
                     text = r.read().decode()
         except Exception as error:  # noqa: BLE001 - nice to have, never fatal
             return {"scrape_error": 1.0} if str(error) else {}
-        (self.out / f"metrics-{name}.txt").write_text(text)
+        (self.out / f"metrics-{name}.txt").write_text(text)  # name: the round's tag
         picked: dict[str, float] = {}
         for line in text.splitlines():
             if line.startswith("#"):
@@ -895,6 +897,8 @@ class Bench:
         if window is not None:
             start, end, _pods = window
             result.p1_audit_seconds = end - start
+        if name != "limit":
+            result.p2_audit = audit.decision_latencies(phase, result.namespace, result.identity)
         induced = audit.induced(phase, {result.identity, DRIVER, OBSERVER, LIMIT})
         result.writes["induced"] = dict(induced.most_common(12))
 
