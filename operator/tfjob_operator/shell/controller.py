@@ -111,7 +111,7 @@ def kept(body: dict[str, Any]) -> dict[str, Any]:
     return {**body, "metadata": metadata}
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class JobState:
     """All the controller keeps of one job: replaced whole when the name comes back as a new
     job (another uid), dropped whole when the job goes.
@@ -124,7 +124,8 @@ class JobState:
     _body: dict[str, Any] | None  # the job as last seen (or as its status write returned it)
     settled: int | None = None  # resourceVersion a pass finished with
     compiled: tuple[tuple[str, int | None], CompiledJob] | None = None  # by (uid, generation)
-    expected: Expectations = dataclasses.field(default_factory=Expectations)
+    # The operator's writes not yet seen (made on first use; a frozen job has none).
+    _expected: Expectations | None = None
     failing_since: dt.datetime | None = None  # when its passes began to fail
     counts_since: float | None = None  # when unwritten count changes began
     denied: str | None = None  # the refusal already reported on it
@@ -141,6 +142,12 @@ class JobState:
     def __post_init__(self) -> None:
         assert self._body is not None
         self.body = self._body
+
+    @property
+    def expected(self) -> Expectations:
+        if self._expected is None:
+            self._expected = Expectations()
+        return self._expected
 
     @property
     def body(self) -> dict[str, Any]:
@@ -181,6 +188,8 @@ class JobState:
             self._frozen = json.dumps(self._body, separators=(",", ":")).encode()
             self._body = None
         self.compiled = None
+        if self._expected is not None and self._expected.empty():
+            self._expected = None  # fewer objects for the garbage collector to walk
 
 
 def listed_job(body: dict[str, Any]) -> JobState:
