@@ -76,9 +76,9 @@ async def test_failures_retry_with_doubling_delay(monkeypatch: pytest.MonkeyPatc
     assert queue.failures("job") == 0
 
 
-async def test_background_passes_wait_behind_every_foreground_one() -> None:
-    """An operator restarted among thousands of finished jobs passes over each in the
-    background: a new job's pass, asked for later, starts first."""
+def _one_slot_held_by_busy() -> tuple[WorkQueue, list[str], asyncio.Event]:
+    """A queue of one slot whose work records each pass; key "busy" holds the slot until the
+    event is set."""
     release = asyncio.Event()
     passes: list[str] = []
 
@@ -87,7 +87,13 @@ async def test_background_passes_wait_behind_every_foreground_one() -> None:
         if key == "busy":
             await release.wait()
 
-    queue = WorkQueue(work, max_concurrent=1)
+    return WorkQueue(work, max_concurrent=1), passes, release
+
+
+async def test_background_passes_wait_behind_every_foreground_one() -> None:
+    """An operator restarted among thousands of finished jobs passes over each in the
+    background: a new job's pass, asked for later, starts first."""
+    queue, passes, release = _one_slot_held_by_busy()
     queue.trigger("busy")
     await asyncio.sleep(0)  # it holds the one slot
     for old in ("old-1", "old-2", "old-3"):
@@ -103,15 +109,7 @@ async def test_background_passes_wait_behind_every_foreground_one() -> None:
 
 
 async def test_a_cancelled_waiter_hands_its_slot_on() -> None:
-    release = asyncio.Event()
-    passes: list[str] = []
-
-    async def work(key: object) -> None:
-        passes.append(str(key))
-        if key == "busy":
-            await release.wait()
-
-    queue = WorkQueue(work, max_concurrent=1)
+    queue, passes, release = _one_slot_held_by_busy()
     queue.trigger("busy")
     await asyncio.sleep(0)
     queue.trigger("gone", background=True)

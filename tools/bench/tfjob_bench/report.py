@@ -296,6 +296,14 @@ def render(config: BenchConfig, rounds: Rounds, environment: dict[str, Any]) -> 
         "- Writes are counted at the audit log's Metadata level (reads and Leases not logged), the "
         "same audit cost for every contestant.",
         "",
+        *ending(environment),
+    ]
+    return "\n".join(lines)
+
+
+def ending(environment: dict[str, Any]) -> list[str]:
+    """The environment, and the plot under it."""
+    return [
         "## Environment",
         "",
         *(f"- {k}: {v}" for k, v in environment.items()),
@@ -303,7 +311,6 @@ def render(config: BenchConfig, rounds: Rounds, environment: dict[str, Any]) -> 
         f"![P2 latency]({PLOT})",
         "",
     ]
-    return "\n".join(lines)
 
 
 def plot(rounds: Rounds, path: Path) -> None:
@@ -497,12 +504,7 @@ def render_history(config: BenchConfig, run: HistoryRun, environment: dict[str, 
         "",
         *writes_table(config, rounds),
         "",
-        "## Environment",
-        "",
-        *(f"- {k}: {v}" for k, v in environment.items()),
-        "",
-        f"![P2 latency]({PLOT})",
-        "",
+        *ending(environment),
     ]
     return "\n".join(lines)
 
