@@ -216,7 +216,7 @@ def test_where_the_cluster_gang_schedules_the_limit_creates_the_operators_pod_gr
     assert "PodGroup" not in [c["kind"] for _, c in workload.render_children(body, "uid-1")]
 
 
-def test_p2_on_the_servers_clock_runs_from_worker_0s_end_to_the_jobs_last_status_write() -> None:
+def test_p2_on_the_servers_clock_runs_from_worker_0s_end_to_the_next_status_write() -> None:
     def at(seconds: float) -> str:
         return f"2026-11-30T10:00:{seconds:06.3f}Z"
 
@@ -245,7 +245,7 @@ def test_p2_on_the_servers_clock_runs_from_worker_0s_end_to_the_jobs_last_status
         write("admin", "pods/status", "j-worker-1", 2.0, 2.005),
         write("admin", "pods/status", "j-worker-0", 3.0, 3.010),  # worker 0 ends
         write("op", "tensorflowjobs/status", "j", 3.05, 3.07),  # Succeeded
-        write("admin", "pods/status", "j-worker-0", 4.0, 4.01),  # after: not what decided
+        write("op", "tensorflowjobs/status", "j", 13.0, 13.01),  # a later count write
     ]
     (latency,) = audit.decision_latencies(writes, "ns", "op")
     assert abs(latency - 0.06) < 1e-6

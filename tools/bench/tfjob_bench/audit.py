@@ -178,33 +178,28 @@ def creation_window(
 
 
 def decision_latencies(writes: list[Write], namespace: str, operator: str) -> list[float]:
-    """Server-clock P2, per job in ``namespace``: the last write of the pod status of its
-    worker 0 (kwok ending it) before ``operator``'s last status write of the job, to that
-    write's completion."""
-    pod_writes: dict[str, list[Write]] = {}
-    last_status: dict[str, Write] = {}
+    """Server-clock P2, per job in ``namespace``: the last write of its worker 0's pod status
+    (kwok ending it) to the completion of ``operator``'s first status write of the job after
+    it (a later count write is not the decision)."""
+    ended: dict[str, float] = {}  # pod -> its last status write by someone else, completed
+    status_writes: dict[str, list[Write]] = {}
     for write in writes:
         if write.namespace != namespace or not 200 <= write.code < 300:
             continue
         if write.resource == "pods/status" and write.user != operator:
-            pod_writes.setdefault(write.name, []).append(write)
+            ended[write.name] = max(ended.get(write.name, 0.0), write.completed)
         elif (
             write.user == operator
             and write.resource.endswith("/status")
-            and write.verb
-            in (
-                "patch",
-                "update",
-            )
+            and write.verb in ("patch", "update")
         ):
-            last_status[write.name] = write  # in log order: the last one wins
+            status_writes.setdefault(write.name, []).append(write)
     latencies = []
-    for job, decided in last_status.items():
-        ended = [
-            w.completed
-            for w in pod_writes.get(f"{job}-worker-0", [])
-            if w.completed <= decided.received
-        ]
-        if ended:
-            latencies.append(decided.completed - max(ended))
+    for job, jobs_writes in status_writes.items():
+        end = ended.get(f"{job}-worker-0")
+        if end is None:
+            continue
+        after = [w for w in jobs_writes if w.received >= end]
+        if after:
+            latencies.append(min(after, key=lambda w: w.received).completed - end)
     return latencies

@@ -211,7 +211,7 @@ def render(config: BenchConfig, rounds: Rounds, environment: dict[str, Any]) -> 
         "job create received to the last pod create completed, on the API server's clock.",
         "- P2: the observer sees worker 0 Succeeded (Failed) -> it sees the job's Succeeded "
         "(Failed) condition True. On the server's clock: the last write of worker 0's pod "
-        "status (kwok ending it) -> the operator's last status write of the job, completed; "
+        "status (kwok ending it) -> the operator's next status write of the job, completed; "
         "the observer's watches are not in it. Every "
         f"{config.fail_every}th job's worker 0 exits 1.",
         f"- Minimum writes per job: {config.pods_per_job} pods + 1 Service + "

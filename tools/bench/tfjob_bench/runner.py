@@ -98,7 +98,7 @@ class ContestantResult:
     running_seconds: float | None = None
     p2_succeeded: list[float] = field(default_factory=list)
     p2_failed: list[float] = field(default_factory=list)
-    # Server's clock: worker 0's last pod status write -> the job's last status write, done.
+    # Server's clock: worker 0's last pod status write -> the job's next status write, done.
     p2_audit: list[float] = field(default_factory=list)
     expected_succeeded: int = 0
     expected_failed: int = 0
