@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +33,8 @@ from .runner import (
     Bench,
     BenchConfig,
     ContestantResult,
+    metric_values,
+    metrics,
     peak_rss_mb,
 )
 
@@ -70,24 +71,6 @@ def history_job(index: int, namespace: str, pods: int, run: str) -> dict[str, An
     body = workload.job(workload.OURS, f"done-{index:05d}", namespace, pods, run)
     body["spec"]["runPolicy"]["cleanPodPolicy"] = POLICIES[index % len(POLICIES)]
     return body
-
-
-def metric_values(operator: Any) -> dict[str, float]:
-    """The operator's metrics now: series (name with labels) -> value."""
-    port = next(
-        int(a.split("=", 1)[1]) for a in operator.extra_args if a.startswith("--metrics-port=")
-    )
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            series, _, value = line.rpartition(" ")
-            try:
-                values[series] = float(value)
-            except ValueError:
-                continue
-    return values
 
 
 def finished_jobs_passed(values: dict[str, float]) -> int:
@@ -249,7 +232,7 @@ class HistoryBench(Bench):
         passed = 0
         while time.monotonic() < deadline:
             try:
-                values = metric_values(operator)
+                values = metric_values(metrics(operator))
             except OSError:  # its metrics server not listening yet
                 values = {}
             passed = finished_jobs_passed(values)

@@ -363,26 +363,26 @@ def plot(rounds: Rounds, path: Path) -> None:
     plt.close(figure)
 
 
-def write(config: BenchConfig, rounds: Rounds, environment: dict[str, Any]) -> tuple[Path, Path]:
+def _as_dicts(rounds: Rounds) -> list[dict[str, Any]]:
+    return [{n: dataclasses.asdict(r) for n, r in this_round.items()} for this_round in rounds]
+
+
+def _files(
+    config: BenchConfig, text: str, rounds: Rounds, saved: dict[str, Any]
+) -> tuple[Path, Path]:
+    """The report, the plot of ``rounds`` and the JSON of ``saved``, under config.out."""
     config.out.mkdir(parents=True, exist_ok=True)
     markdown = config.out / MARKDOWN
     png = config.out / PLOT
-    markdown.write_text(render(config, rounds, environment))
+    markdown.write_text(text)
     plot(rounds, png)
-    (config.out / JSON).write_text(
-        json.dumps(
-            {
-                "environment": environment,
-                "rounds": [
-                    {n: dataclasses.asdict(r) for n, r in this_round.items()}
-                    for this_round in rounds
-                ],
-            },
-            indent=2,
-            default=str,
-        )
-    )
+    (config.out / JSON).write_text(json.dumps(saved, indent=2, default=str))
     return markdown, png
+
+
+def write(config: BenchConfig, rounds: Rounds, environment: dict[str, Any]) -> tuple[Path, Path]:
+    text = render(config, rounds, environment)
+    return _files(config, text, rounds, {"environment": environment, "rounds": _as_dicts(rounds)})
 
 
 # ----- the history benchmark ---------------------------------------------------------------
@@ -512,23 +512,10 @@ def render_history(config: BenchConfig, run: HistoryRun, environment: dict[str, 
 def write_history(
     config: BenchConfig, run: HistoryRun, environment: dict[str, Any]
 ) -> tuple[Path, Path]:
-    config.out.mkdir(parents=True, exist_ok=True)
-    markdown = config.out / MARKDOWN
-    png = config.out / PLOT
-    markdown.write_text(render_history(config, run, environment))
-    plot([r for phase in run.phases.values() for r in phase], png)
-    (config.out / JSON).write_text(
-        json.dumps(
-            {
-                "environment": environment,
-                "history": dataclasses.asdict(run.history),
-                "phases": {
-                    phase: [{n: dataclasses.asdict(r) for n, r in t.items()} for t in rounds]
-                    for phase, rounds in run.phases.items()
-                },
-            },
-            indent=2,
-            default=str,
-        )
-    )
-    return markdown, png
+    saved = {
+        "environment": environment,
+        "history": dataclasses.asdict(run.history),
+        "phases": {phase: _as_dicts(rounds) for phase, rounds in run.phases.items()},
+    }
+    rounds = [r for phase in run.phases.values() for r in phase]
+    return _files(config, render_history(config, run, environment), rounds, saved)

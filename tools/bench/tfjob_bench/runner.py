@@ -445,6 +445,41 @@ class Bench:
         workers = concurrency or self.config.concurrency
         await asyncio.gather(*(worker() for _ in range(min(workers, len(items)) or 1)))
 
+    async def in_waves(
+        self,
+        bodies: list[dict[str, Any]],
+        submit: Callable[[dict[str, Any]], Awaitable[Any]],
+        observer: Observer,
+        result: ContestantResult,
+        t0: float,
+        failed: list[asyncio.Task[None]] | None = None,
+    ) -> None:
+        """Submit the jobs a wave at a time (``--wave``; 0: all at once), the next once the
+        observer has seen every pod so far, the last wave's too. A task of ``failed`` that
+        ends (a helper that raised) ends the waiting with its error."""
+        config = self.config
+        wave = config.wave or len(bodies)
+        for first in range(0, len(bodies), wave):
+            batch = bodies[first : first + wave]
+            await self.in_parallel(batch, submit)
+            if first == 0:
+                result.submit_seconds = time.monotonic() - t0
+            wanted = (first + len(batch)) * config.pods_per_job
+            seen = asyncio.create_task(
+                observer.wait(
+                    lambda wanted=wanted: len(observer.pod_first_seen) >= wanted,
+                    config.phase_timeout(),
+                    f"{result.tag}'s pods of jobs {first}..{first + len(batch) - 1}",
+                )
+            )
+            await asyncio.wait([seen, *(failed or [])], return_when=asyncio.FIRST_COMPLETED)
+            for task in failed or []:
+                if task.done():
+                    seen.cancel()
+                    task.result()
+                    raise RuntimeError(f"a helper of {result.tag} stopped")
+            await seen
+
     def observer(self, namespace: str, kind: workload.JobKind | None, label: str) -> Observer:
         return Observer(
             self.kubeconfigs[OBSERVER],
@@ -510,28 +545,8 @@ class Bench:
             cpu0 = time.process_time()
             creators = [asyncio.create_task(create_children()) for _ in range(config.concurrency)]
             # The same waves as an operator gets: the next once every pod so far is seen.
-            wave = config.wave or config.jobs
-            for first_job in range(0, config.jobs, wave):
-                batch = bodies[first_job : first_job + wave]
-                await self.in_parallel(batch, submit)
-                if first_job == 0:
-                    result.submit_seconds = time.monotonic() - t0
-                wanted = (first_job + len(batch)) * config.pods_per_job
-                seen = asyncio.create_task(
-                    observer.wait(
-                        lambda wanted=wanted: len(observer.pod_first_seen) >= wanted,
-                        config.phase_timeout(),
-                        f"the limit's pods of jobs {first_job}..{first_job + len(batch) - 1}",
-                    )
-                )
-                # A creator that failed ends the round at once, with its error.
-                await asyncio.wait([seen, *creators], return_when=asyncio.FIRST_COMPLETED)
-                for task in creators:
-                    if task.done():
-                        seen.cancel()
-                        task.result()
-                        raise RuntimeError("a creator of the limit stopped")
-                await seen
+            # The same waves as an operator gets; a creator that failed ends the round at once.
+            await self.in_waves(bodies, submit, observer, result, t0, failed=creators)
             for _ in creators:
                 ready.put_nowait(None)
             await asyncio.gather(*creators)
@@ -658,23 +673,8 @@ class Bench:
                 log_offset = operator.process.log_path.stat().st_size
                 await self.mark(driver, f"{result.tag}-start")
                 t0 = time.monotonic()
-                wave = config.wave or config.jobs
-                for first in range(0, config.jobs, wave):
-                    batch = bodies[first : first + wave]
-                    await self.in_parallel(batch, lambda b: driver.create(jobs_path, b))
-                    wanted = (first + len(batch)) * config.pods_per_job
-                    if first + wave < config.jobs:
-                        await observer.wait(
-                            lambda wanted=wanted: len(observer.pod_first_seen) >= wanted,
-                            config.phase_timeout(),
-                            f"the pods of jobs {first}..{first + len(batch) - 1}",
-                        )
-                    if first == 0:
-                        result.submit_seconds = time.monotonic() - t0
-                await observer.wait(
-                    lambda: len(observer.pod_first_seen) >= len(all_pods),
-                    config.phase_timeout(),
-                    f"every pod of {name}",
+                await self.in_waves(
+                    bodies, lambda b: driver.create(jobs_path, b), observer, result, t0
                 )
                 result.p1_seconds = max(observer.pod_first_seen.values()) - t0
                 result.pods_created = len(observer.pod_first_seen)
@@ -813,35 +813,18 @@ class Bench:
     def scrape(self, operator: Any, name: str) -> dict[str, float]:
         """The operator's own metrics (saved whole); a few numbers picked out if present."""
         try:
-            if isinstance(operator, KubeflowProcess):
-                text = operator.metrics()
-            else:
-                port = next(
-                    int(a.split("=", 1)[1])
-                    for a in operator.extra_args
-                    if a.startswith("--metrics-port=")
-                )
-                import urllib.request
-
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-                    text = r.read().decode()
+            text = (
+                operator.metrics() if isinstance(operator, KubeflowProcess) else metrics(operator)
+            )
         except Exception as error:  # noqa: BLE001 - nice to have, never fatal
             return {"scrape_error": 1.0} if str(error) else {}
         (self.out / f"metrics-{name}.txt").write_text(text)  # name: the round's tag
-        picked: dict[str, float] = {}
-        for line in text.splitlines():
-            if line.startswith("#"):
-                continue
-            for prefix in (
-                "tfjob_operator_queue_depth",
-                "tfjob_operator_pods_created_total",
-                "workqueue_depth",
-            ):
-                if line.startswith(prefix):
-                    key, _, value = line.rpartition(" ")
-                    with contextlib.suppress(ValueError):
-                        picked[key] = float(value)
-        return picked
+        picked = (
+            "tfjob_operator_queue_depth",
+            "tfjob_operator_pods_created_total",
+            "workqueue_depth",
+        )
+        return {k: v for k, v in metric_values(text).items() if k.startswith(picked)}
 
     # --- the whole run ---
     async def run_contestants(self) -> None:
@@ -938,6 +921,28 @@ async def create_rendered(creator: Any, namespace: str, children: list[dict[str,
     for child in first:
         await creator.create(workload.collection(namespace, child), child)
     await asyncio.gather(*(creator.create(workload.collection(namespace, c), c) for c in rest))
+
+
+def metrics(operator: OperatorProcess) -> str:
+    """Our operator's /metrics now (the bench starts it with --metrics-port)."""
+    import urllib.request
+
+    port = next(
+        int(a.split("=", 1)[1]) for a in operator.extra_args if a.startswith("--metrics-port=")
+    )
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return str(response.read().decode())
+
+
+def metric_values(text: str) -> dict[str, float]:
+    """Prometheus text: series (name with labels) -> value."""
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            series, _, value = line.rpartition(" ")
+            with contextlib.suppress(ValueError):
+                values[series] = float(value)
+    return values
 
 
 def _free_port() -> int:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .kubeapi import namespaced
+
 RUN_LABEL = "bench.tfjob.dev/run"
 BENCH_POOL = "gpu-bench"
 NODE_POOL_LABEL = "tfjob.dev/node-pool"
@@ -129,9 +131,7 @@ CREATED_FIRST = ("PodGroup", "ConfigMap", "Secret")
 def collection(namespace: str, child: dict[str, Any]) -> str:
     """The REST path to create ``child`` at, from its apiVersion and kind."""
     group, _, version = child["apiVersion"].rpartition("/")
-    plural = {"PodGroup": "podgroups"}.get(child["kind"], child["kind"].lower() + "s")
-    base = f"/apis/{group}/{version}" if group else f"/api/{version}"
-    return f"{base}/namespaces/{namespace}/{plural}"
+    return namespaced(namespace, child["kind"].lower() + "s", group=group, version=version)
 
 
 def owned_by(
