@@ -8,7 +8,7 @@ from pathlib import Path
 from .rounds import names
 from .runner import CONTESTANTS, Bench, BenchConfig, summary_line
 
-SCALE = {"jobs": 1000, "pods_per_job": 5, "nodes": 500, "wave": 100}
+SCALE = {"jobs": 5000, "pods_per_job": 5, "nodes": 500, "wave": 100}
 # Room on 200 nodes for the pods the history keeps (two thirds of 10,000 x 2) and a round's.
 HISTORY = {"history": 10000, "nodes": 200}
 SMOKE = {"jobs": 3, "pods_per_job": 2, "nodes": 2, "fail_every": 3}
@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scale",
         action="store_true",
-        help="P3: 1,000 jobs x 5 pods over 500 nodes in waves of 100, limit and ours only, "
+        help="P3: 5,000 jobs x 5 pods over 500 nodes in waves of 100, limit and ours only, "
         "long node leases",
     )
     parser.add_argument(
