@@ -379,6 +379,25 @@ class Controller:
         if key in self.jobs:
             self.queue.trigger(key)
 
+    def pod_foreseen(self, key: JobKey, pod: PodObservation) -> bool:
+        """Whether a pod first seen is exactly what a pass of its job created: that pass
+        counted it (as the create answered), so a pass now would find nothing new."""
+        state = self.jobs.get(key)
+        if state is None or state._expected is None:
+            return False
+        made = state._expected.created.get(pod.name)
+        return made is not None and made[1] == pod
+
+    def service_foreseen(self, key: JobKey, service: tuple[str, str | None]) -> bool:
+        """Whether a Service first seen is the job's own that a pass of it just created."""
+        state = self.jobs.get(key)
+        return (
+            state is not None
+            and state._expected is not None
+            and state._expected.service is not None
+            and service == (key[1], state.uid)
+        )
+
     # ----- one pass ----------------------------------------------------------------------------
     def compiled(self, state: JobState) -> CompiledJob:
         """The job's compiled spec, parsed once per generation."""

@@ -86,6 +86,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         namespaces,
         on_deleted=controller.pod_deleted,
         accepts=controlled_by_a_job,
+        foreseen=controller.pod_foreseen,
     )
     services = Informer(
         kube,
@@ -96,6 +97,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         lambda service: (service["metadata"]["name"], controller_uid(service["metadata"])),
         controller.children_changed,
         namespaces,
+        foreseen=controller.service_foreseen,
     )
     # An MPI job's launcher mounts its hostfile ConfigMap: watched like the other children, by
     # its metadata alone. (Its Secret is never read: see decide._mpi_objects.)

@@ -68,6 +68,7 @@ class Informer(Generic[T]):
         metadata_only: bool = False,
         on_deleted: Callable[[JobKey, T, T | None], None] | None = None,
         accepts: Callable[[dict[str, Any]], bool] | None = None,
+        foreseen: Callable[[JobKey, T], bool] | None = None,
     ) -> None:
         # Which objects of the label to keep, by their metadata (the label alone anyone can
         # write: the pods a tenant labels cost a check, not an observation and a cache entry).
@@ -76,6 +77,10 @@ class Informer(Generic[T]):
         # deletion began (None if it was first seen going). E.g. a pod that the pod garbage
         # collector failed, then force-deleted with its lost node: Failed before it went.
         self.on_deleted = on_deleted
+        # Whether an object's first sight is just what a pass of its job made (the create's
+        # answer): kept, and nobody told, since that pass counted it already. A job's pods
+        # and Service made that way would otherwise ask for a pass each, a third of them all.
+        self.foreseen = foreseen
         self.resource = resource
         self.label = label
         self.observe = observe
@@ -151,9 +156,12 @@ class Informer(Generic[T]):
         if entry.deleting and uid not in self._before_deletion:
             self._before_deletion[uid] = self._by_job.get(key, {}).get(uid)
         objects = self._by_job.setdefault(key, {})
-        if objects.get(uid) != observation:
+        known = objects.get(uid)
+        if known != observation:
             objects[uid] = observation
             self._job_of[uid] = key
+            if known is None and self.foreseen is not None and self.foreseen(key, observation):
+                return
             self.on_change(key)
 
     def _forget(self, uid: str, key: JobKey) -> None:

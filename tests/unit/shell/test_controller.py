@@ -620,3 +620,22 @@ async def test_finished_jobs_listed_on_starting_are_frozen_before_their_first_pa
     assert ctl.jobs[KEY] is state
     assert state.frozen
     assert [w for w in recorder.writes if w[0] != "list"] == []
+
+
+async def test_the_watch_showing_what_a_pass_created_is_foreseen_and_a_change_is_not() -> None:
+    """Each pod and the Service a pass creates come back as the watch's first sight of them:
+    that pass counted them, so they ask for no pass; anything else about them does."""
+    ctl, recorder, _, _ = controller()
+    ctl.job_seen(job_body())
+    await ctl.drain()
+    created = [name for verb, name in recorder.writes if verb == "create"]
+    assert created == ["mnist", "mnist-worker-0", "mnist-worker-1"]
+    answered = ctl.jobs[KEY].expected.created["mnist-worker-0"][1]  # what the create answered
+    assert ctl.pod_foreseen(KEY, answered)
+    assert ctl.service_foreseen(KEY, ("mnist", "job-uid"))
+    running = dataclasses.replace(answered, phase="Running", ready=True)
+    assert not ctl.pod_foreseen(KEY, running)  # already changed: news
+    assert not ctl.service_foreseen(KEY, ("mnist", "another-uid"))  # somebody else's
+    assert not ctl.pod_foreseen(("ml", "other"), answered)  # no such job
+    ctl.jobs[KEY].expected.created.clear()  # a pass saw them: a pod of that name again is news
+    assert not ctl.pod_foreseen(KEY, answered)

@@ -213,3 +213,18 @@ async def test_a_list_is_observed_page_by_page_and_keeps_only_observations() -> 
     assert names(cache, "a") == ["a-0", "a-1"]
     assert names(cache, "b") == ["b-0"]
     assert len(cache) == 3
+
+
+def test_an_object_first_seen_as_foreseen_is_kept_and_nobody_told() -> None:
+    """A job's own create seen by the watch: its pass counted it already."""
+    cache, changed = informer()
+    made = PodObservation.from_pod(pod("a-0", "a"))
+    cache.foreseen = lambda key, observation: key == ("ml", "a") and observation == made
+    cache.apply("ADDED", pod("a-0", "a"))
+    assert names(cache, "a") == ["a-0"]
+    assert changed == []
+    cache.apply("ADDED", pod("a-1", "a"))  # not what a pass made: news
+    assert changed == [("ml", "a")]
+    changed.clear()
+    cache.apply("MODIFIED", pod("a-0", "a", "Running"))  # foreseen only at first sight
+    assert changed == [("ml", "a")]
