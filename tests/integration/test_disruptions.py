@@ -201,6 +201,47 @@ def test_a_worker_preempted_by_kube_scheduler_restarts_the_collective(
         scheduling.delete_priority_class(priority)
 
 
+@pytest.mark.parametrize("scope", ["Job", "Pod"])
+def test_a_succeeded_worker_the_pod_gc_removes_is_not_missed_nor_run_again(
+    kubectl, core: k8s.CoreV1Api, api_client: k8s.ApiClient, namespace: str, scope: str
+) -> None:
+    """Past --terminated-pod-gc-threshold (12,500 ended pods by default, so every busy cluster
+    that keeps its history) the pod garbage collector force-deletes ended pods, a succeeded
+    worker of a job that still runs among them. Found at 5,000 jobs: every such collective
+    restarted. Its success stands on the status instead; the job goes on and succeeds."""
+    name = f"gc-{scope.lower()}"
+    job = kubeflow_job(name, {"Worker": replica(3)}, runPolicy={"restartScope": scope})
+    apply(kubectl, namespace, job)
+    names = {f"{name}-worker-{i}" for i in range(3)}
+    before = wait_for_pods(core, namespace, name, names)
+    wait_for_condition(api_client, namespace, name, "Running")
+    end_quietly(core, namespace, before[f"{name}-worker-1"], exit_code=0)
+    control.wait_for_pod_phase(core, namespace, f"{name}-worker-1", "Succeeded")
+    # What the pod garbage collector does: a delete with no grace period.
+    core.delete_namespaced_pod(f"{name}-worker-1", namespace, grace_period_seconds=0)
+
+    def recorded(job: dict | None) -> bool:
+        counts = ((job or {}).get("status") or {}).get("replicaStatuses", {}).get("Worker", {})
+        return counts.get("completedIndexes") == "1"
+
+    wait_for_job(api_client, namespace, name, recorded, "worker 1's success recorded", 30)
+    # Worker 2 ends too, then worker 0, which decides.
+    end_quietly(core, namespace, before[f"{name}-worker-2"], exit_code=0)
+    control.wait_for_pod_phase(core, namespace, f"{name}-worker-2", "Succeeded")
+    end_quietly(core, namespace, before[f"{name}-worker-0"], exit_code=0)
+    job = wait_for_condition(api_client, namespace, name, "Succeeded")
+    assert (job["status"].get("attempt") or 1) == 1
+    assert not condition(job, "Restarting")
+    counts = job["status"]["replicaStatuses"]["Worker"]
+    assert counts.get("disruptions") is None, counts
+    assert counts["succeeded"] == 3, counts
+    left = job_pods(core, namespace, name)
+    assert f"{name}-worker-1" not in left  # not made again: it had done its part
+    for kept in (0, 2):
+        uid = before[f"{name}-worker-{kept}"].metadata.uid
+        assert left[f"{name}-worker-{kept}"].metadata.uid == uid
+
+
 def ps_job(name: str) -> dict:
     return kubeflow_job(
         name,

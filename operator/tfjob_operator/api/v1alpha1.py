@@ -1307,6 +1307,16 @@ class ReplicaStatus(Model):
             "none); the operator adds their growth to restarts."
         ),
     )
+    completed_indexes: str | None = Field(
+        None,
+        description=(
+            "The indexes of this type whose pod succeeded in the current attempt, as ranges "
+            '("0,2-4"; absent: none), like a Kubernetes Job\'s. A success stands when its pod '
+            "is removed before the job ends (the pod garbage collector removes ended pods past "
+            "its threshold, 12,500 by default): the pod is not made again, and its absence "
+            "restarts nothing. Succeeded counts them."
+        ),
+    )
 
 
 RECONCILE_FAILURES_REPORTED = 3

@@ -47,7 +47,13 @@ from .run_policy import (
     past_deadline,
     past_schedule_timeout,
 )
-from .status import MAX_WAITING_PODS, compute_status, is_finished
+from .status import (
+    MAX_WAITING_PODS,
+    RECORDED,
+    compute_status,
+    is_finished,
+    recorded_successes,
+)
 from .topology import pod_names
 
 NAME_IN_USE = "NameInUse"
@@ -238,6 +244,9 @@ def decide(
         pods = [dataclasses.replace(p, deleting=True) for p in pods]
     # The pass acts on the job's pods: it runs, its spec compiled.
     acting = not is_finished(previous) and not suspended and replica_specs is not None
+    if acting:
+        assert replica_specs is not None
+        pods += recorded_successes(name, ref.uid, replica_specs, previous, pods)
     if acting and problem is None:
         assert replica_specs is not None
         problem, due = past_deadline(job, previous, run_policy, now)
@@ -373,6 +382,8 @@ def decide(
         decision.status_urgent = old_status is None or _without_counts(
             new_status
         ) != _without_counts(old_status)
+    # A recorded success has no pod to delete.
+    decision.delete = [p for p in decision.delete if not p.uid.startswith(RECORDED)]
     return decision
 
 

@@ -30,7 +30,10 @@ from .observed import (
     describe_failure,
     moment,
 )
-from .topology import chief_type
+from .topology import chief_type, pod_name
+
+# The uid prefix of a pod that succeeded and is gone, as the status recorded it.
+RECORDED = "recorded/"
 
 TERMINAL = (ConditionType.SUCCEEDED, ConditionType.FAILED)
 MAX_WAITING_PODS = 5
@@ -148,6 +151,11 @@ def compute_status(
                 (was.restarts or 0, was.container_restarts or 0) if was else (0, 0),
             )
             disrupted = (disruptions or {}).get(replica_type, (was.disruptions or 0) if was else 0)
+            completed = {
+                p.index
+                for p in mine
+                if p.phase == "Succeeded" and p.attempt >= now_attempt and p.index is not None
+            }
             replica_statuses[replica_type.value] = ReplicaStatus(
                 active=sum(1 for p in mine if p.phase in ("Pending", "Running") and not p.deleting),
                 succeeded=sum(1 for p in mine if p.phase == "Succeeded"),
@@ -155,6 +163,7 @@ def compute_status(
                 restarts=restarted or None,
                 container_restarts=in_containers or None,
                 disruptions=disrupted or None,
+                completed_indexes=index_ranges(completed) or None,
             )
 
     start_time = previous.start_time or now
@@ -365,6 +374,66 @@ def _all_running(replica_specs: ReplicaSpecs, pods: list[PodObservation]) -> boo
         for replica_type, spec in replica_specs.items()
         for index in range(spec.replicas)
     )
+
+
+def index_ranges(indexes: set[int]) -> str:
+    """``{0, 2, 3, 4}`` as ``"0,2-4"`` (a Kubernetes Job's completedIndexes)."""
+    ranges: list[str] = []
+    ordered = sorted(indexes)
+    start = 0
+    for at, index in enumerate(ordered):
+        if at + 1 == len(ordered) or ordered[at + 1] != index + 1:
+            first = ordered[start]
+            ranges.append(str(first) if first == index else f"{first}-{index}")
+            start = at + 1
+    return ",".join(ranges)
+
+
+def parse_index_ranges(text: str | None, below: int) -> set[int]:
+    """The indexes under ``below`` that ``index_ranges`` wrote (anything else is dropped)."""
+    found: set[int] = set()
+    for part in (text or "").split(","):
+        first, _, last = part.strip().partition("-")
+        if not first.isdigit() or not (last or first).isdigit():
+            continue
+        found.update(range(int(first), min(int(last or first), below - 1) + 1))
+    return found
+
+
+def recorded_successes(
+    job_name: str,
+    owner_uid: str,
+    replica_specs: ReplicaSpecs,
+    previous: TensorFlowJobStatus | None,
+    pods: list[PodObservation],
+) -> list[PodObservation]:
+    """The pods the status records as succeeded in the current attempt that are gone (the pod
+    garbage collector removes ended pods past its threshold; a person may): their successes
+    stand, as observations of pods that succeeded. The uid of each says it was recorded."""
+    counts = (previous.replica_statuses if previous else None) or {}
+    if previous is None or not counts:
+        return []
+    attempt = previous.attempt or 1
+    present = {(p.replica_type, p.index) for p in pods if p.attempt >= attempt}
+    recorded = []
+    for replica_type, spec in replica_specs.items():
+        was = counts.get(replica_type.value)
+        completed = parse_index_ranges(was.completed_indexes if was else None, spec.replicas)
+        for index in sorted(completed):
+            if (replica_type, index) not in present:
+                name = pod_name(job_name, replica_type, index)
+                recorded.append(
+                    PodObservation(
+                        name=name,
+                        replica_type=replica_type,
+                        index=index,
+                        phase="Succeeded",
+                        uid=f"{RECORDED}{name}",
+                        owner_uid=owner_uid,
+                        attempt=attempt,
+                    )
+                )
+    return recorded
 
 
 def _running(replica_specs: ReplicaSpecs, pods: list[PodObservation]) -> bool:

@@ -461,6 +461,10 @@ class Controller:
             observed, _ = self._observe(state)
             decision = decide(job, compiled, observed, self.settings, self.clock(), refused=refused)
             await self._apply_children(state, decision)
+        if any(state.lost[uid].phase == "Succeeded" for uid in lost if uid in state.lost):
+            # A success whose pod is gone lives on in the status alone (its completed
+            # indexes): written now, before this pass forgets the pod.
+            decision.status_urgent = True
         if decision.status is None:
             state.counts_since = None  # nothing waits to be written
         elif self._may_wait(key, state, decision):

@@ -188,6 +188,39 @@ def test_a_restart_written_before_its_old_pods_went_is_not_counted_again() -> No
     assert again.create == []
 
 
+@pytest.mark.parametrize("spec", [{"Worker": 3}, {"Chief": 1, "Worker": 2, "PS": 1}])
+def test_a_worker_that_succeeded_and_was_removed_is_neither_missed_nor_made_again(
+    spec: dict[str, int],
+) -> None:
+    """Found at 5,000 jobs: past 12,500 ended pods the pod garbage collector removes them, a
+    succeeded worker among them while its job still runs. Once the status records its index
+    the job goes on: no restart of a collective, no second run of a worker."""
+    body = job(kubeflow_spec(**spec))
+    kinds = [(kind.lower(), i) for kind, count in spec.items() for i in range(count)]
+    running = settle(body, run(body, [pod(kind, i) for kind, i in kinds]))
+    ended = [
+        pod(kind, i, "Succeeded" if (kind, i) == ("worker", 1) else "Running") for kind, i in kinds
+    ]
+    recorded = run(running, ended)
+    assert recorded.status["replicaStatuses"]["Worker"]["completedIndexes"] == "1"
+    written = settle(running, recorded)
+    gone = [p for p in ended if p.name != "mnist-worker-1"]
+    decision = run(written, gone)
+    assert decision.create == []
+    assert decision.delete == []
+    assert decision.status is None  # nothing to tell: the success stands as recorded
+    assert decision.state == "Running"
+    # Worker 0 (or the chief) then decides, as ever.
+    deciding = "chief" if "Chief" in spec else "worker"
+    done = [
+        pod(p.name.split("-")[1], p.index, "Succeeded")
+        if (p.name.split("-")[1], p.index) == (deciding, 0)
+        else p
+        for p in gone
+    ]
+    assert conditions(run(written, done))["Succeeded"] == ("True", "TFJobSucceeded")
+
+
 def test_a_failed_pod_fails_the_job_with_its_exit_code() -> None:
     body = job(kubeflow_spec(Worker=2))
     running = settle(body, run(body, [pod("worker", 0), pod("worker", 1)]))

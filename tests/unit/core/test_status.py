@@ -14,7 +14,14 @@ from tfjob_operator.api.v1alpha1 import (
     TensorFlowJobStatus,
 )
 from tfjob_operator.core.observed import PodObservation, Problem
-from tfjob_operator.core.status import JobEvent, compute_status
+from tfjob_operator.core.status import (
+    RECORDED,
+    JobEvent,
+    compute_status,
+    index_ranges,
+    parse_index_ranges,
+    recorded_successes,
+)
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -440,7 +447,7 @@ def test_golden_status_once_the_chief_succeeded() -> None:
             },
         ],
         "replicaStatuses": {
-            "Chief": {"active": 0, "succeeded": 1, "failed": 0},
+            "Chief": {"active": 0, "succeeded": 1, "failed": 0, "completedIndexes": "0"},
             "Worker": {"active": 1, "succeeded": 0, "failed": 1},
             "PS": {"active": 1, "succeeded": 0, "failed": 0},
         },
@@ -580,7 +587,7 @@ def test_replica_statuses_count_pods_by_phase() -> None:
     ]
     status, _ = run(specs(Worker=5, Evaluator=1, PS=0), pods, policy=ALL_WORKERS)
     assert dumped(status)["replicaStatuses"] == {
-        "Worker": {"active": 2, "succeeded": 1, "failed": 0},
+        "Worker": {"active": 2, "succeeded": 1, "failed": 0, "completedIndexes": "3"},
         "PS": {"active": 0, "succeeded": 0, "failed": 0},
         "Evaluator": {"active": 1, "succeeded": 0, "failed": 0},
     }
@@ -1218,3 +1225,35 @@ def test_a_pod_failed_from_outside_says_why_through_its_disruption_condition() -
     assert (observed.phase, observed.exit_code) == ("Failed", None)
     assert observed.reason == "DeletionByPodGC"
     assert observed.message == "PodGC: node no longer exists"
+
+
+def test_completed_indexes_are_written_as_ranges_and_read_back_within_the_replicas() -> None:
+    assert index_ranges({0, 2, 3, 4, 7}) == "0,2-4,7"
+    assert index_ranges({5}) == "5"
+    assert index_ranges(set()) == ""
+    assert parse_index_ranges("0,2-4,7", below=10) == {0, 2, 3, 4, 7}
+    assert parse_index_ranges("0,2-4,7", below=4) == {0, 2, 3}  # scaled down since
+    assert parse_index_ranges("x,3-1,,-2,1", below=4) == {1}
+    assert parse_index_ranges(None, below=4) == set()
+
+
+def test_a_success_whose_pod_is_gone_stands_in_the_current_attempt_only() -> None:
+    """Worker 3 succeeded and the pod garbage collector removed it: the status keeps it."""
+    previous = TensorFlowJobStatus.model_validate(
+        {
+            "attempt": 2,
+            "replicaStatuses": {
+                "Worker": {"active": 3, "succeeded": 1, "failed": 0, "completedIndexes": "3"}
+            },
+        }
+    )
+    here = [pod("Worker", i, "Running", attempt=2) for i in range(3)]
+    (gone,) = recorded_successes("job", "job-uid", specs(Worker=4), previous, here)
+    assert (gone.name, gone.phase, gone.index, gone.attempt) == ("job-worker-3", "Succeeded", 3, 2)
+    assert gone.uid.startswith(RECORDED)
+    status, _ = run(specs(Worker=4), [*here, gone], previous=previous)
+    counts = dumped(status)["replicaStatuses"]["Worker"]
+    assert (counts["succeeded"], counts["completedIndexes"]) == (1, "3")
+    # A pod of that index here again (of this attempt) is what counts.
+    again = pod("Worker", 3, "Running", attempt=2)
+    assert recorded_successes("job", "job-uid", specs(Worker=4), previous, [*here, again]) == []

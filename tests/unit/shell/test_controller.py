@@ -339,6 +339,38 @@ async def test_a_running_pod_someone_else_deleted_restarts_the_collective_once()
     assert ctl.jobs[KEY].body["status"]["replicaStatuses"]["Worker"]["disruptions"] == 1
 
 
+async def test_a_succeeded_worker_removed_by_the_pod_gc_is_recorded_at_once_and_kept() -> None:
+    """Found at 5,000 jobs: the pod garbage collector removes ended pods past its threshold,
+    a succeeded worker of a running collective among them. Its success goes on the status at
+    once (a count change that would otherwise wait), and no pass after restarts the job."""
+    ctl, recorder, pods, services = controller()
+    ctl.job_seen(job_body())
+    await ctl.drain()
+    running = [dataclasses.replace(lost_pod(i, f"uid-{i}"), phase="Running") for i in (0, 1)]
+    pods[KEY][:] = running
+    services[KEY].append(("mnist", "job-uid"))
+    ctl.children_changed(KEY)
+    await ctl.drain()
+    succeeded = dataclasses.replace(running[1], phase="Succeeded", reason=None, message=None)
+    pods[KEY][:] = [running[0], succeeded]
+    ctl.children_changed(KEY)
+    await ctl.drain()  # a count change: it waits
+    recorder.writes.clear()
+    pods[KEY][:] = [running[0]]
+    ctl.pod_deleted(KEY, succeeded, succeeded)  # force-deleted, grace 0, as the GC does
+    ctl.children_changed(KEY)
+    await ctl.drain()
+    assert [verb for verb, _ in recorder.writes] == ["status"]
+    status = ctl.jobs[KEY].body["status"]
+    assert status["replicaStatuses"]["Worker"]["completedIndexes"] == "1"
+    assert (status.get("attempt") or 1) == 1
+    recorder.writes.clear()
+    ctl.children_changed(KEY)  # and later passes, without the pod, change nothing
+    await ctl.drain()
+    assert recorder.writes == []
+    assert (ctl.jobs[KEY].body["status"].get("attempt") or 1) == 1
+
+
 async def test_the_operators_own_delete_of_a_failed_pod_is_not_a_second_failure() -> None:
     """A retried failure replaces the failed pod (restartScope Pod): the operator deletes it.
     It was Failed before its deletion began, but the deletion was the operator's own, however
