@@ -6,7 +6,8 @@ leaves, and restart their operators among them. One run, one cluster:
 1. empty: the usual rounds (the limit, ours) on a cluster with no history;
 2. history: N jobs made and ended through a live operator, in waves (every 10th fails, their
    cleanPodPolicy in turn None, Running and All), with no TTL: they stay;
-3. live: one round of ours by that same operator, history in its memory;
+3. live: once the cluster is quiet again, rounds of ours by that same operator with the
+   history in its memory;
 4. restarted: the usual rounds again, each with a fresh operator process over the history,
    measuring besides the round's figures: launch -> a new job's pods exist (ready), launch ->
    a pass over every finished job done (settled), and every write of the operator's identity
@@ -33,6 +34,7 @@ from .runner import (
     Bench,
     BenchConfig,
     ContestantResult,
+    cpu_seconds,
     metric_values,
     metrics,
     peak_rss_mb,
@@ -41,6 +43,11 @@ from .runner import (
 POLICIES = ("None", "Running", "All")  # cleanPodPolicy of history job i: POLICIES[i % 3]
 EMPTY, LIVE, RESTARTED = "empty", "live", "restarted"
 HISTORY_SETTLE_SECONDS = 15.0
+# Quiet: the control plane and the operator together use less than QUIET_CORES of a core over
+# QUIET_WINDOW seconds (the endpoint controllers work through 10,000 Services a while after).
+QUIET_CORES = 0.3
+QUIET_WINDOW = 5.0
+QUIET_LIMIT = 300.0
 
 
 @dataclass
@@ -56,6 +63,7 @@ class HistoryFigures:
     pods_left: int = 0  # pods of the finished jobs still there (cleanPodPolicy None, Running)
     services_left: int = 0
     operator_rss_mb: float | None = None  # the operator that made it, once it was made
+    quiet_seconds: float | None = None  # settled -> the cluster quiet (None: never, in the limit)
     error: str | None = None
 
 
@@ -101,9 +109,7 @@ class HistoryBench(Bench):
             operator = self.start_operator("ours")
             try:
                 await self.make_history(api, operator)
-                live = self.result("ours", 1)
-                self.phase_rounds(LIVE).append({"ours": live})
-                await self.run_one(api, live, running=operator)
+                await self.rounds_of(api, LIVE, running=operator)
             finally:
                 operator[0].stop()
             if self.run_data.history.error is None:
@@ -117,14 +123,19 @@ class HistoryBench(Bench):
         result.namespace = f"bench-{result.tag}-{self.run_id}"
         return result
 
-    async def rounds_of(self, api: RawApi, phase: str) -> None:
+    async def rounds_of(
+        self, api: RawApi, phase: str, running: tuple[Any, int] | None = None
+    ) -> None:
+        """The phase's rounds; ``running``: the operator ours uses, left running (ours alone
+        then: that operator would take the limit's jobs as its own)."""
         self.phase = phase
+        names = ["ours"] if running is not None else self.config.contestants
         for number in range(1, self.config.rounds + 1):
             this_round: dict[str, ContestantResult] = {}
             self.phase_rounds(phase).append(this_round)
-            for name in self.config.contestants:
+            for name in names:
                 result = this_round[name] = self.result(name, number)
-                await self.run_one(api, result)
+                await self.run_one(api, result, running=running if name == "ours" else None)
 
     # --- the history ---
     async def make_history(self, api: RawApi, operator: tuple[Any, int]) -> None:
@@ -175,6 +186,26 @@ class HistoryBench(Bench):
             f"{figures.pods_left} pods left, in {figures.seconds:.0f} s; "
             f"operator peak RSS {figures.operator_rss_mb:.0f} MB"
         )
+        figures.quiet_seconds = await self.until_quiet([operator[1]])
+        self.log(
+            "history: the cluster is quiet after "
+            + (f"{figures.quiet_seconds:.0f} s" if figures.quiet_seconds is not None else "-")
+        )
+
+    async def until_quiet(self, pids: list[int]) -> float | None:
+        """Wait until the control plane's processes and ``pids`` use less than QUIET_CORES of
+        a core over QUIET_WINDOW seconds (the live rounds must not meet the history's
+        aftermath): the seconds waited, None after QUIET_LIMIT."""
+        assert self.cluster is not None
+        pids = [p.pid for p in self.cluster.running] + pids
+        started = time.monotonic()
+        used = sum(cpu_seconds(pid) for pid in pids)
+        while time.monotonic() - started < QUIET_LIMIT:
+            await asyncio.sleep(QUIET_WINDOW)
+            before, used = used, sum(cpu_seconds(pid) for pid in pids)
+            if used - before < QUIET_CORES * QUIET_WINDOW:
+                return time.monotonic() - started
+        return None
 
     async def history_wave(
         self,

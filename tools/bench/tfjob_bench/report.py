@@ -403,11 +403,11 @@ def history_tables(config: BenchConfig, run: HistoryRun) -> list[str]:
     ]
     lines = [
         "| history | jobs | Succeeded / Failed | pods left | Services left | made in (s) "
-        "| peak RSS of the operator that made it (MB) |",
-        "|---|---|---|---|---|---|---|",
+        "| peak RSS of the operator that made it (MB) | then the cluster quiet after (s) |",
+        "|---|---|---|---|---|---|---|---|",
         f"| {h.namespace} | {h.jobs} x {h.pods_per_job} pods | {h.succeeded} / {h.failed} "
         f"| {h.pods_left} | {h.services_left} | {_seconds(h.seconds, 0)} "
-        f"| {_seconds(h.operator_rss_mb, 0)} |",
+        f"| {_seconds(h.operator_rss_mb, 0)} | {_seconds(h.quiet_seconds, 0)} |",
         "",
     ]
     if h.error:
@@ -456,7 +456,7 @@ def history_tables(config: BenchConfig, run: HistoryRun) -> list[str]:
     live = [r["ours"] for r in run.phases.get(LIVE, []) if "ours" in r]
     for r in live:
         lines.append(
-            f"| (live: the operator that made it) | — | — "
+            f"| live {r.round} (the operator that made it) | — | — "
             f"| {_history_writes(r)} "
             f"| {_seconds(r.rss_peak_mb, 0)} |"
         )
