@@ -280,20 +280,28 @@ def lost_pod(index: int, uid: str, *, deleting: bool = False) -> PodObservation:
     )
 
 
-async def test_pods_failed_and_removed_with_a_lost_node_count_once_as_one_failure() -> None:
-    """The pod garbage collector fails and force-deletes a lost node's pods in one go, often
-    before a pass sees them Failed: their last state still counts, once, and the operator's own
-    deletes of them later count nothing."""
+async def two_running_workers(
+    body: dict[str, Any] | None = None,
+) -> tuple[Controller, RecordingKube, dict, list[PodObservation]]:
+    """A job passed over with its Service and both workers Running in the cache."""
     ctl, recorder, pods, services = controller()
-    body = job_body()
-    body["spec"]["tfReplicaSpecs"]["Worker"]["restartPolicy"] = "ExitCode"
-    ctl.job_seen(body)
+    ctl.job_seen(body or job_body())
     await ctl.drain()
     running = [dataclasses.replace(lost_pod(i, f"uid-{i}"), phase="Running") for i in (0, 1)]
     pods[KEY][:] = running
     services[KEY].append(("mnist", "job-uid"))
     ctl.children_changed(KEY)
     await ctl.drain()
+    return ctl, recorder, pods, running
+
+
+async def test_pods_failed_and_removed_with_a_lost_node_count_once_as_one_failure() -> None:
+    """The pod garbage collector fails and force-deletes a lost node's pods in one go, often
+    before a pass sees them Failed: their last state still counts, once, and the operator's own
+    deletes of them later count nothing."""
+    body = job_body()
+    body["spec"]["tfReplicaSpecs"]["Worker"]["restartPolicy"] = "ExitCode"
+    ctl, recorder, pods, _ = await two_running_workers(body)
     recorder.writes.clear()
     # Both failed, then force-deleted, one after the other, as the watch tells it: Failed
     # before their deletion began.
@@ -314,13 +322,7 @@ async def test_a_running_pod_someone_else_deleted_restarts_the_collective_once()
     """Deleted by a person (or force-deleted, or gone while the watch re-listed) before any
     pass saw it going: a disruption. The collective restarts as its next attempt, never with
     the member made again into the attempt it left, and backoffLimit is not spent."""
-    ctl, recorder, pods, services = controller()
-    ctl.job_seen(job_body())
-    await ctl.drain()
-    pods[KEY][:] = [dataclasses.replace(lost_pod(i, f"uid-{i}"), phase="Running") for i in (0, 1)]
-    services[KEY].append(("mnist", "job-uid"))
-    ctl.children_changed(KEY)
-    await ctl.drain()
+    ctl, recorder, pods, _ = await two_running_workers()
     recorder.writes.clear()
     running = dataclasses.replace(lost_pod(0, "uid-0"), phase="Running")
     pods[KEY][:] = pods[KEY][1:]
@@ -343,14 +345,7 @@ async def test_a_succeeded_worker_removed_by_the_pod_gc_is_recorded_at_once_and_
     """Found at 5,000 jobs: the pod garbage collector removes ended pods past its threshold,
     a succeeded worker of a running collective among them. Its success goes on the status at
     once (a count change that would otherwise wait), and no pass after restarts the job."""
-    ctl, recorder, pods, services = controller()
-    ctl.job_seen(job_body())
-    await ctl.drain()
-    running = [dataclasses.replace(lost_pod(i, f"uid-{i}"), phase="Running") for i in (0, 1)]
-    pods[KEY][:] = running
-    services[KEY].append(("mnist", "job-uid"))
-    ctl.children_changed(KEY)
-    await ctl.drain()
+    ctl, recorder, pods, running = await two_running_workers()
     succeeded = dataclasses.replace(running[1], phase="Succeeded", reason=None, message=None)
     pods[KEY][:] = [running[0], succeeded]
     ctl.children_changed(KEY)
