@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -249,3 +250,35 @@ def test_p2_on_the_servers_clock_runs_from_worker_0s_end_to_the_next_status_writ
     ]
     (latency,) = audit.decision_latencies(writes, "ns", "op")
     assert abs(latency - 0.06) < 1e-6
+
+
+def test_a_job_has_exactly_its_pods_but_those_seen_end_and_removed_since() -> None:
+    """Past 12,500 ended pods the pod garbage collector removes them: not the operator's
+    doing. A pod missing that never ended, or one too many, is."""
+
+    class Pods:
+        def __init__(self, names: list[str]) -> None:
+            self.items = [
+                {
+                    "metadata": {
+                        "name": n,
+                        "ownerReferences": [
+                            {"kind": "TensorFlowJob", "name": n.rsplit("-worker-", 1)[0]}
+                        ],
+                    }
+                }
+                for n in names
+            ]
+
+        async def list_all(self, path: str) -> tuple[list[dict], str]:
+            return (self.items if path.endswith("/pods") else []), "1"
+
+    bench = Bench(BenchConfig(pods_per_job=2))
+    result = ContestantResult(name="ours", identity="ours", namespace="ns")
+    api = Pods(
+        ["a-worker-0", "b-worker-0", "b-worker-1", "c-worker-0", "c-worker-1", "c-worker-1x"]
+    )
+    api.items[-1]["metadata"]["ownerReferences"][0]["name"] = "c"  # a third pod of c
+    ended = {"a-worker-1", "b-worker-1"}
+    asyncio.run(bench.check_children(api, result, ["a", "b", "c", "d"], workload.OURS, ended))  # type: ignore[arg-type]
+    assert result.jobs_with_wrong_pod_count == ["c: 3 pods", "d: 0 pods"]

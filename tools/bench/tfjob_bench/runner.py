@@ -53,6 +53,7 @@ IDENTITIES = {
 # The minimum status writes per job: one per condition change (Created, Running, and
 # Succeeded or Failed).
 MIN_STATUS_WRITES = 3
+FINISHED_PHASES = ("Succeeded", "Failed")
 
 
 @dataclass
@@ -693,7 +694,8 @@ class Bench:
                 log_window = (log_offset, operator.process.log_path.stat().st_size)
             result.cpu_seconds_total = cpu_seconds(pid)
             result.rss_peak_mb = peak_rss_mb(pid)
-            await self.check_children(driver, result, names, kind)
+            ended = {pod for pod, phase in observer.pod_phase_at if phase in FINISHED_PHASES}
+            await self.check_children(driver, result, names, kind, ended)
             result.metrics = self.scrape(operator, result.tag)
         finally:
             if started:  # else it never started: the error says why
@@ -793,20 +795,32 @@ class Bench:
             (result.p2_failed if expected == "Failed" else result.p2_succeeded).append(latency)
 
     async def check_children(
-        self, api: RawApi, result: ContestantResult, names: list[str], kind: workload.JobKind
+        self,
+        api: RawApi,
+        result: ContestantResult,
+        names: list[str],
+        kind: workload.JobKind,
+        ended: set[str],
     ) -> None:
-        """Every job has exactly its pods; count the Services made."""
+        """Every job has exactly its pods, but those seen end and gone since (past 12,500
+        ended pods the pod garbage collector removes them); count the Services made."""
         pods, _ = await api.list_all(namespaced(result.namespace, "pods"))
         services, _ = await api.list_all(namespaced(result.namespace, "services"))
         per_job: dict[str, int] = {}
+        here = {pod["metadata"]["name"] for pod in pods}
         for pod in pods:
             for owner in pod["metadata"].get("ownerReferences") or []:
                 if owner.get("kind") == kind.kind:
                     per_job[owner["name"]] = per_job.get(owner["name"], 0) + 1
+        wanted = self.config.pods_per_job
         result.jobs_with_wrong_pod_count = [
             f"{n}: {per_job.get(n, 0)} pods"
             for n in names
-            if per_job.get(n, 0) != self.config.pods_per_job
+            if per_job.get(n, 0) > wanted
+            or any(
+                pod not in here and pod not in ended
+                for pod in (workload.worker_pod_name(n, i) for i in range(wanted))
+            )
         ]
         result.services_created = len(services)
 
