@@ -78,8 +78,8 @@ class Informer(Generic[T]):
         # collector failed, then force-deleted with its lost node: Failed before it went.
         self.on_deleted = on_deleted
         # Whether an object's first sight is just what a pass of its job made (the create's
-        # answer): kept, and nobody told, since that pass counted it already. A job's pods
-        # and Service made that way would otherwise ask for a pass each, a third of them all.
+        # answer): kept, and nobody told, since that pass counted it already. (When the watch
+        # shows it before the create answers, it is not foreseen and asks for a pass.)
         self.foreseen = foreseen
         self.resource = resource
         self.label = label
