@@ -150,6 +150,11 @@ class JobState:
         return self._expected
 
     @property
+    def expected_if_any(self) -> Expectations | None:
+        """``expected`` without making it: None while the job has none."""
+        return self._expected
+
+    @property
     def body(self) -> dict[str, Any]:
         if self._body is None:
             assert self._frozen is not None
@@ -383,18 +388,18 @@ class Controller:
         """Whether a pod first seen is exactly what a pass of its job created: that pass
         counted it (as the create answered), so a pass now would find nothing new."""
         state = self.jobs.get(key)
-        if state is None or state._expected is None:
-            return False
-        made = state._expected.created.get(pod.name)
+        expected = state.expected_if_any if state is not None else None
+        made = expected.created.get(pod.name) if expected is not None else None
         return made is not None and made[1] == pod
 
     def service_foreseen(self, key: JobKey, service: tuple[str, str | None]) -> bool:
         """Whether a Service first seen is the job's own that a pass of it just created."""
         state = self.jobs.get(key)
+        expected = state.expected_if_any if state is not None else None
         return (
             state is not None
-            and state._expected is not None
-            and state._expected.service is not None
+            and expected is not None
+            and expected.service is not None
             and service == (key[1], state.uid)
         )
 

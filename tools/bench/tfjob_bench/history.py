@@ -135,7 +135,7 @@ class HistoryBench(Bench):
             self.phase_rounds(phase).append(this_round)
             for name in names:
                 result = this_round[name] = self.result(name, number)
-                await self.run_one(api, result, running=running if name == "ours" else None)
+                await self.run_one(api, result, running=running)  # ours alone when running
 
     # --- the history ---
     async def make_history(self, api: RawApi, operator: tuple[Any, int]) -> None:
